@@ -1,0 +1,57 @@
+"""jupyter-mlops: notebook-native MLOps from IPython magics and a JupyterLab side panel.
+
+``%load_ext jupyter_mlops`` registers the magics; ``import jupyter_mlops as mlops`` gives the same
+operations as functions. Heavy libraries (mlflow, torch, plotly, pyarrow) load on first use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .api import doctor, status
+from .config import MLOps
+from .errors import ConfigError, GateFailed, MLOpsError, MLOpsUsageError
+
+try:
+    from ._version import __version__
+except ImportError:  # a source tree that was never built
+    __version__ = "0.0.0+unknown"
+
+__all__ = [
+    "ConfigError",
+    "GateFailed",
+    "MLOps",
+    "MLOpsError",
+    "MLOpsUsageError",
+    "__version__",
+    "doctor",
+    "status",
+]
+
+
+def load_ipython_extension(shell: Any) -> None:
+    """``%load_ext jupyter_mlops``: register the configurable, the magics and the HTML forms."""
+    from .display import register_formatters
+    from .magics import MLOpsMagics
+
+    config = MLOps.instance()
+    config.update_config(shell.config)
+    if config not in shell.configurables:
+        shell.configurables.append(config)
+    shell.register_magics(MLOpsMagics)
+    register_formatters(shell)
+
+
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    return [{"src": "labextension", "dest": "jupyter-mlops"}]
+
+
+def _jupyter_server_extension_points() -> list[dict[str, str]]:
+    return [{"module": "jupyter_mlops"}]
+
+
+def _load_jupyter_server_extension(server_app: Any) -> None:
+    from .server import setup_handlers
+
+    setup_handlers(server_app.web_app)
+    server_app.log.info("jupyter_mlops: REST API registered under /jupyter-mlops/api/")

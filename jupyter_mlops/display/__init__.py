@@ -1,0 +1,38 @@
+"""Rich (HTML) forms of result objects, registered with IPython's display formatters.
+
+Result objects carry their own deterministic text form (``__repr__``); this package only adds
+``text/html``, and nothing here computes: it formats what the core returned.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from .diagnostics import doctor_html, status_html
+
+RENDERERS: dict[str, Callable[[Any], str]] = {
+    "jupyter_mlops.diagnostics.Status": status_html,
+    "jupyter_mlops.diagnostics.DoctorReport": doctor_html,
+}
+
+
+def rich_enabled() -> bool:
+    from ..context import current_settings
+
+    return current_settings().display != "text"
+
+
+def register_formatters(shell: Any) -> None:
+    """Teach the shell's HTML formatter our result types (by name: no import of their modules)."""
+    html = shell.display_formatter.formatters["text/html"]
+    for dotted, render in RENDERERS.items():
+        module, _, name = dotted.rpartition(".")
+        html.for_type_by_name(module, name, _when_rich(render))
+
+
+def _when_rich(render: Callable[[Any], str]) -> Callable[[Any], str | None]:
+    def maybe(obj: Any) -> str | None:
+        return render(obj) if rich_enabled() else None
+
+    return maybe

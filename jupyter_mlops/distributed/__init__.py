@@ -1,0 +1,1 @@
+"""Distributed training from a cell on torchrun (``%%distributed``)."""

@@ -1,0 +1,1 @@
+"""Data drift with Evidently's verdicts from a vectorised engine (``%drift``)."""

@@ -1,0 +1,1 @@
+"""Lineage from data to run to model to drift report to gate decision (``%lineage``)."""

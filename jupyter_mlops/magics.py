@@ -1,0 +1,73 @@
+"""The IPython face: magics parse their arguments, call the core, and return its result object.
+
+Every magic is also reachable as ``%mlops <verb> ...``. Bad arguments raise IPython's
+``UsageError``, which IPython prints as one line without a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import magic_arguments, parse_argstring
+
+from . import api
+from .errors import MLOpsUsageError
+
+
+@contextmanager
+def usage_errors(magic: str) -> Iterator[None]:
+    """Turn the core's usage errors into IPython's one-line UsageError."""
+    try:
+        yield
+    except MLOpsUsageError as exc:
+        raise UsageError(f"%{magic}: {exc}") from None
+
+
+def parse(magic_func: Callable[..., Any], line: str, name: str) -> Any:
+    """``parse_argstring`` with the magic's name in front of the one-line error."""
+    try:
+        return parse_argstring(magic_func, line)
+    except UsageError as exc:
+        raise UsageError(f"%{name}: {exc}; see %{name.split()[0]}? for usage") from None
+
+
+@magics_class
+class MLOpsMagics(Magics):
+    """Magics of jupyter-mlops."""
+
+    def verbs(self) -> dict[str, Callable[[str], Any]]:
+        """``%mlops <verb>``: each verb is a method of this class taking the rest of the line."""
+        return {"status": self.mlops_status, "doctor": self.mlops_doctor}
+
+    @line_magic
+    def mlops(self, line: str) -> Any:
+        """Umbrella magic: ``%mlops VERB [ARGS]``.
+
+        Verbs: status (which store, tracking URI, experiment and notebook this kernel uses),
+        doctor (checks the store, MLflow, the notebook path, torch, GPUs, torchrun and the
+        JupyterLab extension).
+        """
+        verbs = self.verbs()
+        verb, _, rest = line.strip().partition(" ")
+        if verb not in verbs:
+            problem = f"unknown sub-command {verb!r}" if verb else "missing sub-command"
+            raise UsageError(f"%mlops: {problem}; choose one of: {', '.join(verbs)}")
+        return verbs[verb](rest)
+
+    @magic_arguments()
+    def mlops_status(self, line: str) -> Any:
+        """%mlops status: the store, tracking URI, experiment and notebook this kernel uses."""
+        parse(self.mlops_status, line, "mlops status")
+        with usage_errors("mlops status"):
+            return api.status()
+
+    @magic_arguments()
+    def mlops_doctor(self, line: str) -> Any:
+        """%mlops doctor: check that every part jupyter-mlops relies on works here."""
+        parse(self.mlops_doctor, line, "mlops doctor")
+        with usage_errors("mlops doctor"):
+            return api.doctor()

@@ -1,0 +1,1 @@
+"""Model registry and promotion gates (``%register``, ``%promote``, ``%gate``)."""

@@ -1,0 +1,19 @@
+"""The Jupyter Server face: one thin authenticated handler per resource under /jupyter-mlops/api/."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jupyter_server.utils import url_path_join
+
+from .handlers import ROUTES
+
+NAMESPACE = "jupyter-mlops/api"
+
+
+def setup_handlers(web_app: Any) -> None:
+    base_url = web_app.settings["base_url"]
+    web_app.add_handlers(
+        ".*$",
+        [(url_path_join(base_url, NAMESPACE, route), handler) for route, handler in ROUTES],
+    )

@@ -1,0 +1,1 @@
+"""Content-addressed, deduplicated, verified data snapshots (``%snapshot``)."""

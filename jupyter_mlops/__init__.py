@@ -32,13 +32,13 @@ __all__ = [
 def load_ipython_extension(shell: Any) -> None:
     """``%load_ext jupyter_mlops``: register the configurable, the magics and the HTML forms."""
     from .display import register_formatters
-    from .magics import MLOpsMagics
+    from .magics import register_magics
 
     config = MLOps.instance()
     config.update_config(shell.config)
-    if config not in shell.configurables:
-        shell.configurables.append(config)
-    shell.register_magics(MLOpsMagics)
+    shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, MLOps)]
+    shell.configurables.append(config)
+    register_magics(shell)
     register_formatters(shell)
 
 

@@ -1,8 +1,4 @@
-"""The IPython face: magics parse their arguments, call the core, and return its result object.
-
-Every magic is also reachable as ``%mlops <verb> ...``. Bad arguments raise IPython's
-``UsageError``, which IPython prints as one line without a traceback.
-"""
+"""``%mlops``: the umbrella magic, ``status`` and ``doctor``, and the helpers every family uses."""
 
 from __future__ import annotations
 
@@ -14,8 +10,8 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import magic_arguments, parse_argstring
 
-from . import api
-from .errors import MLOpsUsageError
+from .. import api
+from ..errors import MLOpsUsageError
 
 
 @contextmanager
@@ -40,8 +36,16 @@ class MLOpsMagics(Magics):
     """Magics of jupyter-mlops."""
 
     def verbs(self) -> dict[str, Callable[[str], Any]]:
-        """``%mlops <verb>``: each verb is a method of this class taking the rest of the line."""
-        return {"status": self.mlops_status, "doctor": self.mlops_doctor}
+        """``%mlops <verb>``: status, doctor, and every line magic of the registered families."""
+        verbs: dict[str, Callable[[str], Any]] = {
+            "status": self.mlops_status,
+            "doctor": self.mlops_doctor,
+        }
+        registry = self.shell.magics_manager.registry if self.shell else {}
+        for family in registry.values():
+            if type(family).__module__.startswith("jupyter_mlops.") and family is not self:
+                verbs.update(family.magics["line"])
+        return verbs
 
     @line_magic
     def mlops(self, line: str) -> Any:
@@ -49,7 +53,7 @@ class MLOpsMagics(Magics):
 
         Verbs: status (which store, tracking URI, experiment and notebook this kernel uses),
         doctor (checks the store, MLflow, the notebook path, torch, GPUs, torchrun and the
-        JupyterLab extension).
+        JupyterLab extension), and every other line magic of jupyter-mlops by name.
         """
         verbs = self.verbs()
         verb, _, rest = line.strip().partition(" ")

@@ -6,6 +6,7 @@ operations as functions. Heavy libraries (mlflow, torch, plotly, pyarrow) load o
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from .api import doctor, status
@@ -35,7 +36,8 @@ def load_ipython_extension(shell: Any) -> None:
     from .magics import register_magics
 
     config = MLOps.instance()
-    config.update_config(shell.config)
+    for problem in config.apply_leniently(shell.config):
+        print(f"jupyter_mlops: ignored a configured value: {problem}", file=sys.stderr)
     shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, MLOps)]
     shell.configurables.append(config)
     register_magics(shell)

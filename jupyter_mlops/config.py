@@ -107,6 +107,16 @@ class MLOps(SingletonConfigurable):
         except ConfigError as exc:
             raise TraitError(str(exc)) from None
 
+    def apply_leniently(self, config: Any) -> list[str]:
+        """Take the ``MLOps`` section of a shell's config, skipping (and naming) bad values."""
+        problems = []
+        for name, value in config.get("MLOps", {}).items():
+            try:
+                setattr(self, name, value)
+            except (TraitError, AttributeError) as exc:
+                problems.append(str(exc))
+        return problems
+
     def explicit(self) -> dict[str, str]:
         """The options set through ``%config`` (or a traitlets config file)."""
         return {name: getattr(self, name) for name in OPTIONS if getattr(self, name) is not None}

@@ -1,4 +1,4 @@
-"""``%mlops status`` and ``%mlops doctor``: what store this kernel uses, and whether it all works."""
+"""``%mlops status`` and ``%mlops doctor``: which store this kernel uses, and does it all work."""
 
 from __future__ import annotations
 

@@ -10,12 +10,14 @@ JupyterLab kernel inherits that kernel's variable.
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+OUTPUT_OPTIONS = ("--output", "-o")  # nbconvert's output notebook is not the one being run
 BATCH_RUNNERS = ("nbconvert", "papermill", "jupyter-execute", "pytest", "py.test", "nbclient")
 
 
@@ -44,7 +46,11 @@ def runner_notebook(argv: Sequence[str], cwd: Path) -> tuple[Path, str] | None:
         runner = "jupyter-execute"
     if runner is None:
         return None
-    notebooks = [a for a in argv[1:] if a.endswith(".ipynb") and not a.startswith("-")]
+    notebooks = [
+        arg
+        for before, arg in itertools.pairwise(argv)
+        if arg.endswith(".ipynb") and not arg.startswith("-") and before not in OUTPUT_OPTIONS
+    ]
     # papermill's first notebook is the input; others must name exactly one notebook.
     if not notebooks or (runner != "papermill" and len(notebooks) != 1):
         return None

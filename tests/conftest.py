@@ -13,6 +13,14 @@ from jupyter_mlops.config import OPTIONS, MLOps
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Tests rely on finding no project store above their temporary folders."""
+    base = session.config._tmp_path_factory.getbasetemp()  # type: ignore[attr-defined]
+    stray = next((p / ".mlops" for p in base.parents if (p / ".mlops").is_dir()), None)
+    if stray is not None:
+        raise pytest.UsageError(f"a stray store {stray} sits above the test folders; remove it")
+
+
 @pytest.fixture(autouse=True)
 def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Run each test in a fresh folder with no inherited jupyter-mlops settings."""
@@ -28,11 +36,15 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 @pytest.fixture
 def ip() -> Any:
     """An IPython shell with ``%load_ext jupyter_mlops`` done."""
+    from IPython import get_ipython
     from IPython.testing.globalipapp import start_ipython
 
     import jupyter_mlops
 
-    shell = start_ipython()
+    start_ipython()  # creates the global test shell once; later calls return None
+    shell = get_ipython()
+    shell.display_formatter.formatters["text/html"].enabled = True  # as in a kernel
+    shell.config.pop("MLOps", None)  # %config in an earlier test merged into the global shell
     jupyter_mlops.load_ipython_extension(shell)
     return shell
 

@@ -1,4 +1,4 @@
-"""The Jupyter Server face: one thin authenticated handler per resource under /jupyter-mlops/api/."""
+"""The Jupyter Server face: one thin authenticated handler per resource, under the namespace."""
 
 from __future__ import annotations
 

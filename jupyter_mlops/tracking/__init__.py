@@ -1,1 +1,1 @@
-"""Experiment tracking on a real MLflow store (``%%track``, ``mlops.log``, ``%runs``, ``%compare``)."""
+"""Experiment tracking on MLflow: ``%%track``, ``mlops.log``, ``%runs``, ``%compare``."""

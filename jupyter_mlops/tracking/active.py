@@ -33,5 +33,7 @@ def active_run() -> ActiveRun | None:
     if _tracked:
         return _tracked[-1]
     mlflow = sys.modules.get("mlflow")
-    run = mlflow.active_run() if mlflow is not None else None
+    if mlflow is None:
+        return None
+    run = mlflow.active_run()
     return ActiveRun(run.info.run_id, mlflow.get_tracking_uri()) if run else None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,12 @@ import pytest
 from jupyter_mlops.config import OPTIONS, MLOps
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
+
+# Temporary folders live under the repository (numbered per run, safe for concurrent runs), away
+# from any .mlops/ store that /tmp may hold: the store is found by walking up from the cwd.
+TEMP_ROOT = Path(__file__).resolve().parent.parent / ".pytest-tmp"
+TEMP_ROOT.mkdir(exist_ok=True)
+os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

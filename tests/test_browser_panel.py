@@ -36,3 +36,15 @@ def test_panel_shows_the_store_of_the_open_notebook(tmp_path: Path) -> None:
             assert page.get_by_test_id(section).is_visible()
         page.screenshot(path=str(tmp_path / "panel.png"))
         assert (tmp_path / "panel.png").stat().st_size > 10_000
+
+        # The kernel JupyterLab started for this notebook knows which notebook it runs.
+        page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
+        page.locator(".jp-Cell .cm-content").first.click()
+        page.keyboard.type("import jupyter_mlops as m; print(m.status().notebook)")
+        page.keyboard.press("Shift+Enter")
+        output = page.locator(".jp-OutputArea-output").filter(has_text="via jupyter-server")
+        output.wait_for(timeout=60_000)
+        assert (
+            output.inner_text().strip()
+            == f"{project.resolve() / 'train.ipynb'} (via jupyter-server)"
+        )

@@ -9,9 +9,36 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from .api import doctor, status
+# Capability packages named like API functions are imported before the API, so that the
+# attributes `mlops.snapshots` and `mlops.drift` end up being the functions SURFACE.md names.
+from . import distributed
+from . import drift as _drift_package  # noqa: F401
+from . import snapshots as _snapshots_package  # noqa: F401
+from .api import (
+    compare,
+    diff,
+    doctor,
+    drift,
+    gate,
+    gc_snapshots,
+    load,
+    load_model,
+    log,
+    log_artifact,
+    log_params,
+    promote,
+    register,
+    runs,
+    snapshot,
+    snapshots,
+    status,
+    track,
+    verify_snapshots,
+)
 from .config import MLOps
+from .distributed import DistributedCellError
 from .errors import ConfigError, GateFailed, MLOpsError, MLOpsUsageError
+from .snapshots.errors import SnapshotCorrupted
 
 try:
     from ._version import __version__
@@ -20,13 +47,33 @@ except ImportError:  # a source tree that was never built
 
 __all__ = [
     "ConfigError",
+    "DistributedCellError",
     "GateFailed",
     "MLOps",
     "MLOpsError",
     "MLOpsUsageError",
+    "SnapshotCorrupted",
     "__version__",
+    "compare",
+    "diff",
+    "distributed",
     "doctor",
+    "drift",
+    "gate",
+    "gc_snapshots",
+    "load",
+    "load_model",
+    "log",
+    "log_artifact",
+    "log_params",
+    "promote",
+    "register",
+    "runs",
+    "snapshot",
+    "snapshots",
     "status",
+    "track",
+    "verify_snapshots",
 ]
 
 

@@ -2,9 +2,23 @@
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
 from .context import current_notebook, current_settings
 from .diagnostics import DoctorReport, Status
 from .diagnostics import doctor as run_doctor
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from .drift.result import DriftResult
+    from .registry.results import GateResult, ModelVersion
+    from .snapshots.results import GcReport, Snapshot, SnapshotDiff, VerifyReport
+    from .tracking.compare import Comparison
+    from .tracking.run import TrackedRun
 
 
 def status() -> Status:
@@ -15,3 +29,311 @@ def status() -> Status:
 def doctor() -> DoctorReport:
     """Check the store, MLflow, the notebook path, torch, GPUs, torchrun and the labextension."""
     return run_doctor(current_settings(), current_notebook())
+
+
+# --- experiment tracking (jupyter_mlops/tracking) ----------------------------------------------
+def track(
+    name: str | None = None,
+    params: Mapping[str, Any] | None = None,
+    *,
+    experiment: str | None = None,
+    tags: Mapping[str, str] | None = None,
+    policy: str = "auto",
+    param_names: Sequence[str] = (),
+    source: str | None = None,
+) -> TrackedRun:
+    """``with mlops.track("baseline", params={"lr": 0.1}):`` runs the block in an MLflow run."""
+    from .display.tracking import attach_view
+    from .tracking.run import start
+
+    run = start(
+        name,
+        experiment=experiment,
+        params=params,
+        param_names=param_names,
+        tags=tags,
+        policy=policy,
+        source=source,
+    )
+    attach_view(run)
+    return run
+
+
+def log(step: int | None = None, **metrics: Any) -> None:
+    """Record metric values in the active tracked run (buffered: microseconds per call)."""
+    _tracking_run().log_metrics(step, metrics)
+
+
+def _tracking_run() -> Any:
+    """``jupyter_mlops.tracking.run``, without an import statement's cost on the hot path."""
+    module = sys.modules.get("jupyter_mlops.tracking.run")
+    if module is None:
+        from .tracking import run as module
+    return module
+
+
+def log_params(**params: Any) -> None:
+    """Record params in the active tracked run."""
+    from .tracking.run import current
+
+    current().log_params(**params)
+
+
+def log_artifact(path: str | Path, artifact_path: str | None = None) -> None:
+    """Copy a file or folder into the active tracked run's artifacts."""
+    from .tracking.run import current
+
+    current().log_artifact(path, artifact_path)
+
+
+def runs(
+    experiment: str | None = None,
+    filter: str | None = None,
+    sort: str | None = None,
+    limit: int = 100,
+    include_superseded: bool = False,
+) -> pd.DataFrame:
+    """One row per run of the experiment: run_id, name, status, params.*, metrics.*."""
+    from .tracking.query import search
+
+    return search(
+        experiment=experiment,
+        filter=filter,
+        sort=sort,
+        limit=limit,
+        include_superseded=include_superseded,
+    )
+
+
+def compare(*run_ids: str, metric: str | Sequence[str] | None = None) -> Comparison:
+    """Params, metrics and metric curves of runs side by side."""
+    from .tracking.compare import compare as run_compare
+
+    return run_compare(run_ids, metrics=[metric] if isinstance(metric, str) else metric)
+
+
+def snapshot(
+    obj: Any,
+    name: str,
+    tags: Mapping[str, Any] | None = None,
+    message: str | None = None,
+    allow_pickle: bool = False,
+) -> Snapshot:
+    """Save a DataFrame, file or folder as the next version of ``name`` (``%snapshot``).
+
+    ``allow_pickle`` stores columns Arrow cannot hold (mixed objects, complex, Sparse) as
+    opaque pickled cells instead of refusing them.
+    """
+    from .snapshots import service
+
+    return service.snapshot(
+        current_settings(),
+        obj,
+        name,
+        tags=dict(tags) if tags else None,
+        message=message,
+        allow_pickle=allow_pickle,
+    )
+
+
+def load(
+    ref: str, verify: bool = True, to: str | Path | None = None, allow_pickle: bool = False
+) -> Any:
+    """The DataFrame (or restored path) of a snapshot REF, re-hashed on the way in.
+
+    ``allow_pickle`` lets pickled columns be loaded from a shared (URL) store.
+    """
+    from .snapshots import service
+
+    return service.load(current_settings(), ref, verify=verify, to=to, allow_pickle=allow_pickle)
+
+
+def snapshots(name: str | None = None) -> pd.DataFrame:
+    """Every snapshot version (of ``name``), one row each."""
+    from .snapshots import service
+
+    return service.snapshots(current_settings(), name)
+
+
+def diff(ref_a: str, ref_b: str) -> SnapshotDiff:
+    """What changed between two snapshots: schema, rows, columns and row ranges, stats."""
+    from .snapshots import service
+
+    return service.diff(current_settings(), ref_a, ref_b)
+
+
+def verify_snapshots(ref: str | None = None) -> VerifyReport:
+    """Re-hash the stored data of one snapshot (default: every version) against its ids."""
+    from .snapshots import service
+
+    return service.verify_store(current_settings(), ref)
+
+
+def gc_snapshots(dry_run: bool = False) -> GcReport:
+    """Remove stored data that no snapshot version uses; report the bytes reclaimed."""
+    from .snapshots import service
+
+    return service.collect_garbage(current_settings(), dry_run=dry_run)
+
+
+# --- data drift (jupyter_mlops/drift) -----------------------------------------------------------
+def drift(
+    reference: Any,
+    current: Any,
+    columns: Sequence[str] | None = None,
+    *,
+    engine: str = "fast",
+    method: str | None = None,
+    threshold: float | None = None,
+    per_column_method: Mapping[str, str] | None = None,
+    per_column_threshold: Mapping[str, float] | None = None,
+    drift_share: float = 0.5,
+    sample: int | None = None,
+    fail_on: str | None = None,
+    save: str | Path | None = None,
+    labels: tuple[str, str] | None = None,
+) -> DriftResult:
+    """Data drift between DataFrames or snapshot REFs, Evidently's verdicts (``%drift``).
+
+    Inside a tracked run the report is logged to it; ``save`` writes the HTML and JSON;
+    ``fail_on`` ("share_drifted > 0.3", "column:age > 0.2") raises GateFailed, or warns when
+    ``gate_mode`` is ``warn``, after the report was logged and saved.
+    """
+    from .drift import compute_drift
+    from .drift.gate import apply_gate, parse_fail_on
+    from .drift.publish import log_report, save_report
+    from .tracking.active import active_run
+
+    if fail_on is not None:
+        parse_fail_on(fail_on)  # a typo must not cost a long computation first
+    reference_label, current_label = labels or ("reference", "current")
+    reference, reference_label = _drift_input(reference, reference_label)
+    current, current_label = _drift_input(current, current_label)
+    result = compute_drift(
+        reference,
+        current,
+        columns,
+        engine=engine,
+        method=method,
+        threshold=threshold,
+        per_column_method=per_column_method,
+        per_column_threshold=per_column_threshold,
+        drift_share=drift_share,
+        sample=sample,
+        reference_label=reference_label,
+        current_label=current_label,
+    )
+    run = active_run()
+    if run is not None:
+        log_report(result, run)
+    if save is not None:
+        save_report(result, save)
+    if fail_on is not None:
+        apply_gate(result, fail_on, current_settings().gate_mode)
+    return result
+
+
+def _drift_input(data: Any, label: str) -> tuple[Any, str]:
+    """A DataFrame as given, or the DataFrame of a snapshot REF (then labelled by the REF)."""
+    if isinstance(data, str):
+        loaded = load(data)
+        if hasattr(loaded, "to_pandas") and not hasattr(loaded, "columns"):
+            loaded = loaded.to_pandas()
+        return loaded, data
+    return data, label
+
+
+# --- model registry and gates (jupyter_mlops/registry) -------------------------------------------
+def register(
+    model: Any,
+    name: str,
+    run: str | None = None,
+    input_example: Any = None,
+    flavor: str | None = None,
+) -> ModelVersion:
+    """Log a model (torch module, sklearn estimator, callable or model folder) and register it.
+
+    ``run`` defaults to the open tracked run, else this notebook's latest run (``%register``).
+    """
+    from .registry.models import register as register_model
+
+    return register_model(
+        current_settings(), model, name, run_id=run, input_example=input_example, flavor=flavor
+    )
+
+
+def promote(
+    model: str,
+    to: str,
+    require: str | Sequence[str] = (),
+    *,
+    vs: str | None = None,
+    min_delta: float | None = None,
+    metric: str | None = None,
+    reference: Any = None,
+    current: Any = None,
+    max_drift_share: float | None = None,
+    dry_run: bool = False,
+    warn_only: bool = False,
+    reason: str | None = None,
+    labels: tuple[str, str] | None = None,
+) -> GateResult:
+    """Gate a model version and move alias ``to`` only if every check passes (``%promote``)."""
+    from .registry.gates import promote as run_promotion
+
+    return run_promotion(
+        current_settings(),
+        model,
+        to,
+        require=[require] if isinstance(require, str) else list(require),
+        vs=vs,
+        min_delta=min_delta,
+        metric=metric,
+        reference=reference,
+        current=current,
+        max_drift_share=max_drift_share,
+        dry_run=dry_run,
+        warn_only=warn_only,
+        reason=reason,
+        labels=labels,
+    )
+
+
+def gate(
+    *require: str,
+    run: str | None = None,
+    vs: str | None = None,
+    min_delta: float | None = None,
+    metric: str | None = None,
+    reference: Any = None,
+    current: Any = None,
+    max_drift_share: float | None = None,
+    warn_only: bool = False,
+    reason: str | None = None,
+    labels: tuple[str, str] | None = None,
+) -> GateResult:
+    """The promotion checks on a run (default: this notebook's latest), for CI (``%gate``)."""
+    from .registry.gates import gate as run_gate
+
+    return run_gate(
+        current_settings(),
+        list(require),
+        run_id=run,
+        vs=vs,
+        min_delta=min_delta,
+        metric=metric,
+        reference=reference,
+        current=current,
+        max_drift_share=max_drift_share,
+        warn_only=warn_only,
+        reason=reason,
+        labels=labels,
+    )
+
+
+def load_model(ref: str, flavor: str = "pyfunc") -> Any:
+    """Load ``NAME``, ``NAME/VERSION`` or ``NAME@ALIAS`` (``flavor``: pyfunc, pytorch, sklearn)."""
+    from .registry.models import load_model as load_registered
+
+    return load_registered(current_settings(), ref, flavor)
+

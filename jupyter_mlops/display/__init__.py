@@ -10,10 +10,27 @@ from collections.abc import Callable
 from typing import Any
 
 from .diagnostics import doctor_html, status_html
+from .distributed import distributed_result_html, distributed_status_html
+from .drift import drift_html
+from .registry import gate_html, model_version_html
+from .snapshots import diff_html, gc_html, snapshot_html, verify_html
+from .tracking import comparison_html, runs_html, summary_html
 
 RENDERERS: dict[str, Callable[[Any], str]] = {
+    "jupyter_mlops.drift.result.DriftResult": drift_html,
+    "jupyter_mlops.registry.results.GateResult": gate_html,
+    "jupyter_mlops.registry.results.ModelVersion": model_version_html,
+    "jupyter_mlops.snapshots.results.Snapshot": snapshot_html,
+    "jupyter_mlops.snapshots.results.SnapshotDiff": diff_html,
+    "jupyter_mlops.snapshots.results.VerifyReport": verify_html,
+    "jupyter_mlops.snapshots.results.GcReport": gc_html,
+    "jupyter_mlops.distributed.results.DistributedResult": distributed_result_html,
+    "jupyter_mlops.distributed.results.DistributedStatus": distributed_status_html,
     "jupyter_mlops.diagnostics.Status": status_html,
     "jupyter_mlops.diagnostics.DoctorReport": doctor_html,
+    "jupyter_mlops.tracking.run.RunSummary": summary_html,
+    "jupyter_mlops.tracking.query.RunsFrame": runs_html,
+    "jupyter_mlops.tracking.compare.Comparison": comparison_html,
 }
 
 

@@ -12,8 +12,20 @@ from typing import Any
 from IPython.core.magic import Magics
 
 from .core import MLOpsMagics
+from .distributed import DistributedMagics
+from .drift import DriftMagics
+from .registry import RegistryMagics
+from .snapshots import SnapshotMagics
+from .tracking import TrackingMagics
 
-FAMILIES: tuple[type[Magics], ...] = (MLOpsMagics,)
+FAMILIES: tuple[type[Magics], ...] = (
+    MLOpsMagics,
+    TrackingMagics,
+    DistributedMagics,
+    SnapshotMagics,
+    DriftMagics,
+    RegistryMagics,
+)
 
 
 def register_magics(shell: Any) -> None:

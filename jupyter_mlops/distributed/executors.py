@@ -1,0 +1,192 @@
+"""Launch executors, registered by name (as papermill registers engines).
+
+Every executor runs the same worker bootstrap under torchrun; they differ in where torchrun
+runs. ``local`` and ``multinode`` start an agent on this machine and the cell waits for it;
+``slurm`` writes a batch script that runs ``srun torchrun`` and submits it with ``sbatch``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+from abc import ABC, abstractmethod
+from typing import ClassVar
+
+from ..errors import MLOpsUsageError
+from .job import Job
+from .logs import PREFIX_TEMPLATE
+from .procs import stop
+
+WORKER_MODULE = "jupyter_mlops.distributed.worker"
+
+
+class Executor(ABC):
+    name: ClassVar[str]
+    waits: ClassVar[bool] = True  # does the cell wait for the job (and stream its logs)?
+
+    @abstractmethod
+    def launch(self, job: Job) -> subprocess.Popen[bytes] | str:
+        """Start the job: the local agent process, or the scheduler's job id."""
+
+    def cancel(self, job: Job) -> None:
+        state = job.state()
+        agent = state.get("agent_pid")
+        stop(
+            lambda: [p for p in (agent, *job.worker_pids().values()) if p],
+            str(job.dir),
+            first=agent,
+        )
+
+
+EXECUTORS: dict[str, type[Executor]] = {}
+
+
+def register(cls: type[Executor]) -> type[Executor]:
+    EXECUTORS[cls.name] = cls
+    return cls
+
+
+def get_executor(name: str) -> Executor:
+    if name not in EXECUTORS:
+        raise MLOpsUsageError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
+    return EXECUTORS[name]()
+
+
+def job_env(job: Job) -> dict[str, str]:
+    env = {
+        "TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE": PREFIX_TEMPLATE,
+        "PYTHONUNBUFFERED": "1",
+    }
+    if job.spec.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(map(str, job.spec.gpus))
+    if job.spec.mlflow_run_id and job.spec.mlflow_tracking_uri:
+        env["MLFLOW_RUN_ID"] = job.spec.mlflow_run_id
+        env["MLFLOW_TRACKING_URI"] = job.spec.mlflow_tracking_uri
+    return env
+
+
+def rendezvous_args(job: Job, endpoint: str) -> list[str]:
+    return [
+        "--nnodes", str(job.spec.nnodes),
+        "--rdzv-backend", "c10d",
+        "--rdzv-endpoint", endpoint,
+        "--rdzv-id", job.id,
+    ]  # fmt: skip
+
+
+def torchrun_args(job: Job, placement: list[str], log_dir: str) -> list[str]:
+    return [
+        *placement,
+        "--nproc-per-node", str(job.spec.nproc_per_node),
+        "--log-dir", log_dir,
+        "--tee", "3",
+        "-m", WORKER_MODULE, str(job.dir),
+    ]  # fmt: skip
+
+
+@register
+class LocalTorchrun(Executor):
+    """One torchrun agent on this machine (``--standalone``: it picks a free port itself)."""
+
+    name = "local"
+
+    def placement(self, job: Job) -> list[str]:
+        return ["--standalone"]
+
+    def launch(self, job: Job) -> subprocess.Popen[bytes]:
+        args = torchrun_args(job, self.placement(job), str(job.dir / "torchrun" / "node-0"))
+        env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+        env.update(job_env(job))
+        command = [sys.executable, "-m", "jupyter_mlops.distributed.agent", str(os.getpid()), "--"]
+        return subprocess.Popen(
+            [*command, *args],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
+
+
+@register
+class MultiNodeTorchrun(LocalTorchrun):
+    """This machine is node 0 of ``--nnodes``; the others join through c10d at ``--rdzv``."""
+
+    name = "multinode"
+
+    def placement(self, job: Job) -> list[str]:
+        assert job.spec.rdzv is not None
+        return rendezvous_args(job, job.spec.rdzv)
+
+
+def join_command(job: Job) -> str:
+    """The command each other node runs to join ``job`` (the job folder must be shared)."""
+    assert job.spec.rdzv is not None
+    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted(job_env(job).items()))
+    args = torchrun_args(job, rendezvous_args(job, job.spec.rdzv), str(job.dir / "torchrun"))
+    return f"{env} {shlex.join([sys.executable, '-m', 'torch.distributed.run', *args])}"
+
+
+SBATCH_TEMPLATE = """\
+#!/bin/bash
+#SBATCH --job-name=mlops-{job_id}
+#SBATCH --nodes={nnodes}
+#SBATCH --ntasks-per-node=1
+#SBATCH --output={logs}/slurm-%j.out
+{extra}
+# Written by jupyter-mlops for %%distributed job {job_id}; every node runs one torchrun agent.
+set -euo pipefail
+head_node=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+{exports}
+srun {python} -m torch.distributed.run \\
+    --nnodes "$SLURM_NNODES" --rdzv-backend c10d --rdzv-endpoint "$head_node:{port}" \\
+    --rdzv-id "$SLURM_JOB_ID" {rest}
+"""
+
+
+@register
+class Slurm(Executor):
+    """``sbatch`` a script that runs ``srun torchrun`` on ``--nnodes`` nodes; does not wait."""
+
+    name = "slurm"
+    waits = False
+    port = 29500
+
+    def script(self, job: Job) -> str:
+        extra = []
+        if job.spec.backend != "gloo":
+            extra.append(f"#SBATCH --gpus-per-node={job.spec.nproc_per_node}")
+        if job.spec.timeout:
+            extra.append(f"#SBATCH --time={max(1, -(-int(job.spec.timeout) // 60))}")
+        exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(job_env(job).items()))
+        rest = shlex.join(torchrun_args(job, [], str(job.dir / "torchrun")))
+        return SBATCH_TEMPLATE.format(
+            job_id=job.id,
+            nnodes=job.spec.nnodes,
+            logs=job.logs_dir,
+            extra="\n".join(extra),
+            exports=exports,
+            python=shlex.quote(sys.executable),
+            port=self.port,
+            rest=rest,
+        )
+
+    def launch(self, job: Job) -> str:
+        sbatch = shutil.which("sbatch")
+        if sbatch is None:
+            raise MLOpsUsageError("sbatch not found on PATH; --executor slurm needs a Slurm node")
+        path = job.dir / "job.sbatch"
+        path.write_text(self.script(job))
+        done = subprocess.run([sbatch, "--parsable", str(path)], capture_output=True, text=True)
+        if done.returncode != 0:
+            raise MLOpsUsageError(f"sbatch refused the job: {done.stderr.strip()}")
+        return done.stdout.strip().split(";")[0]
+
+    def cancel(self, job: Job) -> None:
+        slurm_id = job.state().get("slurm_job_id")
+        scancel = shutil.which("scancel")
+        if slurm_id and scancel:
+            subprocess.run([scancel, str(slurm_id)], capture_output=True, check=False)

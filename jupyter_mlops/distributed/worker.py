@@ -1,0 +1,169 @@
+"""``python -m jupyter_mlops.distributed.worker JOBDIR``: what every rank runs under torchrun.
+
+It ties itself to the agent (PDEATHSIG), records its pid, initialises the process group,
+defines ``rank, world_size, local_rank, device`` and the pushed values, runs the cell compiled
+as ``<cell>`` (registered in ``linecache``, so tracebacks show the cell's lines), and on rank 0
+saves the pulled names. A failure is written to ``errors/rank-N.json`` with a timestamp, so the
+notebook can tell the root cause from the ranks that failed because of it. The process group is
+always destroyed: a rank that exits without it aborts and hides the real error.
+"""
+
+from __future__ import annotations
+
+import builtins
+import json
+import linecache
+import os
+import socket
+import sys
+import time
+import traceback
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from .job import (
+    CELL_FILE,
+    CELL_FILENAME,
+    RESULT_FILE,
+    Job,
+    dumps_cpu,
+    load_inputs,
+    load_job,
+    write_atomic,
+)
+from .procs import die_with_parent
+
+DEFAULT_PG_TIMEOUT = timedelta(minutes=10)
+
+
+class SetupError(RuntimeError):
+    """The process group cannot be built as asked (shown to the user as the rank's error)."""
+
+
+def choose_backend(requested: str, local_world_size: int) -> str:
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if requested == "auto":
+        return "nccl" if gpus >= local_world_size else "gloo"
+    if requested == "nccl" and gpus < local_world_size:
+        raise SetupError(
+            f"NCCL needs one GPU per rank: this node runs {local_world_size} ranks but sees "
+            f"{gpus} GPU(s) (host {socket.gethostname()}); use fewer ranks or --backend gloo"
+        )
+    return requested
+
+
+def init_group(job: Job, local_rank: int, local_world_size: int) -> Any:
+    import torch
+    import torch.distributed as dist
+
+    backend = choose_backend(job.spec.backend, local_world_size)
+    timeout = timedelta(seconds=job.spec.timeout) if job.spec.timeout else DEFAULT_PG_TIMEOUT
+    if backend == "nccl":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+        dist.init_process_group("nccl", device_id=device, timeout=timeout)
+    else:
+        device = torch.device("cpu")
+        dist.init_process_group(backend, timeout=timeout)
+    return device
+
+
+def run_cell(source: str, namespace: dict[str, Any]) -> None:
+    linecache.cache[CELL_FILENAME] = (
+        len(source),
+        None,
+        source.splitlines(keepends=True),
+        CELL_FILENAME,
+    )
+    exec(compile(source, CELL_FILENAME, "exec"), namespace)
+
+
+def cell_traceback(exc: BaseException) -> str:
+    """The traceback from the cell's first frame on (the bootstrap's frames say nothing)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename != CELL_FILENAME:
+        tb = tb.tb_next
+    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+
+
+def pulled(job: Job, namespace: dict[str, Any]) -> dict[str, Any]:
+    values = {}
+    for name in job.spec.pull:
+        if name in namespace:
+            values[name] = namespace[name]
+        elif job.spec.pull_explicit:
+            raise NameError(f"--pull {name}: the cell did not define {name!r} on rank 0")
+    return values
+
+
+def record_failure(job: Job, rank: int, exc: BaseException) -> None:
+    report = {
+        "rank": rank,
+        "timestamp": time.time(),
+        "error_type": type(exc).__name__,
+        "message": str(exc),
+        "traceback": cell_traceback(exc),
+    }
+    write_atomic(job.errors_dir / f"rank-{rank}.json", json.dumps(report).encode())
+
+
+def main(job_dir: Path) -> int:
+    die_with_parent()
+    if os.getppid() == 1:  # the agent died before prctl took effect
+        return 1
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ["LOCAL_RANK"])
+    job = load_job(job_dir)
+    pid_entry = {"rank": rank, "pid": os.getpid(), "host": os.uname().nodename}
+
+    def report(state: str) -> None:
+        entry = {**pid_entry, "state": state}
+        write_atomic(job.pids_dir / f"rank-{rank}.json", json.dumps(entry).encode())
+
+    report("running")
+
+    import torch.distributed as dist
+
+    namespace: dict[str, Any] = {"__name__": "__main__", "__builtins__": builtins}
+    try:
+        namespace.update(load_inputs(job))
+        device = init_group(job, local_rank, int(os.environ["LOCAL_WORLD_SIZE"]))
+        namespace.update(
+            rank=rank,
+            world_size=int(os.environ["WORLD_SIZE"]),
+            local_rank=local_rank,
+            device=device,
+        )
+        run_cell((job.dir / CELL_FILE).read_text(), namespace)
+        if rank == 0:
+            write_atomic(job.dir / RESULT_FILE, dumps_cpu(pulled(job, namespace)))
+        # Tear down together: a rank destroying its group while a peer is still in the last
+        # collective sometimes aborts the peer (SIGABRT seen with gloo on a loaded machine).
+        dist.barrier()
+        report("done")
+    except BaseException as exc:
+        record_failure(job, rank, exc)
+        report("failed")
+        # One line here (the cell raises the full traceback): a rank that failed only because
+        # a peer died would otherwise bury the root cause under its own long traceback.
+        print(f"rank {rank} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        sys.stdout.flush()
+        if dist.is_initialized():
+            dist.destroy_process_group()
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2:
+        raise SystemExit("usage: python -m jupyter_mlops.distributed.worker JOBDIR")
+    code = main(Path(sys.argv[1]))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: destroying the cell's DDP/gloo objects at exit sometimes aborts a
+    # rank whose work is done ("terminate called without an active exception", seen under load).
+    os._exit(code)

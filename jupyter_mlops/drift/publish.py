@@ -1,0 +1,81 @@
+"""Where a drift report goes besides the notebook: files (``--save``) and the active MLflow run."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import tempfile
+import time
+from pathlib import Path
+
+from ..display.drift import drift_document
+from ..errors import MLOpsUsageError
+from ..tracking.active import ActiveRun
+from .result import DriftResult
+
+ARTIFACT_FOLDER = "drift"
+TAG_PREFIX = "mlops.drift."
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
+
+
+def report_name(result: DriftResult) -> str:
+    """``<reference>_vs_<current>``, safe as a file and an MLflow key."""
+    return _UNSAFE.sub("_", f"{result.reference.label}_vs_{result.current.label}").replace("/", "_")
+
+
+def save_report(result: DriftResult, path: str | Path) -> tuple[Path, Path]:
+    """Write the standalone HTML to ``path`` (``.html`` if no suffix) and the JSON beside it."""
+    html_path = Path(path).expanduser()
+    if html_path.suffix == "":
+        html_path = html_path.with_suffix(".html")
+    json_path = write_report(result, html_path)
+    result.links["saved to"] = f"{html_path} (+ {json_path.name})"
+    return html_path, json_path
+
+
+def write_report(result: DriftResult, html_path: Path) -> Path:
+    json_path = html_path.with_suffix(".json")
+    try:
+        html_path.parent.mkdir(parents=True, exist_ok=True)
+        html_path.write_text(drift_document(result), encoding="utf-8")
+        json_path.write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise MLOpsUsageError(
+            f"cannot write the drift report to {html_path}: {exc.strerror}"
+        ) from None
+    return json_path
+
+
+def log_report(result: DriftResult, run: ActiveRun) -> str:
+    """Log share drifted and each column's statistic as metrics, the JSON and HTML as artifacts.
+
+    Metrics go in one ``log_batch`` call (single ``log_metric`` calls cost ~10 ms each on SQLite).
+    Returns the artifact folder of the report inside the run.
+    """
+    from mlflow.entities import Metric, RunTag
+
+    from ..tracking.client import mlflow_client
+
+    name = report_name(result)
+    now = int(time.time() * 1000)
+    values = {
+        "drift.share_drifted": result.share_drifted,
+        "drift.n_drifted": float(result.n_drifted),
+        **{f"drift.{_UNSAFE.sub('_', r.column)}.{r.test}": r.statistic for r in result.results},
+    }
+    metrics = [Metric(k, v, now, 0) for k, v in values.items() if math.isfinite(v)]
+    tags = [
+        RunTag(TAG_PREFIX + "reference", result.reference.label),
+        RunTag(TAG_PREFIX + "current", result.current.label),
+        RunTag(TAG_PREFIX + "drifted", str(result.drifted).lower()),
+    ]
+    client = mlflow_client(run.tracking_uri)
+    client.log_batch(run.run_id, metrics=metrics, tags=tags)
+    with tempfile.TemporaryDirectory(prefix="mlops-drift-") as folder:
+        html_path = Path(folder) / f"{name}.html"
+        json_path = write_report(result, html_path)
+        for path in (json_path, html_path):
+            client.log_artifact(run.run_id, str(path), ARTIFACT_FOLDER)
+    result.links["logged to run"] = f"{run.run_id} ({ARTIFACT_FOLDER}/{name}.html)"
+    return f"{ARTIFACT_FOLDER}/{name}"

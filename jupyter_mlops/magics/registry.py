@@ -1,0 +1,214 @@
+"""``%register``, ``%promote`` and ``%gate``: the model registry and its promotion gates."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .. import api
+from .core import parse, usage_errors
+from .drift import unquote
+
+
+def _gate_arguments(func: Any) -> Any:
+    """The checks %promote and %gate share (applied bottom-up, so listed in reverse)."""
+    for decorator in reversed(
+        (
+            argument(
+                "--min-delta",
+                type=float,
+                default=None,
+                help="Margin by which the candidate must beat the --vs holder (default 0).",
+            ),
+            argument(
+                "--metric",
+                default=None,
+                help="Metric compared with --vs (default: the first one in the first --require).",
+            ),
+            argument(
+                "--reference",
+                default=None,
+                help="Reference data for the drift check: a DataFrame variable or a snapshot REF.",
+            ),
+            argument(
+                "--current",
+                default=None,
+                help="Current data for the drift check: a DataFrame variable or a snapshot REF.",
+            ),
+            argument(
+                "--max-drift-share",
+                type=float,
+                default=None,
+                help="Most drifted share of columns allowed (default: share < 0.5).",
+            ),
+            argument(
+                "--warn-only",
+                action="store_true",
+                help="Warn instead of raising GateFailed when a check fails.",
+            ),
+            argument(
+                "--reason", nargs="+", default=None, help="Why: kept with the recorded decision."
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+@magics_class
+class RegistryMagics(Magics):
+    """Model versions in the MLflow registry and the gates that guard their aliases."""
+
+    def _value(self, name: str | None) -> Any:
+        """A variable of the notebook by that name, else the text itself (a path or REF)."""
+        if name is None:
+            return None
+        namespace = self.shell.user_ns if self.shell else {}
+        text = unquote(name) or name
+        return namespace.get(text, text)
+
+    def _checks(self, args: Any) -> dict[str, Any]:
+        return {
+            "min_delta": args.min_delta,
+            "metric": unquote(args.metric),
+            "reference": self._value(args.reference),
+            "current": self._value(args.current),
+            "max_drift_share": args.max_drift_share,
+            "warn_only": args.warn_only,
+            "reason": " ".join(args.reason) if args.reason else None,
+            "labels": (unquote(args.reference) or "", unquote(args.current) or ""),
+        }
+
+    @magic_arguments()
+    @argument(
+        "target",
+        help="A variable with the model (torch module, sklearn estimator, callable) or a folder.",
+    )
+    @argument("--name", required=True, help="Registered model name.")
+    @argument(
+        "--run",
+        default=None,
+        metavar="RUN_ID",
+        help="Run to log it to (default: this notebook's latest run).",
+    )
+    @argument(
+        "--input-example",
+        default=None,
+        metavar="VAR",
+        help="A variable with example input (2+ rows); torch is then saved with torch.export.",
+    )
+    @argument(
+        "--flavor",
+        default=None,
+        help="pytorch, sklearn, pyfunc or folder (default: from the object).",
+    )
+    @line_magic
+    def register(self, line: str) -> Any:
+        """Register a model: ``%register VAR_OR_PATH --name NAME [--run RUN_ID]``.
+
+        Logs the model to the run (default: the open %%track run, else this notebook's latest
+        run that was not superseded) with explicit pip requirements, and registers it as the
+        next version of NAME in the MLflow registry of this store. The version is tagged with
+        the run id, the run's input snapshots and the notebook. Returns a ``ModelVersion``.
+        """
+        args = parse(self.register, line, "register")
+        with usage_errors("register"):
+            target = unquote(args.target) or args.target
+            model = self._value(target)
+            return api.register(
+                model,
+                unquote(args.name) or args.name,
+                run=args.run,
+                input_example=self._value(args.input_example),
+                flavor=args.flavor,
+            )
+
+    @magic_arguments()
+    @argument("model", help="NAME (latest version), NAME/VERSION or NAME@ALIAS.")
+    @argument(
+        "--to", required=True, metavar="ALIAS", help="The alias to move when every check passes."
+    )
+    @argument(
+        "--require",
+        action="append",
+        default=[],
+        metavar='"EXPR"',
+        help='A condition on the run, e.g. "metrics.val_acc >= 0.9" (repeatable).',
+    )
+    @argument(
+        "--vs",
+        default=None,
+        metavar="ALIAS",
+        help="The candidate must beat the version holding this alias.",
+    )
+    @argument(
+        "--dry-run",
+        action="store_true",
+        help="Run the checks and record the decision; move nothing.",
+    )
+    @_gate_arguments
+    @line_magic
+    def promote(self, line: str) -> Any:
+        """Promote a model version through a gate: ``%promote NAME[/VERSION] --to ALIAS
+        [--require "EXPR" ...] [--vs ALIAS] [--min-delta X] [--reference REF --current REF]
+        [--max-drift-share X] [--dry-run] [--warn-only] [--reason TEXT]``.
+
+        Runs every check and moves ALIAS only if all pass. ``--require`` reads the version's
+        run: metrics.NAME, params.NAME, tags.NAME, numbers, 'strings', == != < <= > >=,
+        and/or/not, parentheses (never evaluated as Python). ``--vs`` compares --metric (default:
+        the first metric of the first --require; lower is better when that comparison is < or
+        <=) with the alias holder's, needing an improvement of at least --min-delta. The drift
+        check compares --reference with --current. The decision is recorded on the version and
+        in <home>/reports/ (JSON, JUnit XML). A failed gate raises GateFailed unless
+        --warn-only or gate_mode=warn. Returns a ``GateResult``.
+        """
+        args = parse(self.promote, line, "promote")
+        with usage_errors("promote"):
+            return api.promote(
+                unquote(args.model) or args.model,
+                args.to,
+                [unquote(r) or r for r in args.require],
+                vs=args.vs,
+                dry_run=args.dry_run,
+                **self._checks(args),
+            )
+
+    @magic_arguments()
+    @argument(
+        "require",
+        nargs="*",
+        metavar='"EXPR"',
+        help='Conditions on the run, e.g. "metrics.val_acc >= 0.9".',
+    )
+    @argument(
+        "--run",
+        default=None,
+        metavar="RUN_ID",
+        help="The run to check (default: this notebook's latest run).",
+    )
+    @argument(
+        "--vs",
+        default=None,
+        metavar="MODEL@ALIAS",
+        help="The run must beat the version holding this alias.",
+    )
+    @_gate_arguments
+    @line_magic
+    def gate(self, line: str) -> Any:
+        """Gate a run, for CI notebooks: ``%gate "EXPR" ... [--run RUN_ID] [--vs MODEL@ALIAS]
+        [--min-delta X] [--reference REF --current REF] [--max-drift-share X] [--warn-only]``.
+
+        The checks of %promote on a run; the decision is recorded on the run and in
+        <home>/reports/ (JSON, JUnit XML). A failed gate raises GateFailed, so
+        ``jupyter nbconvert --execute`` and papermill exit non-zero. Returns a ``GateResult``.
+        """
+        args = parse(self.gate, line, "gate")
+        with usage_errors("gate"):
+            return api.gate(
+                *[unquote(r) or r for r in args.require],
+                run=args.run,
+                vs=args.vs,
+                **self._checks(args),
+            )

@@ -1,0 +1,136 @@
+"""``%snapshot``: save, load, list, diff, verify and garbage-collect data snapshots."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments
+
+from .. import api
+from ..errors import MLOpsUsageError
+from .core import parse, usage_errors
+from .tracking import parse_tags
+
+SUBCOMMANDS = ("load", "list", "diff", "verify", "gc")
+
+
+@magics_class
+class SnapshotMagics(Magics):
+    """Content-addressed, deduplicated, verified snapshots of DataFrames, files and folders."""
+
+    def _subcommands(self) -> dict[str, Callable[[str], Any]]:
+        return {
+            "load": self.snapshot_load,
+            "list": self.snapshot_list,
+            "diff": self.snapshot_diff,
+            "verify": self.snapshot_verify,
+            "gc": self.snapshot_gc,
+        }
+
+    @magic_arguments()
+    @argument("target", help="A DataFrame variable, or the path of a file or folder.")
+    @argument("--name", required=True, help="Snapshot name (letters, digits, '_', '-', '.').")
+    @argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="A tag (repeatable).")
+    @argument("--message", "-m", nargs="+", default=None, help="A note kept with the version.")
+    @argument(
+        "--allow-pickle",
+        action="store_true",
+        help="Store columns Arrow cannot hold (mixed objects, complex) as pickled cells.",
+    )
+    @line_magic
+    def snapshot(self, line: str) -> Any:
+        """Snapshot data: ``%snapshot VAR_OR_PATH --name NAME [--tag k=v ...] [--message TEXT]``.
+
+        Saves a DataFrame (or a file or folder) as the next version NAME@vN: content-addressed
+        (BLAKE3 per column x 2^20-row chunk), deduplicated against every earlier version, written
+        atomically. Saving unchanged content returns the existing version and writes 0 bytes.
+        Inside ``%%track`` (or an active MLflow run) the version is logged as a run input.
+
+        Sub-commands (REF is NAME, NAME@vN, NAME@latest or an id prefix of 8+ hex chars):
+
+          %snapshot load REF [-o VAR] [--to PATH] [--no-verify] [--allow-pickle]
+          %snapshot list [NAME]
+          %snapshot diff REF_A REF_B
+          %snapshot verify [REF]
+          %snapshot gc [--dry-run]
+        """
+        first, _, rest = line.strip().partition(" ")
+        subcommands = self._subcommands()
+        if first in subcommands:
+            return subcommands[first](rest)
+        args = parse(self.snapshot, line, "snapshot")
+        with usage_errors("snapshot"):
+            target = self._target(args.target)
+            message = " ".join(args.message) if args.message else None
+            return api.snapshot(
+                target,
+                args.name,
+                tags=parse_tags(args.tag),
+                message=message,
+                allow_pickle=args.allow_pickle,
+            )
+
+    def _target(self, token: str) -> Any:
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if token.isidentifier() and token in namespace:
+            return namespace[token]
+        path = Path(token).expanduser()
+        if path.exists():
+            return str(path)
+        raise MLOpsUsageError(f"no variable or path named {token!r}; give a DataFrame or a path")
+
+    @magic_arguments()
+    @argument("ref", help="NAME, NAME@vN, NAME@latest or an id prefix.")
+    @argument("-o", "--output", metavar="VAR", help="Also store the result in this variable.")
+    @argument("--to", metavar="PATH", help="Where to restore a file or folder snapshot.")
+    @argument("--no-verify", action="store_true", help="Skip re-hashing the data read.")
+    @argument("--allow-pickle", action="store_true", help="Unpickle columns from a shared store.")
+    def snapshot_load(self, line: str) -> Any:
+        """%snapshot load REF [-o VAR] [--to PATH]: the DataFrame (or restored path)."""
+        args = parse(self.snapshot_load, line, "snapshot load")
+        if args.output is not None and not args.output.isidentifier():
+            raise UsageError(f"%snapshot load: -o {args.output!r} is not a Python variable name")
+        with usage_errors("snapshot load"):
+            value = api.load(
+                args.ref, verify=not args.no_verify, to=args.to, allow_pickle=args.allow_pickle
+            )
+        if args.output is not None and self.shell is not None:
+            self.shell.user_ns[args.output] = value
+        return value
+
+    @magic_arguments()
+    @argument("name", nargs="?", default=None, help="Only this name's versions.")
+    def snapshot_list(self, line: str) -> Any:
+        """%snapshot list [NAME]: a DataFrame with one row per version."""
+        args = parse(self.snapshot_list, line, "snapshot list")
+        with usage_errors("snapshot list"):
+            return api.snapshots(args.name)
+
+    @magic_arguments()
+    @argument("ref_a", help="The older snapshot.")
+    @argument("ref_b", help="The newer snapshot.")
+    def snapshot_diff(self, line: str) -> Any:
+        """%snapshot diff REF_A REF_B: schema, rows, changed columns and row ranges, stats."""
+        args = parse(self.snapshot_diff, line, "snapshot diff")
+        with usage_errors("snapshot diff"):
+            return api.diff(args.ref_a, args.ref_b)
+
+    @magic_arguments()
+    @argument("ref", nargs="?", default=None, help="One snapshot (default: every version).")
+    def snapshot_verify(self, line: str) -> Any:
+        """%snapshot verify [REF]: re-hash stored data and report every damaged object."""
+        args = parse(self.snapshot_verify, line, "snapshot verify")
+        with usage_errors("snapshot verify"):
+            return api.verify_snapshots(args.ref)
+
+    @magic_arguments()
+    @argument("--dry-run", action="store_true", help="Only report what would be reclaimed.")
+    def snapshot_gc(self, line: str) -> Any:
+        """%snapshot gc [--dry-run]: remove data no version uses; report bytes reclaimable."""
+        args = parse(self.snapshot_gc, line, "snapshot gc")
+        with usage_errors("snapshot gc"):
+            return api.gc_snapshots(dry_run=args.dry_run)

@@ -1,0 +1,379 @@
+"""``%promote`` and ``%gate``: build the checks, run them all, move the alias only if all pass.
+
+Checks, one row each:
+
+- each ``--require`` expression over the candidate's run (see :mod:`.checks`);
+- ``--vs ALIAS``: the candidate's metric against the current holder of ALIAS. The metric is
+  ``--metric`` or else the first ``metrics.NAME`` of the first ``--require``; it is "higher is
+  better" unless that first ``--require`` compares it with ``<`` or ``<=`` (a loss). The
+  candidate passes when it improves on the holder by at least ``--min-delta`` (default 0: at
+  least as good);
+- a drift check between ``--reference`` and ``--current`` (DataFrames or snapshot REFs) through
+  the drift engine: passes when the drifted share of columns is at most ``--max-drift-share``
+  (default: the dataset is not drifted by Evidently's rule, share < 0.5).
+
+Racing promotions: the alias holder is read when the promotion starts; the alias moves under
+an exclusive lock only if the holder is still the same (compare-and-set), so of two promotions
+that saw the same holder exactly one wins and the other fails with a check saying why.
+Every decision (pass or fail, dry runs included) is recorded; see :mod:`.decisions`.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from ..config import Settings
+from ..errors import MLOpsUsageError
+from ..tracking.client import mlflow_client
+from . import checks
+from .decisions import record_in_mlflow, write_reports
+from .errors import GateRejected, GateWarning
+from .locks import alias_lock
+from .models import alias_holder, get_run, latest_run, resolve_version, split_ref, user
+from .results import Check, GateResult
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+RESERVED_ALIASES = ("latest",)
+TOLERANCE = 1e-9
+MOVED_MEANWHILE = (
+    "another promotion moved the alias meanwhile; re-run the gate against the new holder"
+)
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    """Every check a gate runs, validated before anything is read or moved."""
+
+    requires: tuple[tuple[str, checks.Node], ...] = ()
+    vs: str | None = None  # an alias (promote) or NAME@ALIAS (gate)
+    metric: str | None = None
+    lower_is_better: bool = False
+    min_delta: float = 0.0
+    reference: Any = None
+    current: Any = None
+    max_drift_share: float | None = None
+    labels: tuple[str, str] = ("reference", "current")  # names of DataFrames in the drift row
+
+
+def build_spec(
+    require: Sequence[str] = (),
+    vs: str | None = None,
+    min_delta: float | None = None,
+    metric: str | None = None,
+    reference: Any = None,
+    current: Any = None,
+    max_drift_share: float | None = None,
+) -> GateSpec:
+    if isinstance(require, str):
+        require = [require]
+    parsed = tuple((text.strip(), checks.parse(text)) for text in require)
+    if min_delta is not None and vs is None:
+        raise MLOpsUsageError("--min-delta needs --vs ALIAS (the holder the candidate must beat)")
+    if metric is not None and vs is None:
+        raise MLOpsUsageError("--metric needs --vs ALIAS (it names the metric to compare)")
+    if (reference is None) != (current is None):
+        raise MLOpsUsageError("--reference and --current go together: give both, or neither")
+    if max_drift_share is not None and reference is None:
+        raise MLOpsUsageError("--max-drift-share needs --reference and --current")
+    if max_drift_share is not None and not 0 <= max_drift_share <= 1:
+        raise MLOpsUsageError(f"--max-drift-share {max_drift_share}: give a share between 0 and 1")
+    if not parsed and vs is None and reference is None:
+        raise MLOpsUsageError(
+            'nothing to check: give --require "EXPR", --vs ALIAS or --reference/--current'
+        )
+    lower = False
+    if vs is not None:
+        first = _first_metric_comparison(parsed)
+        if metric is None:
+            if first is None:
+                raise MLOpsUsageError(
+                    "--vs needs a metric: pass --metric NAME, or start the first --require with "
+                    "a metrics.NAME comparison"
+                )
+            metric, lower = first
+        else:
+            metric = metric.removeprefix("metrics.")
+            lower = first is not None and first[0] == metric and first[1]
+    return GateSpec(
+        requires=parsed,
+        vs=vs,
+        metric=metric,
+        lower_is_better=lower,
+        min_delta=min_delta or 0.0,
+        reference=reference,
+        current=current,
+        max_drift_share=max_drift_share,
+    )
+
+
+def _first_metric_comparison(parsed: Sequence[tuple[str, checks.Node]]) -> tuple[str, bool] | None:
+    """(metric name, lower is better) from the first ``--require``, if it names a metric."""
+    if not parsed:
+        return None
+    node = parsed[0][1]
+    metric = next((f for f in checks.fields(node) if f.kind == "metrics"), None)
+    if metric is None:
+        return None
+    lower = False
+    if isinstance(node, checks.Compare):
+        op = node.op
+        if node.right == metric:  # "0.3 >= metrics.loss" reads as "metrics.loss <= 0.3"
+            op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)
+        lower = op in ("<", "<=")
+    return metric.name, lower
+
+
+def run_values(run: Any) -> checks.RunValues:
+    return checks.RunValues(dict(run.data.metrics), dict(run.data.params), dict(run.data.tags))
+
+
+def require_check(text: str, node: checks.Node, values: checks.RunValues) -> Check:
+    read: list[str] = []
+    value: float | str | None = None
+    threshold = "true"
+    if (
+        isinstance(node, checks.Compare)
+        and isinstance(node.left, checks.Field)
+        and isinstance(node.right, checks.Literal)
+    ):
+        threshold = f"{node.op} {node.right}"
+    try:
+        for field in checks.fields(node):
+            got = values.get(field)
+            read.append(f"{field}={got:.6g}" if isinstance(got, float) else f"{field}={got!r}")
+            if value is None:
+                value = got
+        passed = checks.evaluate(node, values)
+    except (checks.MissingField, checks.Incomparable) as problem:
+        return Check(text, value if read else None, threshold, False, str(problem))
+    if threshold == "true" and len(read) != 1:
+        value = ", ".join(read)
+    return Check(text, value, threshold, passed)
+
+
+def versus_check(client: MlflowClient, spec: GateSpec, candidate_run: Any, holder: Any) -> Check:
+    metric = spec.metric or ""
+    holder_run = client.get_run(holder.run_id)
+    name = f"metrics.{metric} vs {spec.vs} (v{holder.version})"
+    mine = candidate_run.data.metrics.get(metric)
+    theirs = holder_run.data.metrics.get(metric)
+    sign = "<=" if spec.lower_is_better else ">="
+    if theirs is None:
+        return Check(
+            name,
+            mine,
+            f"{sign} holder's value",
+            False,
+            f"the holder v{holder.version} has no metrics.{metric}",
+        )
+    need = theirs - spec.min_delta if spec.lower_is_better else theirs + spec.min_delta
+    threshold = f"{sign} {need:.6g} (v{holder.version}: {theirs:.6g}, min delta {spec.min_delta:g})"
+    if mine is None:
+        return Check(name, None, threshold, False, f"the candidate's run has no metrics.{metric}")
+    slack = TOLERANCE * max(1.0, abs(need))  # 0.3 - 0.1 must satisfy "<= 0.2"
+    passed = mine <= need + slack if spec.lower_is_better else mine >= need - slack
+    return Check(name, float(mine), threshold, passed)
+
+
+def drift_check(settings: Settings, spec: GateSpec) -> Check:
+    from ..drift import compute_drift
+
+    frames = [
+        _frame(settings, data, role)
+        for data, role in zip((spec.reference, spec.current), spec.labels, strict=True)
+    ]
+    result = compute_drift(
+        frames[0][0], frames[1][0], reference_label=frames[0][1], current_label=frames[1][1]
+    )
+    name = f"drift {frames[0][1]} -> {frames[1][1]}"
+    drifted = [r.column for r in result.results if r.drifted]
+    detail = f"{len(drifted)} of {len(result.results)} columns drifted" + (
+        f": {', '.join(drifted[:8])}" if drifted else ""
+    )
+    if spec.max_drift_share is None:
+        passed = not result.drifted
+        threshold = f"< {result.drift_share:g} (dataset drift)"
+    else:
+        passed = result.share_drifted <= spec.max_drift_share
+        threshold = f"<= {spec.max_drift_share:g}"
+    return Check(name, float(result.share_drifted), threshold, passed, detail)
+
+
+def _frame(settings: Settings, data: Any, role: str) -> tuple[Any, str]:
+    """A DataFrame as given, or the DataFrame of a snapshot REF (labelled by the REF)."""
+    if isinstance(data, str):
+        from ..snapshots import service
+
+        loaded = service.load(settings, data)
+        if hasattr(loaded, "to_pandas") and not hasattr(loaded, "columns"):
+            loaded = loaded.to_pandas()
+        if not hasattr(loaded, "columns"):
+            raise MLOpsUsageError(f"snapshot {data!r} is a file or folder, not a DataFrame")
+        return loaded, data
+    if not hasattr(data, "columns"):
+        raise MLOpsUsageError(
+            f"drift data must be a DataFrame or a snapshot REF, got a {type(data).__name__}"
+        )
+    return data, role
+
+
+def run_checks(
+    settings: Settings, client: MlflowClient, spec: GateSpec, run: Any, holder: Any
+) -> list[Check]:
+    values = run_values(run)
+    rows = [require_check(text, node, values) for text, node in spec.requires]
+    if holder is not None:
+        rows.append(versus_check(client, spec, run, holder))
+    if spec.reference is not None:
+        rows.append(drift_check(settings, spec))
+    return rows
+
+
+def check_alias(alias: str) -> str:
+    if (
+        not re.fullmatch(r"[A-Za-z0-9_-]+", alias or "")
+        or alias in RESERVED_ALIASES
+        or re.fullmatch(r"v\d+", alias)
+    ):
+        raise MLOpsUsageError(
+            f"alias {alias!r} is not valid; use letters, digits, '_' and '-' (not 'latest' or vN)"
+        )
+    return alias
+
+
+def conclude(
+    settings: Settings, client: MlflowClient, result: GateResult, warn_only: bool
+) -> GateResult:
+    """Record the decision everywhere, then raise or warn if it failed."""
+    reports = write_reports(settings.home, result)
+    result = replace(result, reports=reports)
+    record_in_mlflow(client, result)
+    if not result.passed:
+        if warn_only or settings.gate_mode == "warn":
+            warnings.warn(GateRejected(result).args[0], GateWarning, stacklevel=4)
+        else:
+            raise GateRejected(result)
+    return result
+
+
+def promote(
+    settings: Settings,
+    model: str,
+    to: str,
+    *,
+    require: Sequence[str] = (),
+    vs: str | None = None,
+    min_delta: float | None = None,
+    metric: str | None = None,
+    reference: Any = None,
+    current: Any = None,
+    max_drift_share: float | None = None,
+    dry_run: bool = False,
+    warn_only: bool = False,
+    reason: str | None = None,
+    lock_timeout: float = 60.0,
+    labels: tuple[str, str] | None = None,
+) -> GateResult:
+    """Gate ``model`` (NAME, NAME/VERSION or NAME@ALIAS) and point alias ``to`` at it if all pass.
+
+    A plain function of explicit arguments: the magics, the Python API and the server's
+    Promote action all call it.
+    """
+    check_alias(to)
+    if vs is not None:
+        check_alias(vs)
+    spec = build_spec(require, vs, min_delta, metric, reference, current, max_drift_share)
+    if labels is not None:
+        spec = replace(spec, labels=labels)
+    client = mlflow_client(settings.tracking_uri)
+    candidate = resolve_version(client, model)
+    name, number = candidate.name, int(candidate.version)
+    holder = resolve_version(client, f"{name}@{vs}") if vs is not None else None
+    expected = alias_holder(client, name, to)  # read before waiting: the compare-and-set base
+    who = user()
+    run = get_run(client, candidate.run_id) if candidate.run_id else None
+    if run is None:
+        raise MLOpsUsageError(f"{name} v{number} has no run to read metrics from")
+    rows = run_checks(settings, client, spec, run, holder)
+
+    moved, now = False, expected
+    if all(row.passed for row in rows) and not dry_run:
+        with alias_lock(settings.home, name, to, who, lock_timeout):
+            now = alias_holder(client, name, to)
+            unchanged = now == expected
+            rows.append(
+                Check(
+                    f"{to} unchanged since the gate started",
+                    "unset" if now is None else f"v{now}",
+                    "unset" if expected is None else f"v{expected}",
+                    unchanged,
+                    "" if unchanged else MOVED_MEANWHILE,
+                )
+            )
+            if unchanged:
+                client.set_registered_model_alias(name, to, str(number))
+                moved = True
+    result = GateResult(
+        subject=f"{name} v{number} -> {to}",
+        rows=tuple(rows),
+        decision="dry-run" if dry_run else ("promoted" if moved else "rejected"),
+        model=name,
+        version=number,
+        alias=to,
+        run_id=run.info.run_id,
+        moved=moved,
+        previous=now,  # where the alias pointed when it moved, or points still
+        dry_run=dry_run,
+        reason=reason,
+        user=who,
+        at=datetime.now(UTC).isoformat(timespec="microseconds"),
+    )
+    return conclude(settings, client, result, warn_only)
+
+
+def gate(
+    settings: Settings,
+    require: Sequence[str] = (),
+    *,
+    run_id: str | None = None,
+    vs: str | None = None,
+    min_delta: float | None = None,
+    metric: str | None = None,
+    reference: Any = None,
+    current: Any = None,
+    max_drift_share: float | None = None,
+    warn_only: bool = False,
+    reason: str | None = None,
+    labels: tuple[str, str] | None = None,
+) -> GateResult:
+    """The same checks on a run (default: the notebook's latest); ``vs`` is NAME@ALIAS here."""
+    holder = None
+    client = mlflow_client(settings.tracking_uri)
+    if vs is not None:
+        alias = split_ref(vs)[2]
+        if alias is None:
+            raise MLOpsUsageError(f"--vs {vs!r}: on a run, name the holder as MODEL@ALIAS")
+        holder = resolve_version(client, vs)
+    spec = build_spec(require, vs, min_delta, metric, reference, current, max_drift_share)
+    if labels is not None:
+        spec = replace(spec, labels=labels)
+    run = get_run(client, run_id) if run_id else latest_run(settings, client)
+    rows = run_checks(settings, client, spec, run, holder)
+    passed = all(row.passed for row in rows)
+    result = GateResult(
+        subject=f"run {run.info.run_name or run.info.run_id}",
+        rows=tuple(rows),
+        decision="passed" if passed else "failed",
+        run_id=run.info.run_id,
+        reason=reason,
+        user=user(),
+        at=datetime.now(UTC).isoformat(timespec="microseconds"),
+    )
+    return conclude(settings, client, result, warn_only)

@@ -1,0 +1,190 @@
+"""The store layout: immutable objects and manifests, one exclusive-create file per version.
+
+```
+FORMAT                         {"format": 1, "hash": "blake3"}
+objects/ab/cdef...             cells (Arrow IPC) and file blobs, named by content id, read-only
+manifests/<snapshot id>.json   what a snapshot holds; named by the id of its content
+refs/<name>/v000001.json       one version: snapshot id, provenance, tags; created exclusively
+tmp/                           staging for atomic publishes (local stores), swept by gc
+```
+
+Objects are published before the manifest, and the manifest before the version, so a version
+never points at missing data. The store is plain immutable files plus append-only refs; it can be
+copied or mirrored, and nothing needs a database.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import MLOpsUsageError
+from .errors import SnapshotCorrupted
+from .hashing import FORMAT_VERSION, HASH_NAME, digest_json
+from .names import Ref, check_name, parse_ref
+from .store import Backend, json_bytes, open_backend, read_json, write_json
+
+FORMAT_KEY = "FORMAT"
+MAX_VERSION_TRIES = 1000
+
+
+def object_key(object_id: str) -> str:
+    return f"objects/{object_id[:2]}/{object_id[2:]}"
+
+
+def manifest_key(snapshot_id: str) -> str:
+    return f"manifests/{snapshot_id}.json"
+
+
+def version_key(name: str, version: int) -> str:
+    return f"refs/{check_name(name)}/v{version:06d}.json"
+
+
+def content_id(manifest: dict[str, Any]) -> str:
+    """The snapshot id: the digest of ``content`` (what defines the data; stats are not in it)."""
+    return digest_json(manifest["content"])
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """A REF pinned down: the snapshot id, and the version it came from (when there is one)."""
+
+    id: str
+    name: str | None
+    version: int | None
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}" if self.name else self.id[:12]
+
+
+class SnapshotStore:
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._manifests: dict[str, dict[str, Any]] = {}
+
+    @classmethod
+    def open(cls, location: str) -> SnapshotStore:
+        store = cls(open_backend(location))
+        store._check_format()
+        return store
+
+    def _check_format(self) -> None:
+        if self.backend.exists(FORMAT_KEY):
+            fmt = read_json(self.backend, FORMAT_KEY)
+            if fmt.get("format") != FORMAT_VERSION or fmt.get("hash") != HASH_NAME:
+                raise MLOpsUsageError(
+                    f"snapshot store {self.backend.location} has format {fmt}; this "
+                    f"jupyter-mlops reads format {FORMAT_VERSION} ({HASH_NAME}): upgrade it"
+                )
+
+    def ensure_format(self) -> None:
+        if not self.backend.exists(FORMAT_KEY):
+            self.backend.create_exclusive(
+                FORMAT_KEY, json_bytes({"format": FORMAT_VERSION, "hash": HASH_NAME})
+            )
+
+    # --- versions -----------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        return sorted({key.split("/")[1] for key in self.backend.list("refs")})
+
+    def versions(self, name: str) -> list[int]:
+        found = []
+        for key in self.backend.list(f"refs/{check_name(name)}"):
+            stem = key.rsplit("/", 1)[-1]
+            if stem.startswith("v") and stem.endswith(".json") and stem[1:-5].isdigit():
+                found.append(int(stem[1:-5]))
+        return sorted(found)
+
+    def record(self, name: str, version: int) -> dict[str, Any]:
+        record: dict[str, Any] = read_json(self.backend, version_key(name, version))
+        return record
+
+    def add_version(self, name: str, record: dict[str, Any]) -> int:
+        """Allocate the next version of ``name`` with an exclusive create; never overwrites."""
+        existing = self.versions(name)
+        version = (existing[-1] if existing else 0) + 1
+        for _ in range(MAX_VERSION_TRIES):
+            record = {**record, "name": name, "version": version}
+            if self.backend.create_exclusive(version_key(name, version), json_bytes(record)):
+                return version
+            version += 1
+        raise MLOpsUsageError(f"could not allocate a version of {name!r}; too many writers")
+
+    # --- manifests ----------------------------------------------------------------------------
+
+    def put_manifest(self, manifest: dict[str, Any]) -> None:
+        key = manifest_key(manifest["id"])
+        if not self.backend.exists(key):
+            write_json(self.backend, key, manifest)
+
+    def manifest(self, snapshot_id: str, label: str | None = None) -> dict[str, Any]:
+        """A manifest, checked against its own id (a damaged manifest is corruption too)."""
+        cached = self._manifests.get(snapshot_id)
+        if cached is not None:
+            return cached
+        key = manifest_key(snapshot_id)
+        label = label or snapshot_id[:12]
+        try:
+            manifest: dict[str, Any] = json.loads(self.backend.read(key))
+            ok = manifest.get("id") == snapshot_id and content_id(manifest) == snapshot_id
+        except FileNotFoundError:
+            raise SnapshotCorrupted(label, f"manifest {key}", "missing") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SnapshotCorrupted(label, f"manifest {key}", f"unreadable: {exc}") from None
+        if not ok:
+            raise SnapshotCorrupted(label, f"manifest {key}", "content does not match its id")
+        self._manifests[snapshot_id] = manifest
+        return manifest
+
+    def manifest_ids(self) -> list[str]:
+        return [
+            key.rsplit("/", 1)[-1][: -len(".json")]
+            for key in self.backend.list("manifests")
+            if key.endswith(".json")
+        ]
+
+    # --- references ---------------------------------------------------------------------------
+
+    def resolve(self, text: object) -> Resolved:
+        ref = parse_ref(text)
+        if ref.name is not None:
+            versions = self.versions(ref.name)
+            if versions:
+                return self._pin(ref, versions)
+            if ref.id_prefix is None or ref.version is not None:
+                raise MLOpsUsageError(
+                    f"no snapshot named {ref.name!r} in {self.backend.location}; see %snapshot list"
+                )
+        assert ref.id_prefix is not None
+        return self._by_id_prefix(ref.id_prefix)
+
+    def _pin(self, ref: Ref, versions: list[int]) -> Resolved:
+        assert ref.name is not None
+        version = versions[-1] if ref.version is None else ref.version
+        if version not in versions:
+            raise MLOpsUsageError(
+                f"{ref.name} has no version v{version}; it has v{versions[0]}..v{versions[-1]}"
+            )
+        record = self.record(ref.name, version)
+        return Resolved(record["snapshot"], ref.name, version)
+
+    def _by_id_prefix(self, prefix: str) -> Resolved:
+        matches = [i for i in self.manifest_ids() if i.startswith(prefix)]
+        if not matches:
+            raise MLOpsUsageError(f"no snapshot name or id starts with {prefix!r}")
+        if len(matches) > 1:
+            raise MLOpsUsageError(
+                f"id prefix {prefix!r} is ambiguous ({len(matches)} snapshots); give more digits"
+            )
+        for name in self.names():
+            for version in self.versions(name):
+                if self.record(name, version)["snapshot"] == matches[0]:
+                    return Resolved(matches[0], name, version)
+        return Resolved(matches[0], None, None)
+
+    def all_records(self, name: str | None = None) -> list[dict[str, Any]]:
+        names = [check_name(name)] if name is not None else self.names()
+        return [self.record(n, v) for n in names for v in self.versions(n)]

@@ -1,0 +1,99 @@
+"""The snapshot operations as the faces call them: open the configured store, act, link to MLflow.
+
+Magics and the Python API both come here, so ``%snapshot`` and ``mlops.snapshot`` behave alike.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..config import Settings
+from . import catalog, gc, verify
+from . import diff as diffing
+from . import load as loading
+from . import save as saving
+from .mlflow_link import link_to_active_run
+from .repository import SnapshotStore, manifest_key
+from .results import GcReport, Snapshot, SnapshotDiff, VerifyReport
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def open_store(settings: Settings) -> SnapshotStore:
+    return SnapshotStore.open(settings.snapshot_store)
+
+
+def stat_cache_path(settings: Settings) -> Path:
+    return settings.home / "cache" / "snapshot-stat.sqlite"
+
+
+def snapshot(
+    settings: Settings,
+    obj: Any,
+    name: str,
+    *,
+    tags: dict[str, Any] | None = None,
+    message: str | None = None,
+    allow_pickle: bool = False,
+) -> Snapshot:
+    store = open_store(settings)
+    result = saving.save(
+        store,
+        obj,
+        name,
+        tags=tags,
+        message=message,
+        stat_cache=stat_cache_path(settings),
+        allow_pickle=allow_pickle,
+    )
+    manifest = store.manifest(result.id, result.ref)
+    link_to_active_run(result, manifest, result.location, "saved")
+    return result
+
+
+def load(
+    settings: Settings,
+    ref: str,
+    *,
+    verify: bool = True,
+    to: str | Path | None = None,
+    allow_pickle: bool = False,
+) -> Any:
+    store = open_store(settings)
+    resolved, manifest, value = loading.load(
+        store,
+        ref,
+        verify=verify,
+        to=to,
+        restore_root=settings.home / "restored",
+        stat_cache=stat_cache_path(settings),
+        allow_pickle=allow_pickle,
+    )
+    if resolved.name is not None and resolved.version is not None:
+        record = store.record(resolved.name, resolved.version)
+        location = store.backend.url(manifest_key(resolved.id))
+        link_to_active_run(saving.result(record, manifest), manifest, location, "loaded")
+    return value
+
+
+def snapshots(settings: Settings, name: str | None = None) -> pd.DataFrame:
+    return catalog.list_versions(open_store(settings), name)
+
+
+def diff(settings: Settings, ref_a: str, ref_b: str) -> SnapshotDiff:
+    store = open_store(settings)
+    return diffing.diff(store, store.resolve(ref_a), store.resolve(ref_b))
+
+
+def verify_store(settings: Settings, ref: str | None = None) -> VerifyReport:
+    store = open_store(settings)
+    targets = [store.resolve(ref)] if ref is not None else verify.every_version(store)
+    return verify.verify(store, targets)
+
+
+def collect_garbage(
+    settings: Settings, *, dry_run: bool = False, grace_s: float = gc.GRACE_S
+) -> GcReport:
+    return gc.collect(open_store(settings), dry_run=dry_run, grace_s=grace_s)

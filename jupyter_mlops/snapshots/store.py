@@ -1,0 +1,307 @@
+"""Where snapshot bytes live: object store backends, registered by URL scheme.
+
+A backend stores immutable blobs under slash-separated keys. Every publish is atomic (a reader
+sees the whole blob or nothing), and ``create_exclusive`` fails rather than overwrite, which is
+what version allocation relies on. The local backend writes a temp file, fsyncs it and publishes
+it with a no-clobber ``os.link``; the fsspec backend (any URL: ``s3://``, ``gs://``, ``memory://``)
+uses the filesystem's exclusive-create mode where it has one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO, Any, Protocol
+
+from ..config import is_url
+from ..errors import MLOpsUsageError
+
+
+class Backend(Protocol):
+    location: str
+
+    def read(self, key: str) -> bytes: ...
+
+    def local_path(self, key: str) -> str | None: ...
+
+    def writer(self, key: str) -> contextlib.AbstractContextManager[IO[bytes]]: ...
+
+    def create_exclusive(self, key: str, data: bytes) -> bool: ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def size(self, key: str) -> int: ...
+
+    def age(self, key: str) -> float: ...
+
+    def touch(self, key: str) -> None: ...
+
+    def list(self, prefix: str) -> list[str]: ...
+
+    def delete(self, key: str) -> None: ...
+
+    def url(self, key: str) -> str: ...
+
+    def sync(self) -> None: ...
+
+    def lock(self, exclusive: bool) -> contextlib.AbstractContextManager[None]: ...
+
+
+BACKENDS: dict[str, Callable[[str], Backend]] = {}
+
+
+def register(scheme: str) -> Callable[[Callable[[str], Backend]], Callable[[str], Backend]]:
+    def add(factory: Callable[[str], Backend]) -> Callable[[str], Backend]:
+        BACKENDS[scheme] = factory
+        return factory
+
+    return add
+
+
+def open_backend(location: str) -> Backend:
+    """The backend for a folder path or URL; a scheme without its own backend goes to fsspec."""
+    scheme = location.split("://", 1)[0] if is_url(location) else ""
+    if scheme == "file":
+        location, scheme = location[len("file://") :], ""
+    factory = BACKENDS.get(scheme) or BACKENDS["*"]
+    return factory(location)
+
+
+@register("")
+class LocalBackend:
+    """A folder on a local filesystem (not NFS/SMB: ``flock`` and ``link`` are unreliable there)."""
+
+    def __init__(self, location: str) -> None:
+        self.root = Path(location)
+        self.location = str(self.root)
+        self._dirty_dirs: set[Path] = set()
+
+    def _path(self, key: str) -> Path:
+        return self.root / key
+
+    def read(self, key: str) -> bytes:
+        return self._path(key).read_bytes()
+
+    def local_path(self, key: str) -> str | None:
+        return str(self._path(key))
+
+    def _tmp(self) -> Path:
+        tmp = self.root / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return tmp / f"{uuid.uuid4().hex}.part"
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        """Write ``key`` atomically; if it already exists the (equal) existing blob is kept."""
+        tmp = self._tmp()
+        try:
+            with open(tmp, "wb") as fh:
+                yield fh
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o444)
+            self._publish(tmp, self._path(key), exclusive=False)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _publish(self, tmp: Path, final: Path, *, exclusive: bool) -> bool:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(tmp, final)
+        except FileExistsError:
+            if exclusive:
+                return False
+        except OSError as exc:  # a filesystem without hard links
+            if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+            if exclusive:
+                try:
+                    fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o444)
+                except FileExistsError:
+                    return False
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(tmp.read_bytes())
+                    os.fsync(fh.fileno())
+            else:
+                os.replace(tmp, final)
+        self._dirty_dirs.add(final.parent)
+        return True
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        tmp = self._tmp()
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.chmod(tmp, 0o444)
+            created = self._publish(tmp, self._path(key), exclusive=True)
+        finally:
+            tmp.unlink(missing_ok=True)
+        self.sync()
+        return created
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).exists()
+
+    def size(self, key: str) -> int:
+        return self._path(key).stat().st_size
+
+    def age(self, key: str) -> float:
+        return time.time() - self._path(key).stat().st_mtime
+
+    def touch(self, key: str) -> None:
+        with contextlib.suppress(OSError):
+            os.utime(self._path(key))
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not base.is_dir():
+            return []
+        return sorted(
+            str(Path(folder, name).relative_to(self.root))
+            for folder, _, names in os.walk(base)
+            for name in names
+        )
+
+    def delete(self, key: str) -> None:
+        self._path(key).unlink(missing_ok=True)
+
+    def url(self, key: str) -> str:
+        return self._path(key).resolve().as_uri()
+
+    def sync(self) -> None:
+        """Make published names durable: fsync every folder a publish added a name to."""
+        for folder in self._dirty_dirs:
+            with contextlib.suppress(OSError):
+                fd = os.open(folder, os.O_RDONLY)
+                try:
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+        self._dirty_dirs.clear()
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool) -> Iterator[None]:
+        """Writers share the store lock; gc takes it alone, so it never sweeps a write in flight."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / "lock", "a+b") as fh:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+@register("*")
+class FsspecBackend:
+    """Any fsspec URL. There is no store-wide lock; gc relies on its grace period instead."""
+
+    def __init__(self, location: str) -> None:
+        try:
+            import fsspec
+        except ImportError:
+            raise MLOpsUsageError(
+                f"snapshot_store {location!r} is a URL, which needs fsspec; pip install fsspec"
+            ) from None
+        try:
+            self.fs, root = fsspec.core.url_to_fs(location)
+        except (ImportError, ValueError) as exc:
+            raise MLOpsUsageError(f"cannot open snapshot_store {location!r}: {exc}") from None
+        self.root = root.rstrip("/")
+        self.location = location.rstrip("/")
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{key}"
+
+    def read(self, key: str) -> bytes:
+        data: bytes = self.fs.cat_file(self._path(key))
+        return data
+
+    def local_path(self, key: str) -> str | None:
+        return None
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        import io
+
+        buffer = io.BytesIO()
+        yield buffer
+        # One PUT of the whole blob: object stores publish it atomically.
+        self.fs.pipe_file(self._path(key), buffer.getvalue())
+
+    def create_exclusive(self, key: str, data: bytes) -> bool:
+        path = self._path(key)
+        try:
+            with self.fs.open(path, "xb") as fh:
+                fh.write(data)
+            return True
+        except FileExistsError:
+            return False
+        except (ValueError, NotImplementedError):
+            # No conditional create here: check, then write (a race can lose one version).
+            if self.fs.exists(path):
+                return False
+            self.fs.pipe_file(path, data)
+            return True
+
+    def exists(self, key: str) -> bool:
+        return bool(self.fs.exists(self._path(key)))
+
+    def size(self, key: str) -> int:
+        return int(self.fs.size(self._path(key)))
+
+    def age(self, key: str) -> float:
+        try:
+            modified = self.fs.modified(self._path(key))
+        except (NotImplementedError, OSError, AttributeError):
+            return 0.0
+        return time.time() - modified.timestamp()
+
+    def touch(self, key: str) -> None:
+        """Object stores cannot bump a blob's time; the grace period covers in-flight writes."""
+
+    def list(self, prefix: str) -> list[str]:
+        base = self._path(prefix)
+        if not self.fs.exists(base):
+            return []
+        start = len(self.root) + 1
+        return sorted(p[start:] if p.startswith(self.root) else p for p in self.fs.find(base))
+
+    def delete(self, key: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(key))
+
+    def url(self, key: str) -> str:
+        return f"{self.location}/{key}"
+
+    def sync(self) -> None:
+        """Object store writes are durable once the PUT returns."""
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool) -> Iterator[None]:
+        yield
+
+
+def read_json(backend: Backend, key: str) -> Any:
+    import json
+
+    return json.loads(backend.read(key))
+
+
+def json_bytes(value: Any) -> bytes:
+    import json
+
+    return json.dumps(value, indent=1, sort_keys=True, ensure_ascii=False).encode()
+
+
+def write_json(backend: Backend, key: str, value: Any) -> None:
+    with backend.writer(key) as fh:
+        fh.write(json_bytes(value))

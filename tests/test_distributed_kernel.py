@@ -1,0 +1,103 @@
+"""Interrupts and restarts of a real ipykernel running %%distributed leave no process behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from jupyter_client.manager import KernelManager
+
+LONG_CELL = (
+    "%%distributed -n 2\n"
+    "import time\n"
+    "print('ready', flush=True)\n"
+    "while True:\n"
+    "    time.sleep(0.1)\n"
+)
+
+
+@pytest.fixture
+def kernel(tmp_path: Path) -> Iterator[tuple[KernelManager, Any]]:
+    manager = KernelManager(kernel_name="python3")
+    manager.start_kernel(cwd=str(tmp_path), env={**os.environ, "MLOPS_HOME": str(tmp_path)})
+    client = manager.client()
+    client.start_channels()
+    client.wait_for_ready(timeout=60)
+    try:
+        yield manager, client
+    finally:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+
+
+def new_job(home: Path, known: set[Path]) -> Path:
+    """Wait for a job whose two workers registered their pids; return its folder."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for job_dir in set((home / "jobs").glob("*")) - known:
+            if len(list((job_dir / "pids").glob("rank-*.json"))) == 2:
+                return job_dir
+        time.sleep(0.1)
+    raise AssertionError("the job's workers never started")
+
+
+def job_pids(job_dir: Path) -> list[int]:
+    state = json.loads((job_dir / "state.json").read_text())
+    workers = [json.loads(p.read_text())["pid"] for p in (job_dir / "pids").glob("rank-*.json")]
+    return [state["agent_pid"], *workers]
+
+
+def survivors(pids: list[int], seconds: float) -> list[int]:
+    def up(pid: int) -> bool:
+        try:
+            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and any(up(p) for p in pids):
+        time.sleep(0.1)
+    return [p for p in pids if up(p)]
+
+
+def reply_to(client: Any, msg_id: str) -> dict[str, Any]:
+    while True:
+        reply: dict[str, Any] = client.get_shell_msg(timeout=60)
+        if reply["parent_header"].get("msg_id") == msg_id:
+            return reply
+
+
+def test_interrupts_and_restart_leave_no_worker(
+    kernel: tuple[KernelManager, Any], tmp_path: Path
+) -> None:
+    manager, client = kernel
+    assert reply_to(client, client.execute("%load_ext jupyter_mlops"))["content"]["status"] == "ok"
+    kernel_pid = manager.provisioner.process.pid  # type: ignore[union-attr]
+    interrupts: list[tuple[str, Callable[[], None]]] = [
+        ("process group", manager.interrupt_kernel),  # what JupyterLab's interrupt does
+        ("kernel pid only", lambda: os.kill(kernel_pid, signal.SIGINT)),  # some gateways
+    ]
+    seen: set[Path] = set()
+    for how, interrupt in interrupts:
+        msg_id = client.execute(LONG_CELL)
+        job_dir = new_job(tmp_path, seen)
+        seen.add(job_dir)
+        pids = job_pids(job_dir)
+        interrupt()
+        reply = reply_to(client, msg_id)["content"]
+        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", how
+        assert survivors(pids, 2) == [], how  # stopped before the cell returned
+        assert json.loads((job_dir / "state.json").read_text())["state"] == "cancelled"
+
+    client.execute(LONG_CELL)
+    job_dir = new_job(tmp_path, seen)
+    pids = job_pids(job_dir)
+    manager.restart_kernel(now=True)  # SIGKILLs the kernel: only PDEATHSIG can clean up
+    assert survivors(pids, 20) == []

@@ -1,0 +1,192 @@
+"""%%distributed without launching torchrun: flags, job folder, Slurm script, logs, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from IPython.core.error import UsageError
+
+from jupyter_mlops.context import current_settings
+from jupyter_mlops.distributed import job, launch
+from jupyter_mlops.distributed.job import JobSpec, create_job, load_inputs, load_job
+from jupyter_mlops.distributed.logs import LogPump
+from jupyter_mlops.errors import MLOpsUsageError
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        ("-n 0", "-n must be at least 1"),
+        ("--backend mpi", "--backend 'mpi'"),
+        ("--rdzv 10.0.0.1:29400", "--nnodes/--rdzv need the multinode or slurm executor"),
+        ("--nnodes 2", "need both --nnodes N"),
+        ("--nnodes 2 --rdzv nohost", "--rdzv takes HOST:PORT"),
+        ("--push not_defined_anywhere", "no variable named 'not_defined_anywhere'"),
+        ("--pull 1x", "--pull takes comma-separated Python names"),
+        ("--gpus a,b", "--gpus takes GPU indices"),
+        ("--gpus 97", "no GPU 97 here"),
+        ("--timeout -1", "--timeout takes seconds > 0"),
+        ("--executor mars", "--executor 'mars'"),
+        ("--bogus", "unrecognized arguments"),
+        ("status", "unexpected argument 'status'"),
+        # NCCL with more ranks than GPUs is refused before anything starts.
+        ("--backend nccl -n 64", "NCCL needs one GPU per rank: 64 ranks per node"),
+    ],
+)
+def test_bad_flags_are_one_line_usage_errors(ip: Any, line: str, message: str) -> None:
+    with pytest.raises(UsageError, match="%distributed") as caught:
+        ip.run_cell_magic("distributed", line, "result = 1")
+    assert message in str(caught.value)
+    assert not (current_settings().home / "jobs").exists()  # refused before any job folder
+
+
+@pytest.mark.parametrize("line", ["", "frobnicate", "status extra", "cancel a b"])
+def test_line_magic_takes_status_or_cancel(ip: Any, line: str) -> None:
+    with pytest.raises(UsageError, match=r"%distributed status \| %distributed cancel"):
+        ip.run_line_magic("distributed", line)
+
+
+def test_cancel_of_unknown_job_is_a_usage_error(ip: Any) -> None:
+    with pytest.raises(UsageError, match="no distributed job 'nope'"):
+        ip.run_line_magic("distributed", "cancel nope")
+
+
+def test_job_folder_round_trips_pushed_values(tmp_path: Path) -> None:
+    class Scaler:
+        def __init__(self, k: int) -> None:
+            self.k = k
+
+        def __call__(self, x: int) -> int:
+            return self.k * x
+
+    spec = JobSpec(nproc_per_node=2, backend="gloo", pull=("a", "b"), pull_explicit=True)
+    created = create_job(tmp_path, "result = 1\n", spec, {"scale": Scaler(3), "n": [1, 2]})
+    loaded = load_job(created.dir)
+    assert loaded.spec == spec and loaded.push == ("scale", "n")
+    assert (created.dir / "cell.py").read_text() == "result = 1\n"
+    values = load_inputs(loaded)
+    assert values["scale"](5) == 15 and values["n"] == [1, 2]
+
+
+def test_large_push_warns_and_unpicklable_push_is_a_usage_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(job, "LARGE_PUSH_BYTES", 10_000)
+    spec = JobSpec(nproc_per_node=2, backend="gloo")
+    with pytest.warns(UserWarning, match=r"big: 0 MB\) to every rank; for large data save it"):
+        create_job(tmp_path, "", spec, {"big": b"x" * 20_000, "small": 1})
+    with pytest.raises(MLOpsUsageError, match="--push lock: cannot be pickled"):
+        create_job(tmp_path, "", spec, {"lock": threading.Lock()})
+
+
+def test_root_cause_is_the_earliest_failing_rank(tmp_path: Path) -> None:
+    created = create_job(tmp_path, "", JobSpec(nproc_per_node=3, backend="gloo"), {})
+    now = time.time()
+    for rank, delay, kind in ((0, 0.5, "RuntimeError"), (2, 0.0, "KeyError"), (1, 0.7, "OSError")):
+        report = {
+            "rank": rank,
+            "timestamp": now + delay,
+            "error_type": kind,
+            "message": f"from {rank}",
+            "traceback": f'  File "<cell>", line {rank + 1}\n{kind}: from {rank}\n',
+        }
+        (created.errors_dir / f"rank-{rank}.json").write_text(json.dumps(report))
+    error = launch.failure_error(created, 1, [])
+    assert error.rank == 2 and [f.rank for f in error.others] == [0, 1]
+    rendered = error._render_traceback_()
+    assert rendered[0].startswith("DistributedCellError: rank 2 of 3 failed: KeyError: from 2")
+    assert '  File "<cell>", line 3' in rendered
+    assert "  rank 0: RuntimeError: from 0" in rendered
+
+
+def test_agent_death_without_rank_reports_names_the_signal(tmp_path: Path) -> None:
+    created = create_job(tmp_path, "", JobSpec(nproc_per_node=2, backend="gloo"), {})
+    error = launch.failure_error(created, -9, ["rendezvous timed out"])
+    assert error.rank is None
+    assert "torchrun agent was killed by signal 9" in str(error)
+    assert "rendezvous timed out" in str(error)
+
+
+def test_log_pump_splits_ranks_into_files_and_rate_limits(tmp_path: Path) -> None:
+    shown: list[str] = []
+    clock = [0.0]
+    pump = LogPump(tmp_path, shown.append, ranks=(0,), max_lines_per_s=3, clock=lambda: clock[0])
+    pump.feed_bytes(b"agent banner\n[rank1]:one\n[rank0]:a\n[rank0]:b\n[rank0]:c\n[rank0]:d\n[ra")
+    clock[0] = 1.5
+    pump.feed_bytes(b"nk0]:e\n")
+    pump.close()
+    assert shown[:3] == ["[rank 0] a", "[rank 0] b", "[rank 0] c"]
+    assert shown[3].startswith("[jupyter-mlops] 1 lines not shown (over 3/s)")
+    assert shown[4] == "[rank 0] e"
+    assert (tmp_path / "rank-0.log").read_text() == "a\nb\nc\nd\ne\n"
+    assert (tmp_path / "rank-1.log").read_text() == "one\n"
+    assert (tmp_path / "agent.log").read_text() == "agent banner\n"
+
+
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """``sbatch``/``scancel`` stand-ins that record what they were given."""
+    bin_dir = tmp_path / "fake-bin"
+    bin_dir.mkdir()
+    record = tmp_path / "slurm-record"
+    record.mkdir()
+    (bin_dir / "sbatch").write_text(
+        f'#!/bin/sh\necho "$@" > {record}/sbatch.args\ncat "$2" > {record}/script\necho "4242;c1"\n'
+    )
+    (bin_dir / "scancel").write_text(f'#!/bin/sh\necho "$@" > {record}/scancel.args\n')
+    for tool in ("sbatch", "scancel"):
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return record
+
+
+def test_slurm_executor_submits_an_srun_torchrun_script(
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = fake_slurm(tmp_path, monkeypatch)
+    line = "--executor slurm --nnodes 2 -n 4 --backend nccl --timeout 600 --pull loss"
+    result = ip.run_cell_magic("distributed", line, "loss = 0.5\n")
+    assert result.state == "submitted" and result.scheduler_id == "4242"
+    assert repr(result) == (
+        "DistributedResult(state='submitted', world_size=8, nnodes=2, backend='nccl', "
+        "executor='slurm', pulled=[])"
+    )
+    script = (record / "script").read_text()
+    assert (record / "sbatch.args").read_text().split()[0] == "--parsable"
+    for expected in (
+        "#SBATCH --nodes=2",
+        "#SBATCH --gpus-per-node=4",
+        "#SBATCH --time=10",
+        "srun ",
+        '--nnodes "$SLURM_NNODES" --rdzv-backend c10d --rdzv-endpoint "$head_node:29500"',
+        "--nproc-per-node 4",
+        f"-m jupyter_mlops.distributed.worker {result.job_dir}",
+        "export TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE='[rank${rank}]:'",
+    ):
+        assert expected in script
+    assert subprocess.run(["bash", "-n", str(record / "script")]).returncode == 0
+
+    status = ip.run_line_magic("distributed", "status")
+    assert [(j.job_id, j.state) for j in status.jobs] == [(result.job_id, "submitted")]
+    cancelled = ip.run_line_magic("mlops", "distributed cancel")
+    assert cancelled.cancelled == [result.job_id]
+    assert (record / "scancel.args").read_text().strip() == "4242"
+    assert cancelled.jobs[0].state == "cancelled"
+
+
+def test_result_html_is_self_contained(tmp_path: Path) -> None:
+    from jupyter_mlops.display.distributed import distributed_result_html
+    from jupyter_mlops.distributed import DistributedResult
+
+    result = DistributedResult(
+        "j1", "ok", 2, 1, "gloo", "local", tmp_path, values={"result": "<b>"}, seconds=4.2
+    )
+    html = distributed_result_html(result)
+    assert "Distributed job j1" in html and "&#x27;&lt;b&gt;&#x27;" in html
+    assert "<script" not in html

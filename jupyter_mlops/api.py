@@ -336,4 +336,3 @@ def load_model(ref: str, flavor: str = "pyfunc") -> Any:
     from .registry.models import load_model as load_registered
 
     return load_registered(current_settings(), ref, flavor)
-

@@ -13,6 +13,7 @@ from typing import Any
 # attributes `mlops.snapshots` and `mlops.drift` end up being the functions SURFACE.md names.
 from . import distributed
 from . import drift as _drift_package  # noqa: F401
+from . import lineage as _lineage_package  # noqa: F401
 from . import snapshots as _snapshots_package  # noqa: F401
 from .api import (
     compare,
@@ -21,6 +22,7 @@ from .api import (
     drift,
     gate,
     gc_snapshots,
+    lineage,
     load,
     load_model,
     log,
@@ -28,6 +30,7 @@ from .api import (
     log_params,
     promote,
     register,
+    reproduce,
     runs,
     snapshot,
     snapshots,
@@ -61,6 +64,7 @@ __all__ = [
     "drift",
     "gate",
     "gc_snapshots",
+    "lineage",
     "load",
     "load_model",
     "log",
@@ -68,6 +72,7 @@ __all__ = [
     "log_params",
     "promote",
     "register",
+    "reproduce",
     "runs",
     "snapshot",
     "snapshots",

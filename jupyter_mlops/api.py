@@ -15,6 +15,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from .drift.result import DriftResult
+    from .lineage.graph import Lineage
+    from .lineage.reproduce import Reproduction
     from .registry.results import GateResult, ModelVersion
     from .snapshots.results import GcReport, Snapshot, SnapshotDiff, VerifyReport
     from .tracking.compare import Comparison
@@ -336,3 +338,24 @@ def load_model(ref: str, flavor: str = "pyfunc") -> Any:
     from .registry.models import load_model as load_registered
 
     return load_registered(current_settings(), ref, flavor)
+
+
+# --- lineage (jupyter_mlops/lineage) ------------------------------------------------------------
+def lineage(obj: Any) -> Lineage:
+    """Snapshot -> run -> model version -> drift reports -> gate decisions (``%lineage``).
+
+    ``obj``: a snapshot REF, a run id, ``NAME/VERSION``, ``NAME@ALIAS`` or a result object.
+    """
+    from .lineage.walk import lineage as walk
+
+    return walk(current_settings(), obj)
+
+
+def reproduce(run_id: str) -> Reproduction:
+    """A run's input snapshots restored (verified by content id), its cell source and params.
+
+    Nothing is executed: run ``.source`` again with ``.data`` and ``.params`` to reproduce it.
+    """
+    from .lineage.reproduce import reproduce as restore
+
+    return restore(current_settings(), run_id)

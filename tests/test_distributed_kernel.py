@@ -101,3 +101,58 @@ def test_interrupts_and_restart_leave_no_worker(
     pids = job_pids(job_dir)
     manager.restart_kernel(now=True)  # SIGKILLs the kernel: only PDEATHSIG can clean up
     assert survivors(pids, 20) == []
+
+
+def output_until(client: Any, text: str, seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        message = client.get_iopub_msg(timeout=seconds)
+        if message["msg_type"] == "stream" and text in message["content"]["text"]:
+            return
+    raise AssertionError(f"{text!r} never appeared")
+
+
+def test_interrupting_a_pool_cell(kernel: tuple[KernelManager, Any], tmp_path: Path) -> None:
+    manager, client = kernel
+    for code in ("%load_ext jupyter_mlops", "%distributed pool start -n 2"):
+        assert reply_to(client, client.execute(code))["content"]["status"] == "ok"
+    pool_dir = new_job(tmp_path, set())
+    pids = job_pids(pool_dir)
+
+    # Every rank is in Python code: Ctrl-C stops the cell and the pool keeps its variables.
+    msg_id = client.execute(
+        "%%distributed\nimport time\nkept = 41 + rank\nprint('ready', flush=True)\n"
+        "while True:\n    time.sleep(0.05)\n"
+    )
+    output_until(client, "[rank 0] ready")
+    manager.interrupt_kernel()
+    reply = reply_to(client, msg_id)["content"]
+    assert (reply["status"], reply["ename"]) == ("error", "KeyboardInterrupt")
+    assert reply["evalue"] == "pool cell interrupted on every rank; the pool keeps its state"
+    msg_id = client.execute("%%distributed --pull kept\npass")
+    assert reply_to(client, msg_id)["content"]["status"] == "ok"
+    assert reply_to(client, client.execute("assert kept == 41"))["content"]["status"] == "ok"
+    assert survivors(pids, 0) == pids
+
+    # Rank 0 waits in a collective that rank 1 never joins: only a restart gets it out.
+    msg_id = client.execute(
+        "%%distributed --all-logs\nimport time, torch, torch.distributed as dist\n"
+        "if rank == 0:\n    dist.all_reduce(torch.ones(1))\n"
+        "print('ready', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
+    )
+    output_until(client, "[rank 1] ready")
+    os.kill(manager.provisioner.process.pid, signal.SIGINT)  # type: ignore[union-attr]
+    reply = reply_to(client, msg_id)["content"]
+    assert reply["ename"] == "KeyboardInterrupt"
+    assert reply["evalue"] == (
+        "pool cell interrupted; rank(s) 0 did not stop at the interrupt (stuck in a "
+        "collective?), so the pool was restarted and its variables are gone"
+    )
+    assert survivors(pids, 10) == []
+    pool_dir = new_job(tmp_path, {pool_dir})
+    pids = job_pids(pool_dir)
+    msg_id = client.execute("%%distributed\nresult = world_size")
+    assert reply_to(client, msg_id)["content"]["status"] == "ok"
+
+    manager.restart_kernel(now=True)  # the pool's agent and ranks die with the kernel
+    assert survivors(pids, 20) == []

@@ -190,3 +190,18 @@ def test_result_html_is_self_contained(tmp_path: Path) -> None:
     html = distributed_result_html(result)
     assert "Distributed job j1" in html and "&#x27;&lt;b&gt;&#x27;" in html
     assert "<script" not in html
+
+
+def test_sbatch_verb_writes_and_submits_the_slurm_script(
+    ip: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    record = fake_slurm(tmp_path, monkeypatch)
+    result = ip.run_cell_magic("distributed", "sbatch --nnodes 3 -n 2 --backend gloo", "x = 1\n")
+    assert (result.executor, result.state, result.world_size) == ("slurm", "submitted", 6)
+    script = (record / "script").read_text()
+    assert script == (result.job_dir / "job.sbatch").read_text()
+    assert "#SBATCH --nodes=3" in script and "--gpus-per-node" not in script
+    assert f"-m jupyter_mlops.distributed.worker {result.job_dir}" in script
+    assert "srun " in script and "--nproc-per-node 2" in script
+    with pytest.raises(UsageError, match="submits with --executor slurm only"):
+        ip.run_cell_magic("distributed", "sbatch --executor local", "x = 1\n")

@@ -43,7 +43,10 @@ def decisions(home: Path, name: str) -> list[str]:
     ]
 
 
-def test_nbconvert_exits_non_zero_on_a_failed_gate(tmp_path: Path, registry_store: Path) -> None:  # noqa: F811
+def test_nbconvert_exits_non_zero_and_writes_the_executed_notebook(
+    tmp_path: Path,
+    registry_store: Path,  # noqa: F811
+) -> None:
     path = gate_notebook(tmp_path, "nbc-model")
     done = run(
         [
@@ -65,6 +68,12 @@ def test_nbconvert_exits_non_zero_on_a_failed_gate(tmp_path: Path, registry_stor
     assert "deployed" not in done.stdout + done.stderr.split("GateFailed", 1)[1]
     assert "champion" not in client(registry_store).get_registered_model("nbc-model").aliases
     assert decisions(registry_store, "nbc-model") == ["rejected"]
+    # The executed notebook is still written (jupyter_mlops.batch.nbconvert), up to the gate.
+    code = nbformat.read(tmp_path / "executed.ipynb", as_version=4).cells
+    errors = [o for o in code[3].outputs if o.output_type == "error"]
+    assert len(errors) == 1 and errors[0].ename == "GateRejected"
+    assert errors[0].traceback[0].startswith("GateFailed: gate FAILED: nbc-model v1 -> champion")
+    assert code[4].execution_count is None and not code[4].outputs  # nothing ran after the gate
 
 
 def test_papermill_exits_non_zero_and_writes_the_executed_notebook(

@@ -2,15 +2,18 @@
 
 A cell becomes a job folder run by a torchrun agent in a subprocess, never a fork of the kernel,
 so CUDA work in the notebook cannot break a launch. ``run`` is the face the magic and scripts
-use; ``ddp``, ``fsdp`` and ``sampler`` are for the cell itself. Nothing here imports torch until
+use; ``pool`` keeps ranks warm between cells; ``ddp``, ``fsdp``, ``sampler`` and
+``log_every_rank`` are for the cell itself. Nothing here imports torch until
 a helper is called.
 """
 
 from __future__ import annotations
 
+from . import pool
 from .errors import DistributedCellError, DistributedTimeout
 from .helpers import ddp, fsdp, sampler
 from .launch import cancel, run, status
+from .rank_logging import log_every_rank
 from .results import DistributedResult, DistributedStatus
 
 __all__ = [
@@ -21,6 +24,8 @@ __all__ = [
     "cancel",
     "ddp",
     "fsdp",
+    "log_every_rank",
+    "pool",
     "run",
     "sampler",
     "status",

@@ -2,18 +2,20 @@
 
 Every executor runs the same worker bootstrap under torchrun; they differ in where torchrun
 runs. ``local`` and ``multinode`` start an agent on this machine and the cell waits for it;
-``slurm`` writes a batch script that runs ``srun torchrun`` and submits it with ``sbatch``.
+``slurm`` writes a batch script that runs ``srun torchrun`` and submits it with ``sbatch``;
+``pool`` starts the warm pool's agent, whose ranks serve cell after cell (see ``pool.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
 import subprocess
 import sys
 from abc import ABC, abstractmethod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from ..errors import MLOpsUsageError
 from .job import Job
@@ -21,6 +23,7 @@ from .logs import PREFIX_TEMPLATE
 from .procs import stop
 
 WORKER_MODULE = "jupyter_mlops.distributed.worker"
+POOL_WORKER_MODULE = "jupyter_mlops.distributed.pool_worker"
 
 
 class Executor(ABC):
@@ -77,13 +80,15 @@ def rendezvous_args(job: Job, endpoint: str) -> list[str]:
     ]  # fmt: skip
 
 
-def torchrun_args(job: Job, placement: list[str], log_dir: str) -> list[str]:
+def torchrun_args(
+    job: Job, placement: list[str], log_dir: str, module: str = WORKER_MODULE
+) -> list[str]:
     return [
         *placement,
         "--nproc-per-node", str(job.spec.nproc_per_node),
         "--log-dir", log_dir,
         "--tee", "3",
-        "-m", WORKER_MODULE, str(job.dir),
+        "-m", module, str(job.dir),
     ]  # fmt: skip
 
 
@@ -92,23 +97,45 @@ class LocalTorchrun(Executor):
     """One torchrun agent on this machine (``--standalone``: it picks a free port itself)."""
 
     name = "local"
+    module = WORKER_MODULE
 
     def placement(self, job: Job) -> list[str]:
         return ["--standalone"]
 
+    def agent_output(self, job: Job) -> Any:
+        """Where the agent's output goes: a pipe the cell pumps while it waits."""
+        return contextlib.nullcontext(subprocess.PIPE)
+
     def launch(self, job: Job) -> subprocess.Popen[bytes]:
-        args = torchrun_args(job, self.placement(job), str(job.dir / "torchrun" / "node-0"))
+        log_dir = str(job.dir / "torchrun" / "node-0")
+        args = torchrun_args(job, self.placement(job), log_dir, self.module)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         env.update(job_env(job))
         command = [sys.executable, "-m", "jupyter_mlops.distributed.agent", str(os.getpid()), "--"]
-        return subprocess.Popen(
-            [*command, *args],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=env,
-            start_new_session=True,
-        )
+        with self.agent_output(job) as output:
+            return subprocess.Popen(
+                [*command, *args],
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
+            )
+
+
+@register
+class PoolTorchrun(LocalTorchrun):
+    """The warm pool's agent: its ranks serve cells over ``control.json``'s socket until stopped.
+
+    Nobody waits on this agent's output between cells, so it goes to ``logs/agent.log``; the
+    ranks send their cells' output over the control connection instead.
+    """
+
+    name = "pool"
+    module = POOL_WORKER_MODULE
+
+    def agent_output(self, job: Job) -> Any:
+        return (job.logs_dir / "agent.log").open("ab")
 
 
 @register

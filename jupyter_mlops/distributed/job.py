@@ -29,6 +29,7 @@ STATE_FILE = "state.json"
 CELL_FILE = "cell.py"
 INPUTS_FILE = "inputs.pkl"
 RESULT_FILE = "result.pkl"
+CONTROL_FILE = "control.json"  # the warm pool's loopback address and token
 
 
 @dataclass(frozen=True)
@@ -135,8 +136,8 @@ def loads(data: bytes) -> Any:
     return cloudpickle.loads(data)
 
 
-def create_job(home: Path, source: str, spec: JobSpec, push: Mapping[str, Any]) -> Job:
-    """Write the job folder; unpicklable pushes are usage errors, large ones a warning."""
+def encode_push(push: Mapping[str, Any]) -> dict[str, bytes]:
+    """Each pushed value cloudpickled; unpicklable ones are usage errors, large ones a warning."""
     payload: dict[str, bytes] = {}
     for name, value in push.items():
         try:
@@ -153,8 +154,14 @@ def create_job(home: Path, source: str, spec: JobSpec, push: Mapping[str, Any]) 
             f"%%distributed pushes {total / 2**20:.0f} MB ({biggest}: "
             f"{len(payload[biggest]) / 2**20:.0f} MB) to every rank; for large data save it to a "
             "file and push its path instead",
-            stacklevel=3,
+            stacklevel=4,
         )
+    return payload
+
+
+def create_job(home: Path, source: str, spec: JobSpec, push: Mapping[str, Any]) -> Job:
+    """Write the job folder (see :func:`encode_push` for the pushed values)."""
+    payload = encode_push(push)
     job_id = new_job_id()
     job_dir = home / "jobs" / job_id
     for sub in ("logs", "errors", "pids"):

@@ -101,6 +101,10 @@ def plan(
     if timeout is not None and timeout <= 0:
         raise MLOpsUsageError(f"--timeout takes seconds > 0, got {timeout}")
     executor = executor or ("multinode" if nnodes > 1 else "local")
+    if executor == "pool":
+        raise MLOpsUsageError(
+            "--executor pool: once %distributed pool start ran, cells use the pool by themselves"
+        )
     if executor not in EXECUTORS:
         raise MLOpsUsageError(f"--executor {executor!r}: choose one of {', '.join(EXECUTORS)}")
     if executor == "multinode" and (nnodes < 2 or rdzv is None):
@@ -168,6 +172,7 @@ def run(
     executor: str | None = None,
     timeout: float | None = None,
     all_logs: bool = False,
+    fresh: bool = False,
     sink: Callable[[str], None] = print_line,
     on_status: Callable[[str], None] | None = None,
     settings: Settings | None = None,
@@ -177,8 +182,26 @@ def run(
     ``push`` is a mapping of values, or names (a list, or "a,b") taken from the notebook.
     ``sink`` receives the live log lines, ``on_status`` a one-line summary of every rank's
     state each time it changes (the magic shows it in a display that updates in place).
+    While a warm pool runs (``pool.start``), a single-node cell runs there unless ``fresh``.
     """
     from ..tracking.active import active_run
+    from . import pool as warm
+
+    running_pool = None if fresh or executor or nnodes > 1 or rdzv else warm.running()
+    if running_pool is not None:
+        check_fits_pool(running_pool.spec, n, gpus, backend)
+        tracked = active_run()
+        return warm.run_in_pool(
+            running_pool,
+            source,
+            resolve_push(push, user_namespace()),
+            pull=split_names(pull, "--pull") or ("result",),
+            pull_explicit=pull is not None,
+            tracking=(tracked.run_id, tracked.tracking_uri) if tracked else (None, None),
+            timeout=timeout,
+            all_logs=all_logs,
+            sink=sink,
+        )
 
     spec = plan(
         n=n,
@@ -226,6 +249,23 @@ def run(
     values = loads((job.dir / RESULT_FILE).read_bytes())
     job.set_state("ok", exit_code=0)
     return result_of(job, "ok", values, time.monotonic() - started)
+
+
+def check_fits_pool(
+    spec: JobSpec, n: int | None, gpus: str | Sequence[int] | None, backend: str
+) -> None:
+    asked = []
+    if n is not None and n != spec.world_size:
+        asked.append(f"-n {n}")
+    if gpus is not None and parse_gpus(gpus) != spec.gpus:
+        asked.append("--gpus")
+    if backend not in ("auto", spec.backend):
+        asked.append(f"--backend {backend}")
+    if asked:
+        raise MLOpsUsageError(
+            f"{' '.join(asked)} does not match the running pool ({spec.world_size} "
+            f"{spec.backend} ranks); add --fresh for a one-shot job, or %distributed pool stop"
+        )
 
 
 def result_of(

@@ -33,6 +33,7 @@ from .job import (
     write_atomic,
 )
 from .procs import die_with_parent
+from .rank_logging import tracked_by_rank
 
 DEFAULT_PG_TIMEOUT = timedelta(minutes=10)
 
@@ -89,25 +90,36 @@ def cell_traceback(exc: BaseException) -> str:
     return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
 
 
-def pulled(job: Job, namespace: dict[str, Any]) -> dict[str, Any]:
+def pulled(names: tuple[str, ...], explicit: bool, namespace: dict[str, Any]) -> dict[str, Any]:
     values = {}
-    for name in job.spec.pull:
+    for name in names:
         if name in namespace:
             values[name] = namespace[name]
-        elif job.spec.pull_explicit:
+        elif explicit:
             raise NameError(f"--pull {name}: the cell did not define {name!r} on rank 0")
     return values
 
 
-def record_failure(job: Job, rank: int, exc: BaseException) -> None:
-    report = {
+def failure_report(rank: int, exc: BaseException) -> dict[str, Any]:
+    """The fields of :class:`RankFailure`; the timestamp tells the root cause from its effects."""
+    return {
         "rank": rank,
         "timestamp": time.time(),
         "error_type": type(exc).__name__,
         "message": str(exc),
         "traceback": cell_traceback(exc),
     }
+
+
+def record_failure(job: Job, rank: int, exc: BaseException) -> None:
+    report = failure_report(rank, exc)
     write_atomic(job.errors_dir / f"rank-{rank}.json", json.dumps(report).encode())
+
+
+def report_rank(job: Job, rank: int, state: str) -> None:
+    """``pids/rank-N.json``: where the rank runs and how far it got (status, cancel, cleanup)."""
+    entry = {"rank": rank, "pid": os.getpid(), "host": os.uname().nodename, "state": state}
+    write_atomic(job.pids_dir / f"rank-{rank}.json", json.dumps(entry).encode())
 
 
 def main(job_dir: Path) -> int:
@@ -117,13 +129,7 @@ def main(job_dir: Path) -> int:
     rank = int(os.environ["RANK"])
     local_rank = int(os.environ["LOCAL_RANK"])
     job = load_job(job_dir)
-    pid_entry = {"rank": rank, "pid": os.getpid(), "host": os.uname().nodename}
-
-    def report(state: str) -> None:
-        entry = {**pid_entry, "state": state}
-        write_atomic(job.pids_dir / f"rank-{rank}.json", json.dumps(entry).encode())
-
-    report("running")
+    report_rank(job, rank, "running")
 
     import torch.distributed as dist
 
@@ -137,16 +143,18 @@ def main(job_dir: Path) -> int:
             local_rank=local_rank,
             device=device,
         )
-        run_cell((job.dir / CELL_FILE).read_text(), namespace)
+        with tracked_by_rank(rank, job.spec.mlflow_run_id, job.spec.mlflow_tracking_uri):
+            run_cell((job.dir / CELL_FILE).read_text(), namespace)
         if rank == 0:
-            write_atomic(job.dir / RESULT_FILE, dumps_cpu(pulled(job, namespace)))
+            values = pulled(job.spec.pull, job.spec.pull_explicit, namespace)
+            write_atomic(job.dir / RESULT_FILE, dumps_cpu(values))
         # Tear down together: a rank destroying its group while a peer is still in the last
         # collective sometimes aborts the peer (SIGABRT seen with gloo on a loaded machine).
         dist.barrier()
-        report("done")
+        report_rank(job, rank, "done")
     except BaseException as exc:
         record_failure(job, rank, exc)
-        report("failed")
+        report_rank(job, rank, "failed")
         # One line here (the cell raises the full traceback): a rank that failed only because
         # a peer died would otherwise bury the root cause under its own long traceback.
         print(f"rank {rank} failed: {type(exc).__name__}: {exc}", file=sys.stderr)

@@ -14,6 +14,7 @@ from IPython.core.magic import Magics
 from .core import MLOpsMagics
 from .distributed import DistributedMagics
 from .drift import DriftMagics
+from .lineage import LineageMagics
 from .registry import RegistryMagics
 from .snapshots import SnapshotMagics
 from .tracking import TrackingMagics
@@ -25,6 +26,7 @@ FAMILIES: tuple[type[Magics], ...] = (
     SnapshotMagics,
     DriftMagics,
     RegistryMagics,
+    LineageMagics,
 )
 
 

@@ -12,7 +12,12 @@ from IPython.display import display
 from .. import distributed
 from .core import parse, usage_errors
 
-ACTIONS = ("status", "cancel")
+ACTIONS = ("status", "cancel", "pool")
+POOL_VERBS = ("start", "stop", "restart", "status")
+LINE_USAGE = (
+    "%distributed: use %%distributed as a cell magic, or %distributed status | "
+    "%distributed cancel [JOB_ID] | %distributed pool start|stop|restart|status"
+)
 
 
 class StatusLine:
@@ -48,7 +53,13 @@ class DistributedMagics(Magics):
     @argument("--rdzv", default=None, help="HOST:PORT of node 0 for multi-node rendezvous.")
     @argument("--executor", default=None, help="local (default), multinode or slurm.")
     @argument("--all-logs", action="store_true", help="Stream every rank's output, not rank 0's.")
-    @argument("action", nargs="*", help="Line magic only: status | cancel [JOB_ID].")
+    @argument("--fresh", action="store_true", help="A one-shot job even while a pool runs.")
+    @argument(
+        "action",
+        nargs="*",
+        help="Cell: sbatch (same as --executor slurm). Line: status | cancel [JOB_ID] | "
+        "pool start|stop|restart|status.",
+    )
     @line_cell_magic
     def distributed(self, line: str, cell: str | None = None) -> Any:
         """Run the cell body on N ranks under torchrun, with the process group initialised.
@@ -59,12 +70,24 @@ class DistributedMagics(Magics):
         ``<home>/jobs/<id>/logs/``. A failing rank raises ``DistributedCellError`` with its
         traceback; an interrupt stops every rank.
 
+        ``%%distributed sbatch --nnodes N ...`` writes a Slurm batch script that runs the same
+        worker with ``srun torchrun`` and submits it (``--executor slurm``).
+
         As a line magic: ``%distributed status`` lists recent jobs, ``%distributed cancel
         [JOB_ID]`` stops one job or every job that is still running.
+
+        Warm pool: ``%distributed pool start [-n N] [--backend B] [--timeout S]`` keeps N ranks
+        alive with their process group; later cells run there in milliseconds and keep their
+        variables on every rank (``--fresh`` for a one-shot job). A cell that runs past
+        ``--timeout`` is reported as hung; ``pool restart`` recovers, ``pool stop`` ends it.
         """
         args = parse(self.distributed, line, "distributed")
         if cell is None:
-            return self.line_action(args.action)
+            return self.line_action(args)
+        if args.action == ["sbatch"]:
+            if args.executor not in (None, "slurm"):
+                raise UsageError("%%distributed sbatch: submits with --executor slurm only")
+            args.executor, args.action = "slurm", []
         if args.action:
             raise UsageError(
                 f"%%distributed: unexpected argument {' '.join(args.action)!r}; "
@@ -84,20 +107,33 @@ class DistributedMagics(Magics):
                 executor=args.executor,
                 timeout=args.timeout,
                 all_logs=args.all_logs,
+                fresh=args.fresh,
                 on_status=status_line.update,
             )
         if self.shell is not None:
             self.shell.user_ns.update(result.values)
         return result
 
-    def line_action(self, action: list[str]) -> Any:
-        verb, *rest = action or [""]
-        if verb not in ACTIONS or (verb == "status" and rest) or len(rest) > 1:
-            raise UsageError(
-                "%distributed: use %%distributed as a cell magic, or "
-                "%distributed status | %distributed cancel [JOB_ID]"
-            )
+    def line_action(self, args: Any) -> Any:
+        verb, *rest = args.action or [""]
+        if verb == "pool" and len(rest) == 1 and rest[0] in POOL_VERBS:
+            return self.pool_action(rest[0], args)
+        if verb not in ACTIONS or verb == "pool" or (verb == "status" and rest) or len(rest) > 1:
+            raise UsageError(LINE_USAGE)
         with usage_errors(f"distributed {verb}"):
             if verb == "status":
                 return distributed.status()
             return distributed.cancel(rest[0] if rest else None)
+
+    def pool_action(self, verb: str, args: Any) -> Any:
+        pool = distributed.pool
+        with usage_errors(f"distributed pool {verb}"):
+            if verb == "start":
+                return pool.start(
+                    args.n, backend=args.backend, gpus=args.gpus, timeout=args.timeout
+                )
+            if verb == "restart":
+                return pool.restart()
+            if verb == "stop":
+                return pool.stop()
+            return pool.status()

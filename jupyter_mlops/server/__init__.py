@@ -6,12 +6,14 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
+from . import warmup
 from .handlers import ROUTES
 
 NAMESPACE = "jupyter-mlops/api"
 
 
 def setup_handlers(web_app: Any) -> None:
+    warmup.start()
     base_url = web_app.settings["base_url"]
     web_app.add_handlers(
         ".*$",

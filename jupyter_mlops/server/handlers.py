@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import tornado.web
 from jupyter_server.base.handlers import APIHandler
 
 from .. import __version__
-from ..config import resolve_settings
+from ..config import Settings, resolve_settings
 from ..errors import MLOpsUsageError
+from . import actions, queries, warmup
 from .models import StoreInfo
+from .queries import NotFound
+
+T = TypeVar("T")
 
 
 class ApiError(tornado.web.HTTPError):
@@ -24,7 +30,7 @@ class ApiError(tornado.web.HTTPError):
 
 
 class MLOpsHandler(APIHandler):
-    """Base: resolves request paths inside the server root and reports errors as JSON."""
+    """Base: resolves the store of the request's ``path`` and reports errors as JSON."""
 
     def root_dir(self) -> Path:
         return Path(self.settings.get("server_root_dir") or self.contents_manager.root_dir)
@@ -41,10 +47,59 @@ class MLOpsHandler(APIHandler):
             raise ApiError(404, f"no such file or folder: {api_path!r}")
         return target
 
+    def store_settings(self, experiment: str | None = None) -> tuple[Settings, str | None]:
+        """The settings a kernel started for the ``path`` notebook (or folder) would resolve.
+
+        Returns them with the notebook's API path (None for a folder). Nothing is created.
+        """
+        api_path = self.get_argument("path", "")
+        target = self.local_path(api_path)
+        notebook = target if target.is_file() and target.suffix == ".ipynb" else None
+        folder = target if target.is_dir() else target.parent
+        try:
+            settings = resolve_settings(
+                folder,
+                flags={"experiment": experiment or None},
+                notebook=notebook,
+                create_home=False,
+            )
+        except MLOpsUsageError as exc:
+            raise ApiError(400, str(exc)) from None
+        return settings, api_path if notebook else None
+
+    def int_argument(self, name: str, default: int | None = None) -> int | None:
+        text = self.get_argument(name, "")
+        if text == "":
+            return default
+        try:
+            return int(text)
+        except ValueError:
+            raise ApiError(400, f"{name}={text[:40]!r}: give a whole number") from None
+
+    async def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run core code off the event loop; its usage errors become 400s, unknown names 404s."""
+        loop = asyncio.get_running_loop()
+
+        def run() -> T:
+            warmup.wait()
+            return func(*args, **kwargs)
+
+        try:
+            return await loop.run_in_executor(None, run)
+        except NotFound as exc:
+            raise ApiError(404, str(exc)) from None
+        except MLOpsUsageError as exc:
+            raise ApiError(400, str(exc)) from None
+
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         self.set_header("Content-Type", "application/json")
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        message = exc.message if isinstance(exc, ApiError) else self._reason
+        if isinstance(exc, ApiError):
+            message = exc.message
+        elif isinstance(exc, tornado.web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
         self.finish(json.dumps({"message": message}))
 
     def send(self, payload: dict[str, Any]) -> None:
@@ -54,19 +109,111 @@ class MLOpsHandler(APIHandler):
 class StoreHandler(MLOpsHandler):
     @tornado.web.authenticated
     def get(self) -> None:
-        api_path = self.get_argument("path", "")
-        target = self.local_path(api_path)
-        notebook = target if target.is_file() and target.suffix == ".ipynb" else None
-        folder = target if target.is_dir() else target.parent
-        try:
-            settings = resolve_settings(folder, notebook=notebook, create_home=False)
-        except MLOpsUsageError as exc:
-            raise ApiError(400, str(exc)) from None
-        self.send(
-            StoreInfo.from_settings(settings, api_path if notebook else None, __version__).to_json()
+        settings, notebook = self.store_settings()
+        self.send(StoreInfo.from_settings(settings, notebook, __version__).to_json())
+
+
+class RunsHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        settings, _ = self.store_settings(self.get_argument("experiment", None))
+        page = await self.call(
+            queries.runs_page,
+            settings,
+            limit=self.int_argument("limit", 100),
+            page_token=self.get_argument("page_token", None),
+            sort=self.get_argument("sort", None),
+            filter=self.get_argument("filter", None),
         )
+        self.send(page.to_json())
 
 
+class RunHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str) -> None:
+        settings, _ = self.store_settings()
+        self.send((await self.call(queries.run_detail, settings, run_id)).to_json())
+
+
+class SnapshotsHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        settings, _ = self.store_settings()
+        self.send((await self.call(queries.snapshot_list, settings)).to_json())
+
+
+class SnapshotHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        settings, _ = self.store_settings()
+        detail = await self.call(
+            queries.snapshot_detail,
+            settings,
+            name,
+            version=self.int_argument("version"),
+            against=self.int_argument("diff"),
+        )
+        self.send(detail.to_json())
+
+
+class ModelsHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        settings, _ = self.store_settings()
+        self.send((await self.call(queries.model_list, settings)).to_json())
+
+
+class ModelHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self, name: str) -> None:
+        settings, _ = self.store_settings()
+        self.send((await self.call(queries.model_detail, settings, name)).to_json())
+
+
+class PromoteHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        settings, _ = self.store_settings()
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise ApiError(400, "the body is not valid JSON") from None
+        request = await self.call(actions.parse_promote, body)
+        self.send((await self.call(actions.promote_model, settings, name, request)).to_json())
+
+
+class DriftHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        settings, _ = self.store_settings(self.get_argument("experiment", None))
+        self.send((await self.call(queries.drift_list, settings)).to_json())
+
+
+class DriftReportHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self, run_id: str, report: str) -> None:
+        settings, _ = self.store_settings()
+        self.send((await self.call(queries.drift_report, settings, run_id, report)).to_json())
+
+
+class LineageHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        settings, _ = self.store_settings()
+        self.send(await self.call(queries.lineage, settings, self.get_argument("ref", "")))
+
+
+NAME = r"([^/]+)"
 ROUTES: list[tuple[str, type[MLOpsHandler]]] = [
     ("store", StoreHandler),
+    ("runs", RunsHandler),
+    (f"runs/{NAME}", RunHandler),
+    ("snapshots", SnapshotsHandler),
+    (f"snapshots/{NAME}", SnapshotHandler),
+    ("models", ModelsHandler),
+    (f"models/{NAME}", ModelHandler),
+    (f"models/{NAME}/promote", PromoteHandler),
+    ("drift", DriftHandler),
+    (f"drift/{NAME}/{NAME}", DriftReportHandler),
+    ("lineage", LineageHandler),
 ]

@@ -36,3 +36,236 @@ class StoreInfo:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _json(value: Any) -> Any:
+    return asdict(value)
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One row of the runs table."""
+
+    run_id: str
+    name: str
+    status: str
+    start_time: int | None  # ms since the epoch
+    end_time: int | None
+    params: dict[str, str]
+    metrics: dict[str, float | None]
+
+
+@dataclass(frozen=True)
+class RunsPage:
+    """``GET runs``: one page of an experiment's runs, newest first unless sorted."""
+
+    experiment: str
+    runs: list[RunSummary]
+    next_page_token: str | None
+    metric_keys: list[str]
+    param_keys: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class Curve:
+    steps: list[int]
+    values: list[float | None]
+
+
+@dataclass(frozen=True)
+class RunDetail:
+    """``GET runs/<id>``: everything the run recorded, with its metric curves (thinned)."""
+
+    run: RunSummary
+    experiment: str
+    tags: dict[str, str]
+    inputs: list[str]  # snapshot refs the run saved or loaded
+    artifacts: list[str]
+    cell_source: str | None
+    notebook: str | None
+    cell_id: str | None
+    curves: dict[str, Curve]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class SnapshotVersion:
+    version: int
+    ref: str
+    id: str
+    kind: str
+    rows: int | None
+    columns: int | None
+    bytes: int
+    created: str | None
+    message: str
+    notebook: str
+
+
+@dataclass(frozen=True)
+class SnapshotName:
+    name: str
+    versions: list[SnapshotVersion]
+
+
+@dataclass(frozen=True)
+class SnapshotList:
+    """``GET snapshots``: every name with its versions, newest version last."""
+
+    names: list[SnapshotName]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class ColumnInfo:
+    name: str
+    type: str
+    index: bool
+    bytes: int
+    stats: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DiffPayload:
+    a: str
+    b: str
+    identical: bool
+    rows: str | None
+    changes: list[dict[str, Any]]  # column, change, detail
+    stat_shifts: list[dict[str, Any]]  # column, stat, before, after
+    unchanged: int
+    text: str
+
+
+@dataclass(frozen=True)
+class SnapshotDetail:
+    """``GET snapshots/<name>``: the versions, one version's schema and stats, optionally a diff."""
+
+    name: str
+    versions: list[SnapshotVersion]
+    version: int
+    schema: list[ColumnInfo]
+    diff: DiffPayload | None
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    latest_version: int | None
+    versions: int
+    aliases: dict[str, int]
+
+
+@dataclass(frozen=True)
+class ModelList:
+    """``GET models``: registered models with their aliases."""
+
+    models: list[ModelSummary]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class ModelVersionInfo:
+    version: int
+    run_id: str | None
+    run_name: str | None
+    created: int | None  # ms since the epoch
+    aliases: list[str]
+    snapshots: list[str]
+    metrics: dict[str, float | None]
+    gates: list[dict[str, Any]]  # every recorded decision, newest first (GateResult.record())
+
+
+@dataclass(frozen=True)
+class ModelDetail:
+    """``GET models/<name>``: versions (newest first), aliases and gate history."""
+
+    name: str
+    aliases: dict[str, int]
+    versions: list[ModelVersionInfo]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class PromoteRequest:
+    """``POST models/<name>/promote`` body: the same options as ``%promote``."""
+
+    alias: str
+    version: int | None = None
+    require: tuple[str, ...] = ()
+    vs: str | None = None
+    min_delta: float | None = None
+    metric: str | None = None
+    reference: str | None = None
+    current: str | None = None
+    max_drift_share: float | None = None
+    dry_run: bool = False
+    reason: str | None = None
+
+
+@dataclass(frozen=True)
+class PromoteAnswer:
+    """The gate's verdict; a failed gate is an answer (200), not an error."""
+
+    passed: bool
+    moved: bool
+    decision: str
+    headline: str
+    model: str
+    version: int | None
+    alias: str | None
+    previous: int | None
+    checks: list[dict[str, Any]]  # name, value, threshold, passed, detail
+    reports: list[str]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class DriftReportInfo:
+    run_id: str
+    run_name: str
+    report: str  # file stem under the run's drift/ artifacts
+    reference: str | None
+    current: str | None
+    drifted: bool | None
+    share_drifted: float | None
+    start_time: int | None
+
+
+@dataclass(frozen=True)
+class DriftList:
+    """``GET drift``: drift reports logged to the experiment's runs, newest run first."""
+
+    experiment: str
+    reports: list[DriftReportInfo]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    """``GET drift/<run_id>/<report>``: the standalone HTML of one report."""
+
+    run_id: str
+    report: str
+    html: str
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)

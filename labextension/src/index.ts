@@ -3,13 +3,21 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { INotebookTracker, NotebookPanel } from '@jupyterlab/notebook';
+import { MainAreaWidget } from '@jupyterlab/apputils';
+import {
+  INotebookTracker,
+  NotebookActions,
+  NotebookPanel
+} from '@jupyterlab/notebook';
 import { LabIcon } from '@jupyterlab/ui-components';
+import { Widget } from '@lumino/widgets';
 
-import { MlopsPanel } from './panel';
+import { IShellActions, MlopsPanel } from './panel';
 
 const PANEL_ID = 'jupyter-mlops-panel';
 const OPEN_COMMAND = 'jupyter-mlops:open';
+/** Cells often finish in bursts (Run All): refresh once they settle. */
+const REFRESH_DELAY_MS = 400;
 
 /** A flask, drawn in the theme's icon colour. */
 export const mlopsIcon = new LabIcon({
@@ -32,7 +40,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
     restorer: ILayoutRestorer | null,
     notebooks: INotebookTracker | null
   ) => {
-    const panel = new MlopsPanel(app.serviceManager.serverSettings);
+    const panel = new MlopsPanel(
+      app.serviceManager.serverSettings,
+      shellActions(app, notebooks)
+    );
     panel.id = PANEL_ID;
     panel.title.icon = mlopsIcon;
     panel.title.caption = 'MLOps';
@@ -49,8 +60,57 @@ const plugin: JupyterFrontEndPlugin<void> = {
     if (notebooks) {
       followCurrentNotebook(panel, notebooks);
     }
+    let pending: number | undefined;
+    NotebookActions.executed.connect(() => {
+      window.clearTimeout(pending);
+      pending = window.setTimeout(() => panel.refresh(), REFRESH_DELAY_MS);
+    });
   }
 };
+
+/** Open drift reports in main-area tabs; select a run's cell in its open notebook. */
+function shellActions(
+  app: JupyterFrontEnd,
+  notebooks: INotebookTracker | null
+): IShellActions {
+  return {
+    openReport: (title: string, html: string) => {
+      const frame = new Widget({ node: document.createElement('iframe') });
+      const node = frame.node as HTMLIFrameElement;
+      // The report is self-contained HTML from our own store; scripts stay sandboxed.
+      node.setAttribute('sandbox', 'allow-scripts');
+      node.srcdoc = html;
+      node.style.border = 'none';
+      node.style.width = '100%';
+      node.style.height = '100%';
+      const widget = new MainAreaWidget({ content: frame });
+      widget.addClass('jp-MlopsReport');
+      widget.title.label = title;
+      widget.title.icon = mlopsIcon;
+      widget.title.closable = true;
+      app.shell.add(widget, 'main');
+      app.shell.activateById(widget.id);
+    },
+    goToCell: (notebook: string, cellId: string) => {
+      const panel = notebooks?.find(
+        candidate =>
+          notebook === candidate.context.localPath ||
+          notebook.endsWith(`/${candidate.context.localPath}`)
+      );
+      if (!panel) {
+        return false;
+      }
+      const index = panel.content.widgets.findIndex(cell => cell.model.id === cellId);
+      if (index < 0) {
+        return false;
+      }
+      app.shell.activateById(panel.id);
+      panel.content.activeCellIndex = index;
+      void panel.content.scrollToItem(index);
+      return true;
+    }
+  };
+}
 
 /** Point the panel at the active notebook, and keep it there across renames. */
 function followCurrentNotebook(

@@ -1,7 +1,9 @@
 import { ServerConnection } from '@jupyterlab/services';
+import { Message } from '@lumino/messaging';
 import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
-import React, { useEffect, useState } from 'react';
+import React, { useEffect, useMemo, useState } from 'react';
 
+import { IPanelContext, PanelContext } from './context';
 import { requestAPI } from './request';
 import { DriftSection } from './sections/drift';
 import { ModelsSection } from './sections/models';
@@ -9,11 +11,38 @@ import { RunsSection } from './sections/runs';
 import { SnapshotsSection } from './sections/snapshots';
 import { StoreInfo } from './types';
 
+/** What the panel asks of the application shell. */
+export interface IShellActions {
+  openReport: IPanelContext['openReport'];
+  goToCell: IPanelContext['goToCell'];
+}
+
 /** The left-sidebar panel: the store of the current notebook's folder and what it holds. */
 export class MlopsPanel extends ReactWidget {
-  constructor(private readonly serverSettings: ServerConnection.ISettings) {
+  constructor(
+    private readonly serverSettings: ServerConnection.ISettings,
+    private readonly actions: IShellActions
+  ) {
     super();
     this.addClass('jp-MlopsPanel');
+  }
+
+  /** Reload every section (after a cell ran, or on the refresh button); deferred while hidden. */
+  refresh(): void {
+    if (!this.isVisible) {
+      this._stale = true;
+      return;
+    }
+    this._stale = false;
+    this._refreshKey += 1;
+    this.update();
+  }
+
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    if (this._stale) {
+      this.refresh();
+    }
   }
 
   /** Server-relative path of the notebook the panel follows; '' when none is open. */
@@ -33,11 +62,16 @@ export class MlopsPanel extends ReactWidget {
       <PanelView
         serverSettings={this.serverSettings}
         notebookPath={this._notebookPath}
+        refreshKey={this._refreshKey}
+        actions={this.actions}
+        onRefresh={() => this.refresh()}
       />
     );
   }
 
   private _notebookPath = '';
+  private _refreshKey = 0;
+  private _stale = false;
 }
 
 type StoreState =
@@ -48,14 +82,30 @@ type StoreState =
 function PanelView(props: {
   serverSettings: ServerConnection.ISettings;
   notebookPath: string;
+  refreshKey: number;
+  actions: IShellActions;
+  onRefresh: () => void;
 }): JSX.Element {
   const [state, setState] = useState<StoreState>({ status: 'loading' });
-  const [refreshCount, setRefreshCount] = useState(0);
+  const context = useMemo<IPanelContext>(
+    () => ({
+      serverSettings: props.serverSettings,
+      notebookPath: props.notebookPath,
+      refreshKey: props.refreshKey,
+      ...props.actions
+    }),
+    [props.serverSettings, props.notebookPath, props.refreshKey, props.actions]
+  );
 
   useEffect(() => {
     // A slow answer for a notebook the user has already left must not win.
     let stale = false;
-    setState({ status: 'loading' });
+    // A refresh keeps the sections (and what they have open) on screen while it reloads.
+    setState(previous =>
+      previous.status === 'ready' && previous.store.notebook === (props.notebookPath || null)
+        ? previous
+        : { status: 'loading' }
+    );
     requestAPI<StoreInfo>(
       `store?path=${encodeURIComponent(props.notebookPath)}`,
       {},
@@ -68,7 +118,7 @@ function PanelView(props: {
     return () => {
       stale = true;
     };
-  }, [props.notebookPath, props.serverSettings, refreshCount]);
+  }, [props.notebookPath, props.serverSettings, props.refreshKey]);
 
   return (
     <div className="jp-MlopsPanel-content" data-testid="mlops-panel">
@@ -80,16 +130,23 @@ function PanelView(props: {
           title="Refresh"
           aria-label="Refresh"
           disabled={state.status === 'loading'}
-          onClick={() => setRefreshCount(refreshCount + 1)}
+          onClick={props.onRefresh}
         >
           <refreshIcon.react tag="span" elementSize="normal" />
         </button>
       </header>
       <StoreView state={state} />
-      <RunsSection />
-      <SnapshotsSection />
-      <ModelsSection />
-      <DriftSection />
+      {state.status !== 'error' && (
+        <PanelContext.Provider value={context}>
+          {/* Keyed by notebook: another notebook starts with every section closed. */}
+          <React.Fragment key={props.notebookPath}>
+            <RunsSection />
+            <SnapshotsSection />
+            <ModelsSection />
+            <DriftSection />
+          </React.Fragment>
+        </PanelContext.Provider>
+      )}
     </div>
   );
 }

@@ -4,6 +4,9 @@ Both sides run the same body on 2 gloo ranks: one all_reduce (time to first coll
 moment the launch is asked for), then a small DDP training loop (steps/s on rank 0), then exit
 (wall time of the whole launch). Runs alternate so machine load hits both sides alike.
 
+A second table times one trivial cell with an all_reduce three ways: a bare ``torchrun`` of it,
+a one-shot ``%%distributed`` job, and a round trip through the warm pool.
+
     python tests/benchmarks/bench_distributed.py            # 3 rounds, 100 steps
     python tests/benchmarks/bench_distributed.py --full     # 7 rounds, 400 steps
 """
@@ -81,11 +84,64 @@ def ours(body: str) -> tuple[float, float, float]:
     return first - asked, wall, steps
 
 
+TRIVIAL = (
+    "import torch, torch.distributed as dist\n"
+    "x = torch.ones(1)\n"
+    "dist.all_reduce(x)\n"
+    "result = x.item()\n"
+)
+
+
+def seconds_of(action: object) -> float:
+    began = time.perf_counter()
+    action()  # type: ignore[operator]
+    return time.perf_counter() - began
+
+
+def trivial_cell_table(tmp: str, rounds: int, pool_cells: int) -> None:
+    import jupyter_mlops as mlops
+    from jupyter_mlops.distributed import pool
+
+    script = Path(tmp) / "trivial.py"
+    script.write_text(BARE_SCRIPT.format(body=TRIVIAL).replace("*result", "result"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    bare_args = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                 "--nproc-per-node", "2", str(script)]  # fmt: skip
+    bare, one_shot = [], []
+    for _ in range(rounds):
+        bare.append(seconds_of(lambda: subprocess.run(bare_args, capture_output=True, env=env)))
+        one_shot.append(seconds_of(lambda: mlops.distributed.run(TRIVIAL, n=2, sink=print_none)))
+    start = seconds_of(lambda: pool.start(2, backend="gloo"))
+    try:
+        warm = [seconds_of(lambda: mlops.distributed.run(TRIVIAL)) for _ in range(pool_cells)]
+    finally:
+        pool.stop()
+    warm.sort()
+    bare_median = statistics.median(bare)
+    print()
+    print(f"one trivial cell with an all_reduce, 2 gloo ranks ({pool_cells} warm-pool cells)")
+    print(f"{'way':<40}{'seconds':>15}{'vs bare torchrun':>18}")
+    rows = [
+        ("bare torchrun, median", bare_median),
+        ("%%distributed one-shot, median", statistics.median(one_shot)),
+        ("warm pool start (once)", start),
+        ("warm pool round trip, median", statistics.median(warm)),
+        ("warm pool round trip, p90", warm[int(0.9 * (len(warm) - 1))]),
+    ]
+    for name, value in rows:
+        print(f"{name:<40}{value:>15.4f}{value / bare_median:>18.4f}")
+
+
+def print_none(line: str) -> None:
+    pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--full", action="store_true", help="7 rounds of 400 steps")
+    parser.add_argument("--pool-cells", type=int, default=200, help="warm-pool cells to time")
     args = parser.parse_args()
     rounds = args.rounds or (7 if args.full else 3)
     steps = args.steps or (400 if args.full else 100)
@@ -116,6 +172,9 @@ def main() -> None:
             mine = pick(s[index] for s in samples["ours"])
             row = f"{name}, {label}"
             print(f"{row:<40}{bare:>15.3f}{mine:>15.3f}{mine / bare:>8.2f}{mine - bare:>+9.3f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["MLOPS_HOME"] = str(Path(tmp) / "store")
+        trivial_cell_table(tmp, rounds, args.pool_cells)
 
 
 if __name__ == "__main__":

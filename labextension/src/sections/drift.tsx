@@ -1,13 +1,77 @@
-import React from 'react';
+import React, { useState } from 'react';
 
-import { Placeholder, Section } from '../components';
+import { LoadState, Placeholder, Section, formatTime } from '../components';
+import { route, useApi, usePanel } from '../context';
+import { requestAPI } from '../request';
+import { DriftList, DriftReport, DriftReportInfo } from '../types';
 
 export function DriftSection(): JSX.Element {
+  const panel = usePanel();
+  const state = useApi<DriftList>(route(panel, 'drift'));
+  const [error, setError] = useState<string | null>(null);
+  const reports = state.data?.reports ?? [];
+
+  const open = (info: DriftReportInfo) => {
+    setError(null);
+    requestAPI<DriftReport>(
+      route(
+        panel,
+        `drift/${encodeURIComponent(info.run_id)}/${encodeURIComponent(info.report)}`
+      ),
+      {},
+      panel.serverSettings
+    ).then(
+      report => panel.openReport(`Drift: ${info.reference} → ${info.current}`, report.html),
+      (e: Error) => setError(e.message)
+    );
+  };
+
   return (
     <Section title="Drift" testId="mlops-drift">
-      <Placeholder>
-        No drift reports yet — <code>%drift reference current</code>.
-      </Placeholder>
+      <LoadState state={state} />
+      {error && (
+        <p className="jp-MlopsPanel-error" role="alert">
+          {error}
+        </p>
+      )}
+      {state.data && reports.length === 0 && (
+        <Placeholder>
+          No drift reports in <code>{state.data.experiment}</code> yet — run{' '}
+          <code>%drift REFERENCE CURRENT</code> inside a <code>%%track</code> cell.
+        </Placeholder>
+      )}
+      {reports.length > 0 && (
+        <table className="jp-MlopsTable">
+          <thead>
+            <tr>
+              <th>report</th>
+              <th>drifted</th>
+              <th>run</th>
+            </tr>
+          </thead>
+          <tbody>
+            {reports.map(info => (
+              <tr key={`${info.run_id}/${info.report}`} data-testid="mlops-drift-row">
+                <td>
+                  <button
+                    className="jp-MlopsLink"
+                    title="Open the report in a tab"
+                    onClick={() => open(info)}
+                  >
+                    {info.reference} → {info.current}
+                  </button>
+                </td>
+                <td className={info.drifted ? 'jp-mod-fail' : 'jp-mod-pass'}>
+                  {info.share_drifted === null
+                    ? '–'
+                    : `${Math.round(info.share_drifted * 100)}%${info.drifted ? ' (drift)' : ''}`}
+                </td>
+                <td title={formatTime(info.start_time)}>{info.run_name}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
     </Section>
   );
 }

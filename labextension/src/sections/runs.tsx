@@ -1,13 +1,456 @@
-import React from 'react';
+import React, { useEffect, useState } from 'react';
 
-import { Placeholder, Section } from '../components';
+import {
+  Detail,
+  KeyValues,
+  LoadState,
+  Placeholder,
+  Section,
+  formatTime,
+  formatValue
+} from '../components';
+import { route, useApi, usePanel } from '../context';
+import { requestAPI } from '../request';
+import { Curve, RunDetail, RunSummary, RunsPage } from '../types';
+
+const PAGE_SIZE = 50;
+const SHOWN_METRICS = 3;
+const SHOWN_PARAMS = 2;
+const COLOURS = [
+  'var(--jp-brand-color1)',
+  'var(--jp-warn-color1)',
+  'var(--jp-success-color1)',
+  'var(--jp-error-color1)',
+  'var(--jp-accent-color1)',
+  'var(--jp-ui-font-color2)'
+];
+
+/** Server-side sort keys (the `%runs --sort` syntax); a leading '-' is descending. */
+type Sort = { key: string; descending: boolean };
 
 export function RunsSection(): JSX.Element {
+  const panel = usePanel();
+  const [sort, setSort] = useState<Sort>({ key: 'start_time', descending: true });
+  const [tokens, setTokens] = useState<string[]>([]); // page tokens of the pages after the first
+  const [selected, setSelected] = useState<string[]>([]);
+  const [open, setOpen] = useState<string | null>(null);
+  const [comparing, setComparing] = useState(false);
+  const sortParam = `${sort.descending ? '-' : ''}${sort.key}`;
+  const first = useApi<RunsPage>(
+    route(panel, 'runs', { limit: PAGE_SIZE, sort: sortParam })
+  );
+  const [more, setMore] = useState<RunSummary[]>([]);
+
+  useEffect(() => {
+    setTokens([]);
+    setMore([]);
+  }, [sortParam, panel.notebookPath, panel.refreshKey]);
+
+  if (open !== null) {
+    return (
+      <Section title="Runs" testId="mlops-runs">
+        <RunDetailView runId={open} onClose={() => setOpen(null)} />
+      </Section>
+    );
+  }
+  if (comparing) {
+    return (
+      <Section title="Runs" testId="mlops-runs">
+        <CompareView runIds={selected} onClose={() => setComparing(false)} />
+      </Section>
+    );
+  }
+
+  const page = first.data;
+  const runs = page ? [...page.runs, ...more] : [];
+  const nextToken = tokens.length > 0 ? tokens[tokens.length - 1] : page?.next_page_token;
+  const metricKeys = (page?.metric_keys ?? []).filter(k => !k.startsWith('drift.'));
+  const shownMetrics = metricKeys.slice(0, SHOWN_METRICS);
+  const shownParams = (page?.param_keys ?? []).slice(0, SHOWN_PARAMS);
+
+  const loadMore = () => {
+    if (!nextToken) {
+      return;
+    }
+    requestAPI<RunsPage>(
+      route(panel, 'runs', { limit: PAGE_SIZE, sort: sortParam, page_token: nextToken }),
+      {},
+      panel.serverSettings
+    ).then(next => {
+      setMore(previous => [...previous, ...next.runs]);
+      setTokens(previous => [...previous, next.next_page_token ?? '']);
+    });
+  };
+  const header = (label: string, key: string) => (
+    <th
+      className="jp-MlopsSortable"
+      title={`Sort by ${key}`}
+      onClick={() =>
+        setSort({ key, descending: sort.key === key ? !sort.descending : true })
+      }
+    >
+      {label}
+      {sort.key === key ? (sort.descending ? ' ▾' : ' ▴') : ''}
+    </th>
+  );
+  const toggle = (runId: string) =>
+    setSelected(previous =>
+      previous.includes(runId)
+        ? previous.filter(id => id !== runId)
+        : [...previous, runId]
+    );
+
   return (
     <Section title="Runs" testId="mlops-runs">
-      <Placeholder>
-        No runs yet — run a <code>%%track</code> cell.
-      </Placeholder>
+      <LoadState state={first} />
+      {page && runs.length === 0 && (
+        <Placeholder>
+          No runs in experiment <code>{page.experiment}</code> yet — run a{' '}
+          <code>%%track</code> cell.
+        </Placeholder>
+      )}
+      {runs.length > 0 && (
+        <>
+          <div className="jp-MlopsToolbar">
+            <span className="jp-MlopsMuted">
+              {page?.experiment} · {runs.length}
+              {nextToken ? '+' : ''} runs
+            </span>
+            <button
+              className="jp-mod-styled jp-mod-accept jp-MlopsButton"
+              data-testid="mlops-compare-button"
+              disabled={selected.length < 2}
+              title="Select two or more runs to compare their metric curves"
+              onClick={() => setComparing(true)}
+            >
+              Compare {selected.length > 1 ? selected.length : ''}
+            </button>
+          </div>
+          <div className="jp-MlopsScroll">
+            <table className="jp-MlopsTable">
+              <thead>
+                <tr>
+                  <th />
+                  {header('name', 'name')}
+                  {header('status', 'status')}
+                  {header('start', 'start_time')}
+                  {shownMetrics.map(k => (
+                    <React.Fragment key={k}>{header(k, `metrics.${k}`)}</React.Fragment>
+                  ))}
+                  {shownParams.map(k => (
+                    <React.Fragment key={k}>{header(k, `params.${k}`)}</React.Fragment>
+                  ))}
+                </tr>
+              </thead>
+              <tbody>
+                {runs.map(run => (
+                  <tr key={run.run_id} data-testid="mlops-run-row" data-run-id={run.run_id}>
+                    <td>
+                      <input
+                        type="checkbox"
+                        aria-label={`select ${run.name}`}
+                        checked={selected.includes(run.run_id)}
+                        onChange={() => toggle(run.run_id)}
+                      />
+                    </td>
+                    <td>
+                      <button
+                        className="jp-MlopsLink"
+                        title={`Details of ${run.name} (${run.run_id})`}
+                        onClick={() => setOpen(run.run_id)}
+                      >
+                        {run.name}
+                      </button>
+                    </td>
+                    <td className={`jp-MlopsStatus jp-mod-${run.status.toLowerCase()}`}>
+                      {run.status}
+                    </td>
+                    <td>{formatTime(run.start_time)}</td>
+                    {shownMetrics.map(k => (
+                      <td key={k}>{formatValue(run.metrics[k])}</td>
+                    ))}
+                    {shownParams.map(k => (
+                      <td key={k}>{formatValue(run.params[k])}</td>
+                    ))}
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+          {nextToken && (
+            <button className="jp-MlopsLink" onClick={loadMore}>
+              Load more runs
+            </button>
+          )}
+        </>
+      )}
     </Section>
+  );
+}
+
+function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Element {
+  const panel = usePanel();
+  const state = useApi<RunDetail>(route(panel, `runs/${encodeURIComponent(props.runId)}`));
+  const detail = state.data;
+  return (
+    <Detail
+      title={detail ? `${detail.run.name} (${detail.run.status})` : props.runId}
+      testId="mlops-run-detail"
+      onClose={props.onClose}
+    >
+      <LoadState state={state} />
+      {detail && (
+        <>
+          <p className="jp-MlopsMuted" title={detail.run.run_id}>
+            {detail.experiment} · {detail.run.run_id.slice(0, 12)} ·{' '}
+            {formatTime(detail.run.start_time)}
+          </p>
+          {detail.notebook && detail.cell_id && (
+            <button
+              className="jp-MlopsLink"
+              onClick={() => {
+                if (!panel.goToCell(detail.notebook!, detail.cell_id!)) {
+                  window.alert(`Open ${detail.notebook} to go to its cell.`);
+                }
+              }}
+            >
+              Go to cell
+            </button>
+          )}
+          <h4>Params</h4>
+          <KeyValues values={detail.run.params} />
+          <h4>Metrics</h4>
+          <KeyValues values={detail.run.metrics} />
+          {Object.keys(detail.curves).some(k => detail.curves[k].steps.length > 1) && (
+            <Charts
+              curves={Object.fromEntries(
+                Object.entries(detail.curves).map(([k, c]) => [k, { [detail.run.name]: c }])
+              )}
+            />
+          )}
+          <h4>Inputs</h4>
+          {detail.inputs.length > 0 ? (
+            <ul className="jp-MlopsList">
+              {detail.inputs.map(ref => (
+                <li key={ref}>
+                  <code>{ref}</code>
+                </li>
+              ))}
+            </ul>
+          ) : (
+            <Placeholder>No snapshots read or written.</Placeholder>
+          )}
+          <h4>Artifacts</h4>
+          {detail.artifacts.length > 0 ? (
+            <ul className="jp-MlopsList">
+              {detail.artifacts.map(path => (
+                <li key={path}>
+                  <code>{path}</code>
+                </li>
+              ))}
+            </ul>
+          ) : (
+            <Placeholder>No artifacts.</Placeholder>
+          )}
+          {detail.cell_source && (
+            <>
+              <h4>Cell</h4>
+              <pre className="jp-MlopsCode">{detail.cell_source}</pre>
+            </>
+          )}
+        </>
+      )}
+    </Detail>
+  );
+}
+
+function CompareView(props: { runIds: string[]; onClose: () => void }): JSX.Element {
+  const panel = usePanel();
+  const [details, setDetails] = useState<RunDetail[] | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  useEffect(() => {
+    let stale = false;
+    Promise.all(
+      props.runIds.map(id =>
+        requestAPI<RunDetail>(
+          route(panel, `runs/${encodeURIComponent(id)}`),
+          {},
+          panel.serverSettings
+        )
+      )
+    ).then(
+      all => !stale && setDetails(all),
+      (e: Error) => !stale && setError(e.message)
+    );
+    return () => {
+      stale = true;
+    };
+  }, [props.runIds.join(','), panel.refreshKey]);
+
+  const curves: Record<string, Record<string, Curve>> = {};
+  for (const detail of details ?? []) {
+    for (const [metric, curve] of Object.entries(detail.curves)) {
+      if (!metric.startsWith('drift.')) {
+        (curves[metric] ??= {})[detail.run.name] = curve;
+      }
+    }
+  }
+  const params = [...new Set((details ?? []).flatMap(d => Object.keys(d.run.params)))].sort();
+  return (
+    <Detail
+      title={`Compare ${props.runIds.length} runs`}
+      testId="mlops-compare"
+      onClose={props.onClose}
+    >
+      {error && (
+        <p className="jp-MlopsPanel-error" role="alert">
+          {error}
+        </p>
+      )}
+      {details === null && !error && <p className="jp-MlopsPanel-status">Loading…</p>}
+      {details && (
+        <>
+          {params.length > 0 && (
+            <div className="jp-MlopsScroll">
+              <table className="jp-MlopsTable">
+                <thead>
+                  <tr>
+                    <th>param</th>
+                    {details.map(d => (
+                      <th key={d.run.run_id}>{d.run.name}</th>
+                    ))}
+                  </tr>
+                </thead>
+                <tbody>
+                  {params.map(p => {
+                    const values = details.map(d => d.run.params[p]);
+                    const differs = new Set(values).size > 1;
+                    return (
+                      <tr key={p} className={differs ? 'jp-mod-differs' : ''}>
+                        <td>{p}</td>
+                        {values.map((v, i) => (
+                          <td key={i}>{formatValue(v)}</td>
+                        ))}
+                      </tr>
+                    );
+                  })}
+                </tbody>
+              </table>
+            </div>
+          )}
+          {Object.keys(curves).length > 0 ? (
+            <Charts curves={curves} />
+          ) : (
+            <Placeholder>These runs logged no metrics.</Placeholder>
+          )}
+        </>
+      )}
+    </Detail>
+  );
+}
+
+/** One small line chart per metric, a line per run, drawn as inline SVG. */
+function Charts(props: { curves: Record<string, Record<string, Curve>> }): JSX.Element {
+  const labels = [
+    ...new Set(Object.values(props.curves).flatMap(perRun => Object.keys(perRun)))
+  ];
+  return (
+    <div className="jp-MlopsCharts">
+      <div className="jp-MlopsLegend">
+        {labels.map((label, i) => (
+          <span key={label}>
+            <span
+              className="jp-MlopsSwatch"
+              style={{ background: COLOURS[i % COLOURS.length] }}
+            />
+            {label}
+          </span>
+        ))}
+      </div>
+      {Object.entries(props.curves).map(([metric, perRun]) => (
+        <LineChart
+          key={metric}
+          metric={metric}
+          lines={labels
+            .map((label, i) => ({ label, colour: COLOURS[i % COLOURS.length], curve: perRun[label] }))
+            .filter(line => line.curve !== undefined)}
+        />
+      ))}
+    </div>
+  );
+}
+
+const WIDTH = 260;
+const HEIGHT = 110;
+const PAD = { left: 36, right: 8, top: 8, bottom: 18 };
+
+function LineChart(props: {
+  metric: string;
+  lines: { label: string; colour: string; curve: Curve }[];
+}): JSX.Element {
+  const points = props.lines.flatMap(line =>
+    line.curve.steps
+      .map((step, i) => [step, line.curve.values[i]] as const)
+      .filter((p): p is readonly [number, number] => p[1] !== null)
+  );
+  const xs = points.map(p => p[0]);
+  const ys = points.map(p => p[1]);
+  const [x0, x1] = [Math.min(...xs), Math.max(...xs)];
+  const [y0, y1] = [Math.min(...ys), Math.max(...ys)];
+  const sx = (x: number) =>
+    PAD.left + ((x - x0) / (x1 - x0 || 1)) * (WIDTH - PAD.left - PAD.right);
+  const sy = (y: number) =>
+    HEIGHT - PAD.bottom - ((y - y0) / (y1 - y0 || 1)) * (HEIGHT - PAD.top - PAD.bottom);
+  return (
+    <figure className="jp-MlopsChart" data-testid="mlops-chart" data-metric={props.metric}>
+      <figcaption>{props.metric}</figcaption>
+      <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} width="100%" role="img" aria-label={props.metric}>
+        <line
+          className="jp-MlopsChart-axis"
+          x1={PAD.left}
+          y1={HEIGHT - PAD.bottom}
+          x2={WIDTH - PAD.right}
+          y2={HEIGHT - PAD.bottom}
+        />
+        <line
+          className="jp-MlopsChart-axis"
+          x1={PAD.left}
+          y1={PAD.top}
+          x2={PAD.left}
+          y2={HEIGHT - PAD.bottom}
+        />
+        <text className="jp-MlopsChart-tick" x={PAD.left - 3} y={PAD.top + 8} textAnchor="end">
+          {formatValue(y1)}
+        </text>
+        <text className="jp-MlopsChart-tick" x={PAD.left - 3} y={HEIGHT - PAD.bottom} textAnchor="end">
+          {formatValue(y0)}
+        </text>
+        <text className="jp-MlopsChart-tick" x={PAD.left} y={HEIGHT - 4}>
+          {x0}
+        </text>
+        <text className="jp-MlopsChart-tick" x={WIDTH - PAD.right} y={HEIGHT - 4} textAnchor="end">
+          {x1}
+        </text>
+        {props.lines.map(line => {
+          const path = line.curve.steps
+            .map((step, i) => [step, line.curve.values[i]] as const)
+            .filter((p): p is readonly [number, number] => p[1] !== null)
+            .map(([x, y]) => `${sx(x).toFixed(1)},${sy(y).toFixed(1)}`)
+            .join(' ');
+          return (
+            <polyline
+              key={line.label}
+              data-run={line.label}
+              points={path}
+              fill="none"
+              stroke={line.colour}
+              strokeWidth={1.5}
+            >
+              <title>{line.label}</title>
+            </polyline>
+          );
+        })}
+      </svg>
+    </figure>
   );
 }

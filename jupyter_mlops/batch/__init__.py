@@ -1,0 +1,1 @@
+"""Batch runs of notebooks outside a live session (``jupyter nbconvert --execute``)."""

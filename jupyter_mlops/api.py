@@ -194,20 +194,28 @@ def drift(
     fail_on: str | None = None,
     save: str | Path | None = None,
     labels: tuple[str, str] | None = None,
+    model: str | None = None,
 ) -> DriftResult:
     """Data drift between DataFrames or snapshot REFs, Evidently's verdicts (``%drift``).
 
     Inside a tracked run the report is logged to it; ``save`` writes the HTML and JSON;
     ``fail_on`` ("share_drifted > 0.3", "column:age > 0.2") raises GateFailed, or warns when
-    ``gate_mode`` is ``warn``, after the report was logged and saved.
+    ``gate_mode`` is ``warn``, after the report was logged and saved. ``model``
+    (``NAME@ALIAS`` or ``NAME/VERSION``) records the verdict on that model version.
     """
     from .drift import compute_drift
     from .drift.gate import apply_gate, parse_fail_on
-    from .drift.publish import log_report, save_report
+    from .drift.publish import link_model, log_report, save_report
+    from .registry.models import resolve_version
     from .tracking.active import active_run
+    from .tracking.client import mlflow_client
 
+    run = active_run()
+    tracking_uri = run.tracking_uri if run else current_settings().tracking_uri
+    # A typo in --fail-on or --model must not cost a long computation first.
     if fail_on is not None:
-        parse_fail_on(fail_on)  # a typo must not cost a long computation first
+        parse_fail_on(fail_on)
+    version = resolve_version(mlflow_client(tracking_uri), model) if model else None
     reference_label, current_label = labels or ("reference", "current")
     reference, reference_label = _drift_input(reference, reference_label)
     current, current_label = _drift_input(current, current_label)
@@ -225,9 +233,9 @@ def drift(
         reference_label=reference_label,
         current_label=current_label,
     )
-    run = active_run()
-    if run is not None:
-        log_report(result, run)
+    artifact = log_report(result, run) if run is not None else None
+    if version is not None:
+        link_model(result, version, tracking_uri, run.run_id if run else None, artifact)
     if save is not None:
         save_report(result, save)
     if fail_on is not None:

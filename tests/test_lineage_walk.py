@@ -193,3 +193,38 @@ def test_reproduce_restores_identical_data_source_and_params() -> None:
     assert again.params == {"lr": "0.1"}
     assert again.source == cell
     assert repr(again).startswith("reproduce run 'fit' of experiment 'Default'")
+
+
+def test_drift_checked_for_a_model_is_on_its_version_and_in_its_lineage() -> None:
+    """``%drift ... --model`` records the verdict on the version, with or without a run."""
+    train, production = frames()
+    with mlops.track("fit"):
+        mlops.snapshot(train, "base")
+        mlops.log(val_acc=0.9)
+    mlops.register(torch.nn.Linear(3, 2), "scorer")
+    with mlops.track("watch") as watch:
+        logged = mlops.drift(train, production, labels=("base", "live"), model="scorer/1")
+    quick = mlops.drift(production, production, labels=("live", "live"), model="scorer/1")
+    assert logged.links["checked for model"] == "scorer/1" and not quick.drifted
+
+    client = mlflow_client(current_settings().tracking_uri)
+    tags = client.get_model_version("scorer", "1").tags
+    recorded = json.loads(tags["mlops.drift.base_vs_live"])
+    assert (recorded["run_id"], recorded["drifted"]) == (watch.run_id, True)
+    assert json.loads(tags["mlops.drift.live_vs_live"])["run_id"] is None
+    assert client.get_run(watch.run_id).data.tags["mlops.drift.model"] == "scorer/1"
+
+    found = mlops.lineage("scorer/1")
+    links = relations(found)
+    assert ("scorer/1", "base vs live", "drift check") in links
+    assert ("scorer/1", "live vs live", "drift check") in links
+    logged_node = next(n for n in found.of_kind("drift") if n.label == "base vs live")
+    assert logged_node.attrs["run_id"] == watch.run_id  # the report logged in the run
+
+
+def test_drift_for_an_unknown_model_is_a_usage_error_before_any_work() -> None:
+    train, _ = frames()
+    with pytest.raises(MLOpsUsageError, match="no registered model 'ghost'"):
+        mlops.drift(train, train, model="ghost@champion")
+    with pytest.raises(MLOpsUsageError, match="NAME/VERSION"):
+        mlops.drift(train, train, model="ghost/one")

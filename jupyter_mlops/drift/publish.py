@@ -8,6 +8,7 @@ import re
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from ..display.drift import drift_document
 from ..errors import MLOpsUsageError
@@ -16,6 +17,7 @@ from .result import DriftResult
 
 ARTIFACT_FOLDER = "drift"
 TAG_PREFIX = "mlops.drift."
+MODEL_TAG = TAG_PREFIX + "model"  # on the run: the model version a report was checked for
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -79,3 +81,29 @@ def log_report(result: DriftResult, run: ActiveRun) -> str:
             client.log_artifact(run.run_id, str(path), ARTIFACT_FOLDER)
     result.links["logged to run"] = f"{run.run_id} ({ARTIFACT_FOLDER}/{name}.html)"
     return f"{ARTIFACT_FOLDER}/{name}"
+
+
+def link_model(
+    result: DriftResult, version: Any, tracking_uri: str, run_id: str | None, artifact: str | None
+) -> str:
+    """Record the report on an MLflow model version (resolved from ``--model``).
+
+    The version gets a tag ``mlops.drift.<report>`` holding the verdict and where the full
+    report lives (the run and artifact, when a tracked run logged it); the run gets
+    ``mlops.drift.model``. Returns ``NAME/VERSION``.
+    """
+    from ..tracking.client import mlflow_client
+
+    client = mlflow_client(tracking_uri)
+    summary = {
+        key: value for key, value in result.to_dict().items() if key not in ("columns", "skipped")
+    }
+    summary.update(run_id=run_id, artifact=artifact, at=time.strftime("%Y-%m-%dT%H:%M:%S"))
+    name = f"{version.name}/{version.version}"
+    client.set_model_version_tag(
+        version.name, version.version, TAG_PREFIX + report_name(result), json.dumps(summary)
+    )
+    if run_id is not None:
+        client.set_tag(run_id, MODEL_TAG, name)
+    result.links["checked for model"] = name
+    return name

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 DRIFT_FOLDER = "drift"  # jupyter_mlops.drift.publish.ARTIFACT_FOLDER
 GATES_FOLDER = "gates"  # jupyter_mlops.registry.decisions.ARTIFACT_DIR
 GATE_TAG_PREFIX = "mlops.gate."
+DRIFT_TAG_PREFIX = "mlops.drift."  # jupyter_mlops.drift.publish.TAG_PREFIX
 TAG_GATE_LAST = "mlops.gate.last"  # jupyter_mlops.registry.decisions.TAG_LAST
 TAG_SUPERSEDED = "mlops.superseded_by"
 TRACKED_TAGS = ("mlops.run_key", "mlops.notebook_source")
@@ -224,6 +225,16 @@ def gate_decisions(client: MlflowClient, run: Any) -> list[tuple[str, dict[str, 
         if isinstance(data, dict) and "decision" in data
     ]
     return sorted(decisions, key=lambda item: str(item[1].get("at", "")))
+
+
+def drift_checks(version: Any) -> list[tuple[str, dict[str, Any]]]:
+    """``%drift --model`` verdicts kept on a version's ``mlops.drift.<report>`` tags."""
+    found = []
+    for key, value in sorted((version.tags or {}).items()):
+        data = _json(value) if key.startswith(DRIFT_TAG_PREFIX) else None
+        if isinstance(data, dict) and "share_drifted" in data:
+            found.append((key, data))
+    return found
 
 
 def decisions_from_tags(version: Any) -> list[dict[str, Any]]:

@@ -130,30 +130,45 @@ class Walker:
         )
 
     def drift_node(self, run: Any, path: str, report: dict[str, Any]) -> str:
+        return self.add_drift(
+            f"drift:{run.info.run_id}:{path}",
+            report,
+            f"in run {run.info.run_name or run.info.run_id!r}",
+            {"run_id": run.info.run_id, "artifact": path},
+            f"{run.info.start_time or 0:020d}",
+        )
+
+    def add_drift(
+        self, key: str, report: dict[str, Any], where: str, attrs: dict[str, Any], order: str
+    ) -> str:
         reference = str(report.get("reference", {}).get("label", "reference"))
         current = str(report.get("current", {}).get("label", "current"))
         share = float(report.get("share_drifted") or 0.0)
         verdict = "DRIFTED" if report.get("drifted") else "no dataset drift"
         detail = (
             f"{verdict}: {report.get('n_drifted', 0)} of {report.get('n_columns', 0)} columns "
-            f"(share {share:.2f}), in run {run.info.run_name or run.info.run_id!r}"
+            f"(share {share:.2f}), {where}"
         )
+        attrs = {
+            **attrs,
+            "reference": reference,
+            "current": current,
+            "share_drifted": share,
+            "drifted": bool(report.get("drifted")),
+        }
         return self.graph.add(
-            Node(
-                f"drift:{run.info.run_id}:{path}",
-                "drift",
-                f"{reference} vs {current}",
-                detail,
-                {
-                    "run_id": run.info.run_id,
-                    "artifact": path,
-                    "reference": reference,
-                    "current": current,
-                    "share_drifted": share,
-                    "drifted": bool(report.get("drifted")),
-                },
-                order=f"{run.info.start_time or 0:020d}",
-            )
+            Node(key, "drift", f"{reference} vs {current}", detail, attrs, order=order)
+        )
+
+    def checked_drift_node(self, model: str, tag: str, summary: dict[str, Any]) -> str:
+        """A ``%drift --model`` check: the logged report when its run has it, else the tag."""
+        run = self.get_run(str(summary["run_id"])) if summary.get("run_id") else None
+        if run is not None:
+            for path, report in records.drift_reports(self.client, run):
+                if path.startswith(f"{summary.get('artifact')}."):
+                    return self.drift_node(run, path, report)
+        return self.add_drift(
+            f"drift:{model}:{tag}", summary, "recorded on the model", {}, str(summary.get("at"))
         )
 
     def gate_node(self, decision: dict[str, Any], where: str) -> str:
@@ -258,6 +273,8 @@ class Walker:
         for where, decision in decisions:
             gate = self.gate_node(decision, where)
             self.graph.link(key, gate, "gate decision")
+        for tag, summary in records.drift_checks(version):
+            self.graph.link(key, self.checked_drift_node(key, tag, summary), "drift check")
         if run is None:
             return
         self.downstream_of_run(run)

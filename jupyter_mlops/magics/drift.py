@@ -90,6 +90,12 @@ class DriftMagics(Magics):
         help='Gate: "share_drifted > 0.3", "column:age > 0.2", joined by "," or "or".',
     )
     @argument(
+        "--model",
+        default=None,
+        metavar="NAME@ALIAS",
+        help="Record the verdict on this model version (NAME@ALIAS or NAME/VERSION).",
+    )
+    @argument(
         "--save",
         default=None,
         metavar="PATH",
@@ -98,7 +104,8 @@ class DriftMagics(Magics):
     @line_magic
     def drift(self, line: str) -> Any:
         """Data drift: ``%drift REFERENCE CURRENT [--columns a,b] [--engine fast|evidently]
-        [--method M] [--threshold T] [--fail-on "share_drifted > 0.3"] [--save PATH]``.
+        [--method M] [--threshold T] [--fail-on "share_drifted > 0.3"] [--model NAME@ALIAS]
+        [--save PATH]``.
 
         Tests each column with Evidently 0.7's DataDriftPreset defaults: above 1,000 reference
         values, Wasserstein distance normed by the reference std (numerical) or Jensen-Shannon
@@ -132,6 +139,7 @@ class DriftMagics(Magics):
                     fail_on=args.fail_on,
                     save=args.save,
                     labels=(args.reference, args.current),
+                    model=unquote(args.model),
                 )
             except DriftGateFailed as failed:  # show what failed, then fail the cell
                 display(failed.result)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,12 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Run each test in a fresh folder with no inherited jupyter-mlops settings."""
+    """Run each test in a fresh folder with no inherited jupyter-mlops settings.
+
+    The whole environment is restored afterwards: ``mlflow.set_tracking_uri`` writes
+    MLFLOW_TRACKING_URI into it, and the kernels of later notebook tests would inherit it.
+    """
+    saved_environment = dict(os.environ)
     for option in OPTIONS.values():
         monkeypatch.delenv(option.env, raising=False)
     monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
@@ -38,6 +44,11 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
     MLOps.clear_instance()
     yield tmp_path
     MLOps.clear_instance()
+    mlflow = sys.modules.get("mlflow")
+    if mlflow is not None:
+        mlflow.set_tracking_uri(None)  # its global, and the env var it sets
+    os.environ.clear()
+    os.environ.update(saved_environment)
 
 
 @pytest.fixture

@@ -25,7 +25,7 @@ from typing import Any
 from .job import CONTROL_FILE, Job, dumps_cpu, load_job, loads
 from .procs import die_with_parent
 from .rank_logging import tracked_by_rank
-from .worker import failure_report, init_group, pulled, report_rank, run_cell
+from .worker import failure_report, init_group, pulled, report_rank, run_cell, run_rank
 
 
 class LineSender(io.TextIOBase):
@@ -130,9 +130,4 @@ def main(job_dir: Path) -> int:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m jupyter_mlops.distributed.pool_worker JOBDIR")
-    code = main(Path(sys.argv[1]))
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(code)  # as the one-shot worker: interpreter teardown can abort a finished rank
+    run_rank(main, "jupyter_mlops.distributed.pool_worker")

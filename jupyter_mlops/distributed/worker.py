@@ -18,9 +18,10 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from .job import (
     CELL_FILE,
@@ -166,12 +167,19 @@ def main(job_dir: Path) -> int:
     return 0
 
 
-if __name__ == "__main__":
+def run_rank(rank_main: Callable[[Path], int], module: str) -> NoReturn:
+    """``python -m MODULE JOBDIR``: run one rank, then exit without interpreter teardown.
+
+    Destroying the cell's DDP/gloo objects at exit sometimes aborts a rank whose work is done
+    ("terminate called without an active exception", seen under load), so flush and _exit.
+    """
     if len(sys.argv) != 2:
-        raise SystemExit("usage: python -m jupyter_mlops.distributed.worker JOBDIR")
-    code = main(Path(sys.argv[1]))
+        raise SystemExit(f"usage: python -m {module} JOBDIR")
+    code = rank_main(Path(sys.argv[1]))
     sys.stdout.flush()
     sys.stderr.flush()
-    # Skip interpreter teardown: destroying the cell's DDP/gloo objects at exit sometimes aborts a
-    # rank whose work is done ("terminate called without an active exception", seen under load).
     os._exit(code)
+
+
+if __name__ == "__main__":
+    run_rank(main, "jupyter_mlops.distributed.worker")

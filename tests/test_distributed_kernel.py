@@ -10,9 +10,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 from jupyter_client.manager import KernelManager
+
+from tests.process_support import survivors
 
 LONG_CELL = (
     "%%distributed -n 2\n"
@@ -52,19 +53,6 @@ def job_pids(job_dir: Path) -> list[int]:
     state = json.loads((job_dir / "state.json").read_text())
     workers = [json.loads(p.read_text())["pid"] for p in (job_dir / "pids").glob("rank-*.json")]
     return [state["agent_pid"], *workers]
-
-
-def survivors(pids: list[int], seconds: float) -> list[int]:
-    def up(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(up(p) for p in pids):
-        time.sleep(0.1)
-    return [p for p in pids if up(p)]
 
 
 def reply_to(client: Any, msg_id: str) -> dict[str, Any]:

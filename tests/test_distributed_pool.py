@@ -8,11 +8,11 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-import psutil
 import pytest
 from IPython.core.error import UsageError
 
 from jupyter_mlops.distributed import DistributedCellError, DistributedTimeout, pool
+from tests.process_support import survivors
 
 ALL_REDUCE = (
     "import torch, torch.distributed as dist\n"
@@ -26,19 +26,6 @@ def pool_pids() -> list[int]:
     running = pool.running()
     assert running is not None
     return [running.agent.pid, *running.pids.values()]
-
-
-def gone(pids: list[int], seconds: float = 10) -> bool:
-    def up(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and any(up(p) for p in pids):
-        time.sleep(0.1)
-    return not any(up(p) for p in pids)
 
 
 @pytest.fixture
@@ -93,7 +80,7 @@ def test_pool_keeps_state_and_survives_failing_cells(
     assert "restarting the pool: rank(s) 0 were still running 1 s after rank 1 failed" in (
         capsys.readouterr().out
     )
-    assert gone(first_pids)
+    assert survivors(first_pids, 10) == []
     assert ip.run_cell_magic("distributed", "", ALL_REDUCE)["result"] == 3.0
     with pytest.raises(DistributedCellError, match="NameError: name 'state' is not defined"):
         ip.run_cell_magic("distributed", "", "state")
@@ -108,7 +95,7 @@ def test_pool_keeps_state_and_survives_failing_cells(
     assert [(j.state, j.live_processes) for j in pools] == [("running", 3), ("stopped", 0)]
     pids = pool_pids()
     assert repr(ip.run_line_magic("distributed", "pool stop")) == "DistributedPool(state='stopped')"
-    assert gone(pids, 0.5)  # stopped before the magic returned
+    assert survivors(pids, 0.5) == []  # stopped before the magic returned
     assert repr(ip.run_line_magic("distributed", "pool status")) == (
         "DistributedPool(state='stopped')"
     )
@@ -139,7 +126,7 @@ def test_hung_collective_is_reported_and_restart_recovers(ip: Any, stopped_after
 
     restarted = ip.run_line_magic("distributed", "pool restart")
     assert (restarted.state, restarted.world_size, restarted.cells) == ("running", 2, 0)
-    assert gone(stuck_pids)
+    assert survivors(stuck_pids, 10) == []
     assert ip.run_cell_magic("distributed", "", ALL_REDUCE)["result"] == 3.0
     job = json.loads((restarted.job_dir / "job.json").read_text())
     assert (job["executor"], job["timeout"]) == ("pool", 90.0)  # the ranks' own limit is later

@@ -21,6 +21,7 @@ from jupyter_mlops.distributed.executors import LocalTorchrun
 from jupyter_mlops.distributed.job import JobSpec, create_job
 from jupyter_mlops.tracking import active
 from jupyter_mlops.tracking.client import mlflow_client
+from tests.process_support import alive
 
 LOOP_FOREVER = "import time\nprint('ready', flush=True)\nwhile True:\n    time.sleep(0.1)\n"
 
@@ -29,16 +30,6 @@ def job_pids(job_dir: Path) -> list[int]:
     state = json.loads((job_dir / "state.json").read_text())
     workers = [json.loads(p.read_text())["pid"] for p in (job_dir / "pids").glob("rank-*.json")]
     return [state["agent_pid"], *workers] if "agent_pid" in state else workers
-
-
-def running(pids: list[int]) -> list[int]:
-    def up(pid: int) -> bool:
-        try:
-            return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
-        except psutil.NoSuchProcess:
-            return False
-
-    return [p for p in pids if up(p)]
 
 
 def wait_until(condition: Any, seconds: float) -> bool:
@@ -130,7 +121,7 @@ def test_failing_rank_raises_with_its_cell_traceback() -> None:
     assert states[-1].startswith("ranks started 2/2: 0 ") and states[-1].endswith(", 1 failed")
     job_dir = only_job()
     assert json.loads((job_dir / "state.json").read_text())["state"] == "failed"
-    assert running(job_pids(job_dir)) == []
+    assert alive(job_pids(job_dir)) == []
 
 
 def test_killed_agent_takes_its_workers_with_it() -> None:
@@ -147,7 +138,7 @@ def test_killed_agent_takes_its_workers_with_it() -> None:
     with pytest.raises(DistributedCellError, match="torchrun agent was killed by signal 9"):
         mlops.distributed.run(LOOP_FOREVER, n=2, sink=kill_agent_once_ready)
     assert len(killed) == 3
-    assert wait_until(lambda: not running(killed), 15), running(killed)
+    assert wait_until(lambda: not alive(killed), 15), alive(killed)
 
 
 def test_timeout_stops_every_rank() -> None:
@@ -157,7 +148,7 @@ def test_timeout_stops_every_rank() -> None:
     assert time.monotonic() - start < 40
     job_dir = only_job()
     assert len(job_pids(job_dir)) == 3  # the workers had started before the deadline
-    assert running(job_pids(job_dir)) == []
+    assert alive(job_pids(job_dir)) == []
     assert json.loads((job_dir / "state.json").read_text())["state"] == "timeout"
 
 
@@ -175,7 +166,7 @@ def test_cancel_stops_a_job_left_running(ip: Any) -> None:
         after = ip.run_line_magic("distributed", f"cancel {job.id}")
         assert after.cancelled == [job.id]
         assert [(j.state, j.live_processes) for j in after.jobs] == [("cancelled", 0)]
-        assert running(pids) == []
+        assert alive(pids) == []
     finally:
         if agent.poll() is None:
             agent.kill()

@@ -123,9 +123,14 @@ def test_interrupting_a_pool_cell(kernel: tuple[KernelManager, Any], tmp_path: P
     assert survivors(pids, 0) == pids
 
     # Rank 0 waits in a collective that rank 1 never joins: only a restart gets it out.
+    # Rank 1 says ready only once rank 0 is inside the collective (a flag file, then a pause),
+    # so the interrupt cannot reach rank 0 while it is still in Python code.
+    flag = str(tmp_path / "rank0-entering")
     msg_id = client.execute(
-        "%%distributed --all-logs\nimport time, torch, torch.distributed as dist\n"
-        "if rank == 0:\n    dist.all_reduce(torch.ones(1))\n"
+        "%%distributed --all-logs\nimport os, time, torch, torch.distributed as dist\n"
+        f"flag = {flag!r}\n"
+        "if rank == 0:\n    open(flag, 'w').close()\n    dist.all_reduce(torch.ones(1))\n"
+        "while not os.path.exists(flag):\n    time.sleep(0.05)\ntime.sleep(0.5)\n"
         "print('ready', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
     )
     output_until(client, "[rank 1] ready")

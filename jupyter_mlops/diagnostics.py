@@ -117,9 +117,17 @@ def check_notebook(notebook: NotebookIdentity) -> Check:
 
 
 def check_torch() -> tuple[Check, Check]:
+    if not environment.torch_installed():
+        missing = Check(
+            "torch importable",
+            "warn",
+            "not installed: %%distributed needs it",
+            environment.TORCH_INSTALL,
+        )
+        return missing, Check("GPUs", "warn", "unknown: torch is not installed")
     probe = environment.probe_torch()
     if "error" in probe:
-        failed = Check("torch importable", "fail", str(probe["error"]), "pip install torch==2.13.0")
+        failed = Check("torch importable", "fail", str(probe["error"]), environment.TORCH_INSTALL)
         return failed, Check("GPUs", "warn", "unknown: torch does not import")
     torch_check = Check("torch importable", "ok", f"torch {probe['version']}")
     gpus = environment.gpu_inventory()
@@ -141,7 +149,7 @@ def check_torch() -> tuple[Check, Check]:
 def check_torchrun() -> Check:
     path = environment.torchrun_path()
     if path is None:
-        return Check("torchrun", "fail", "not found", "install torch in this environment")
+        return Check("torchrun", "fail", "not found", environment.TORCH_INSTALL)
     return Check("torchrun", "ok", path)
 
 

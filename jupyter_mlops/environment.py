@@ -19,6 +19,18 @@ TORCH_PROBE = (
     "print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda, "
     "'devices': torch.cuda.device_count()}))"
 )
+#: torch is an optional extra: installing it must never replace a user's own (CUDA) build.
+TORCH_INSTALL = (
+    'pip install "jupyter-mlops[distributed]" (or install your own torch build first, '
+    "e.g. from https://pytorch.org/get-started/)"
+)
+
+
+def torch_installed() -> bool:
+    """Is torch importable here (looked up without importing it)?"""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
 
 
 @dataclass(frozen=True)

@@ -184,9 +184,12 @@ def run(
     state each time it changes (the magic shows it in a display that updates in place).
     While a warm pool runs (``pool.start``), a single-node cell runs there unless ``fresh``.
     """
+    from ..environment import TORCH_INSTALL, torch_installed
     from ..tracking.active import active_run
     from . import pool as warm
 
+    if not torch_installed():
+        raise MLOpsUsageError(f"%%distributed needs torch, which is not installed: {TORCH_INSTALL}")
     running_pool = None if fresh or executor or nnodes > 1 or rdzv else warm.running()
     if running_pool is not None:
         check_fits_pool(running_pool.spec, n, gpus, backend)

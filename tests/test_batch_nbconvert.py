@@ -85,6 +85,17 @@ def test_a_failing_cell_exits_non_zero_and_the_notebook_is_written(
     assert not (tmp_path / "marker.txt").exists()
 
 
+def test_html_export_of_a_failing_gate_is_written_up_to_the_failing_cell(tmp_path: Path) -> None:
+    notebook(tmp_path, *FAILING)
+    done = nbconvert("--to", "html", "--execute", "ci.ipynb", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "GateFailed: gate FAILED: m v1 -> champion" in done.stderr
+    assert "the notebook executed up to it is in ci.html" in done.stderr
+    page = (tmp_path / "ci.html").read_text()
+    assert "before the gate" in page and "gate FAILED: m v1 -&gt; champion" in page
+    assert not (tmp_path / "marker.txt").exists()
+
+
 def test_a_successful_notebook_still_exits_zero(tmp_path: Path) -> None:
     notebook(tmp_path, 'print("fine")', 'open("marker.txt", "w").write("ran")')
     done = nbconvert("--to", "notebook", "--execute", "ci.ipynb", "--output", "ok", cwd=tmp_path)
@@ -121,7 +132,7 @@ def test_the_installed_config_swaps_only_the_execute_preprocessor() -> None:
     stock = Exporter.class_traits()["default_preprocessors"].default()
     ours = f"{batch.__name__}.{batch.KeepPartialExecutePreprocessor.__name__}"
     expected = [ours if p == "nbconvert.preprocessors.ExecutePreprocessor" else p for p in stock]
-    assert shipped["NotebookExporter"]["default_preprocessors"] == expected
+    assert shipped["Exporter"]["default_preprocessors"] == expected
     assert shipped["NbConvertApp"]["writer_class"] == (
         f"{batch.__name__}.{batch.FailAfterWriteFilesWriter.__name__}"
     )

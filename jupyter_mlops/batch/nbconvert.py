@@ -6,7 +6,8 @@ shows why a gate failed. Two small subclasses, wired in by the config file the w
 ``<sys.prefix>/etc/jupyter/jupyter_nbconvert_config.json``, change only the failure path:
 
 - :class:`KeepPartialExecutePreprocessor` replaces ``ExecutePreprocessor`` in
-  ``NotebookExporter.default_preprocessors`` (same list, same order). When a cell fails it stops
+  ``Exporter.default_preprocessors`` (same list, same order; set on the base class so that
+  ``--to notebook``, ``--to html`` and every other exporter use it). When a cell fails it stops
   (later cells are not run; the kernel shuts down as usual), keeps the outputs so far, the failing
   cell's error included, and puts the original exception in the resources instead of raising it.
 - :class:`FailAfterWriteFilesWriter` is ``NbConvertApp.writer_class``: it writes like
@@ -18,8 +19,7 @@ writer never sees an exception raised during export, and nbclient's ``on_cell_er
 be set from a config file (it takes a callable) nor stop the exception. The exception can only be
 caught where it is raised (the execute preprocessor) and raised again only after the write (the
 writer), and both are picked by plain config. Nothing else changes: a successful run,
-``--allow-errors``, ``raises-exception`` cells and the other exporters (``--to html``) behave as
-before; ``--stdout`` or a writer configured by the user get the stock behaviour too, because the
+``--allow-errors`` and ``raises-exception`` cells behave as before; ``--stdout`` or a writer configured by the user get the stock behaviour too, because the
 preprocessor defers the error only when this module's writer is the one that will write.
 traitlets applies ``ExecutePreprocessor.*`` and ``FilesWriter.*`` settings (``--execute``,
 ``--allow-errors``, ``--inplace``, timeouts) to the subclasses too. nbconvert reads no

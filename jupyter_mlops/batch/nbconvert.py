@@ -19,8 +19,9 @@ writer never sees an exception raised during export, and nbclient's ``on_cell_er
 be set from a config file (it takes a callable) nor stop the exception. The exception can only be
 caught where it is raised (the execute preprocessor) and raised again only after the write (the
 writer), and both are picked by plain config. Nothing else changes: a successful run,
-``--allow-errors`` and ``raises-exception`` cells behave as before; ``--stdout`` or a writer configured by the user get the stock behaviour too, because the
-preprocessor defers the error only when this module's writer is the one that will write.
+``--allow-errors`` and ``raises-exception`` cells behave as before; ``--stdout`` or a writer
+configured by the user get the stock behaviour too, because the preprocessor defers the error
+only when this module's writer is the one that will write.
 traitlets applies ``ExecutePreprocessor.*`` and ``FilesWriter.*`` settings (``--execute``,
 ``--allow-errors``, ``--inplace``, timeouts) to the subclasses too. nbconvert reads no
 ``jupyter_nbconvert_config.d/`` folders (only jupyter_server does), hence the single file.

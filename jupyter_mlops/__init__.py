@@ -94,6 +94,20 @@ def load_ipython_extension(shell: Any) -> None:
     shell.configurables.append(config)
     register_magics(shell)
     register_formatters(shell)
+    report_kernel_status(shell)
+
+
+def report_kernel_status(shell: Any) -> None:
+    """Keep this kernel's status file (its store and experiment) current for the side panel."""
+    from .kernel_status import reporter
+
+    hooks = shell.events.callbacks["post_run_cell"]
+    if any(getattr(cb, "mlops_status_hook", False) for cb in hooks):
+        return
+    report = reporter()
+    if report is not None:
+        shell.events.register("post_run_cell", report)
+        report()
 
 
 def _jupyter_labextension_paths() -> list[dict[str, str]]:

@@ -26,10 +26,13 @@ def current_notebook() -> NotebookIdentity:
     return resolve_notebook(user_namespace())
 
 
-def current_settings(flags: Mapping[str, str | None] | None = None) -> Settings:
+def current_settings(
+    flags: Mapping[str, str | None] | None = None, *, create_home: bool = True
+) -> Settings:
     return resolve_settings(
         Path.cwd(),
         flags=flags,
         configured=MLOps.instance().explicit(),
         notebook=current_notebook().path,
+        create_home=create_home,
     )

@@ -6,7 +6,7 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from . import warmup
+from . import browse, warmup
 from .handlers import ROUTES
 
 NAMESPACE = "jupyter-mlops/api"
@@ -17,5 +17,8 @@ def setup_handlers(web_app: Any) -> None:
     base_url = web_app.settings["base_url"]
     web_app.add_handlers(
         ".*$",
-        [(url_path_join(base_url, NAMESPACE, route), handler) for route, handler in ROUTES],
+        [
+            (url_path_join(base_url, NAMESPACE, route), handler)
+            for route, handler in [*ROUTES, *browse.ROUTES]
+        ],
     )

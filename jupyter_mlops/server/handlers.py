@@ -15,6 +15,7 @@ from .. import __version__
 from ..config import Settings, resolve_settings
 from ..errors import MLOpsUsageError
 from . import actions, queries, warmup
+from .kernels import reported_settings
 from .models import StoreInfo
 from .queries import NotFound
 
@@ -56,6 +57,10 @@ class MLOpsHandler(APIHandler):
         target = self.local_path(api_path)
         notebook = target if target.is_file() and target.suffix == ".ipynb" else None
         folder = target if target.is_dir() else target.parent
+        # The notebook's live kernel, when the panel names it and it reported its store.
+        live = reported_settings(self.kernel_manager, self.get_argument("kernel", ""), experiment)
+        if live is not None:
+            return live, api_path if notebook else None
         try:
             settings = resolve_settings(
                 folder,

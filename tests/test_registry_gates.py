@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -285,25 +283,29 @@ def test_repr_is_deterministic() -> None:
     ]
 
 
-def test_stale_lock_of_a_dead_process_is_taken_over(registry_store: Path) -> None:  # noqa: F811
-    path = lock_path(registry_store, "stale", "champion")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    dead = subprocess.run(
-        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+def test_the_lock_of_a_killed_process_is_free_at_once(registry_store: Path) -> None:  # noqa: F811
+    holder_code = (
+        "import sys, signal; from pathlib import Path\n"
+        "from jupyter_mlops.registry.locks import alias_lock\n"
+        "with alias_lock(Path(sys.argv[1]), 'stale', 'champion', 'dead', timeout=5):\n"
+        "    print('held', flush=True); signal.pause()\n"
     )
-    path.write_text(
-        json.dumps({"pid": int(dead.stdout), "host": socket.gethostname(), "user": "x"})
+    owner = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(registry_store)], stdout=subprocess.PIPE, text=True
     )
-    with alias_lock(registry_store, "stale", "champion", "me", timeout=2):
-        assert json.loads(path.read_text())["pid"] == os.getpid()
-    assert not path.exists()
-    path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "user": "x"}))
+    assert owner.stdout is not None and owner.stdout.readline().strip() == "held"
     with (
-        pytest.raises(mlops.MLOpsError, match="is being promoted by x"),
+        pytest.raises(mlops.MLOpsError, match=r"is being promoted by dead \(pid"),
         alias_lock(registry_store, "stale", "champion", "me", timeout=0.2),
     ):
         pass
-    path.unlink()
+    owner.kill()
+    owner.wait(timeout=30)
+    path = lock_path(registry_store, "stale", "champion")
+    assert path.exists()  # left behind by the killed owner, and free
+    with alias_lock(registry_store, "stale", "champion", "me", timeout=2):
+        assert json.loads(path.read_text())["pid"] == os.getpid()
+    assert path.read_text() == ""  # no owner named once released
 
 
 RACER = """
@@ -311,8 +313,16 @@ import json, sys
 import jupyter_mlops as mlops
 from jupyter_mlops.errors import GateFailed
 from jupyter_mlops.context import current_settings
+from jupyter_mlops.registry import gates
 from jupyter_mlops.tracking.client import mlflow_client
 mlflow_client(current_settings().tracking_uri)  # warm: mlflow imported, store open
+real_lock = gates.alias_lock
+
+def announced_lock(*args, **kwargs):
+    print("waiting", flush=True)  # the holder is read; the lock comes next
+    return real_lock(*args, **kwargs)
+
+gates.alias_lock = announced_lock
 print("ready", flush=True)
 try:
     result = mlops.promote(sys.argv[1], "champion", "metrics.val_acc > 0.5")
@@ -330,30 +340,25 @@ def test_racing_promotions_in_two_processes_cannot_both_win(
     make_run("race-run", val_acc=0.9)
     for _ in range(2):
         mlops.register(lambda df: df, "race")
-    # Hold the alias lock ourselves so both racers read the holder before either can move it.
-    path = lock_path(registry_store, "race", "champion")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "user": "test"}))
     env = {**os.environ, "MLOPS_HOME": str(registry_store)}
-    racers = [
-        subprocess.Popen(
-            [sys.executable, "-c", RACER, f"race/{v}"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for v in (1, 2)
-    ]
-    try:
+    # Hold the alias lock ourselves so both racers read the holder before either can move it.
+    with alias_lock(registry_store, "race", "champion", "test"):
+        racers = [
+            subprocess.Popen(
+                [sys.executable, "-c", RACER, f"race/{v}"],
+                cwd=tmp_path,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for v in (1, 2)
+        ]
         for racer in racers:
             assert racer.stdout is not None
             assert racer.stdout.readline().strip() == "ready"
-        time.sleep(3)  # both are now past reading the holder and waiting for the lock
+            assert racer.stdout.readline().strip() == "waiting"  # past reading the holder
         assert holder(registry_store, "race") is None
-    finally:
-        path.unlink()
     outcomes = []
     for racer in racers:
         out, err = racer.communicate(timeout=120)

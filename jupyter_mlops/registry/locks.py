@@ -1,8 +1,14 @@
-"""One promotion per alias at a time: an ``O_EXCL`` lock file under ``<home>/locks/``.
+"""One promotion per alias at a time: an ``flock`` on a file under ``<home>/locks/``.
 
 The lock serialises promotions of one store; the caller still re-reads the alias under the lock
 (compare-and-set), which also catches a move made from elsewhere (the MLflow UI, another store
-folder on the same server). A lock left by a dead process on this host is taken over.
+folder on the same server).
+
+The kernel drops an ``flock`` when its process dies, however it dies, so a dead owner's lock is
+free at once and there is no takeover step that two waiters could both win. The file itself
+stays (removing it would let a waiter lock the removed file while another locks a new one); it
+holds the owner's pid, host and user while the lock is held, for the message of a waiter that
+gives up.
 """
 
 from __future__ import annotations
@@ -21,76 +27,55 @@ from .decisions import slug
 
 LOCKS_DIRNAME = "locks"
 POLL_S = 0.05
-UNWRITTEN_GRACE_S = 10.0  # a lock file still empty after this was left by a crash
 
 
 def lock_path(home: Path, name: str, alias: str) -> Path:
     return home / LOCKS_DIRNAME / f"{slug(name)}@{slug(alias)}.lock"
 
 
-def _owner(path: Path) -> dict[str, object] | None:
+def _owner(path: Path) -> dict[str, object]:
     try:
-        loaded: dict[str, object] = json.loads(path.read_text(encoding="utf-8"))
-        return loaded
+        loaded = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
-
-
-def _is_stale(path: Path) -> bool:
-    owner = _owner(path)
-    if owner is None:
-        try:
-            return time.time() - path.stat().st_mtime > UNWRITTEN_GRACE_S
-        except OSError:
-            return False
-    if owner.get("host") != socket.gethostname():
-        return False
-    try:
-        os.kill(int(owner.get("pid", 0)), 0)  # type: ignore[call-overload]
-    except ProcessLookupError:
-        return True
-    except (PermissionError, ValueError, TypeError):
-        return False
-    return False
+        return {}
+    return loaded if isinstance(loaded, dict) else {}
 
 
 @contextmanager
 def alias_lock(
     home: Path, name: str, alias: str, user: str, timeout: float = 60.0
 ) -> Iterator[Path]:
+    import fcntl
+
     path = lock_path(home, name, alias)
     path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            if _is_stale(path):
-                path.unlink(missing_ok=True)
-                continue
-            if time.monotonic() > deadline:
-                owner = _owner(path) or {}
-                raise MLOpsError(
-                    f"{name}@{alias} is being promoted by {owner.get('user', '?')} "
-                    f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')}) since "
-                    f"{owner.get('since', '?')}; wait, or remove {path} if that process is gone"
-                ) from None
-            time.sleep(POLL_S)
-            continue
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "pid": os.getpid(),
-                    "host": socket.gethostname(),
-                    "user": user,
-                    "since": datetime.now(UTC).isoformat(timespec="seconds"),
-                },
-                fh,
-            )
-        break
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        yield path
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    owner = _owner(path)
+                    raise MLOpsError(
+                        f"{name}@{alias} is being promoted by {owner.get('user', '?')} "
+                        f"(pid {owner.get('pid', '?')} on {owner.get('host', '?')}) since "
+                        f"{owner.get('since', '?')}; wait for it to finish and try again"
+                    ) from None
+                time.sleep(POLL_S)
+        stamp = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "user": user,
+            "since": datetime.now(UTC).isoformat(timespec="seconds"),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(stamp).encode("utf-8"), 0)
+        try:
+            yield path
+        finally:
+            os.ftruncate(fd, 0)  # nobody holds it now; the unlock comes with the close
     finally:
-        mine = _owner(path)
-        if mine is not None and mine.get("pid") == os.getpid():
-            path.unlink(missing_ok=True)
+        os.close(fd)

@@ -202,9 +202,44 @@ def test_nan_inf_and_empty_columns_are_handled() -> None:
     )
     result = compute_drift(reference, current)
     assert [r.column for r in result.results] == ["y", "s"]
-    assert result.skipped == (("x", "no values in the reference data"),)
+    assert result.broken == (("x", "all values missing in the reference data"),)
+    assert result.skipped == ()
     assert result.column("s").statistic < 0.05  # a vs b, NaNs dropped
-    assert "not tested: x (no values in the reference data)" in repr(result)
+    assert "BROKEN: x (all values missing in the reference data)" in repr(result)
+
+
+def test_all_missing_and_retyped_columns_are_broken_data_not_quiet_skips() -> None:
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame(
+        {
+            "age": rng.normal(40, 5, 2000),
+            "income": rng.normal(3000, 300, 2000),
+            "zip": rng.integers(1000, 9999, 2000),
+            "city": rng.choice(["a", "b", "c"], 2000),
+            "when": pd.date_range("2024-01-01", periods=2000, freq="h"),
+        }
+    )
+    current = reference.copy()
+    current["income"] = np.nan  # an upstream join lost the column
+    current["zip"] = current["zip"].astype(str)  # a schema change: numbers became strings
+    current["when"] = current["when"].astype(str)
+    result = compute_drift(reference, current)
+    assert [r.column for r in result.results] == ["age", "city"]
+    assert dict(result.broken) == {
+        "income": "all values missing in the current data",
+        "zip": "type changed: numbers in the reference, strings in the current data",
+        "when": "type changed: datetimes in the reference, strings in the current data",
+    }
+    assert not result.drifted and result.n_broken == 3
+    assert result.summary().startswith("DATA BROKEN: 3 columns (income, zip, when); ")
+    assert repr(result).splitlines()[0].startswith("DriftResult: DATA BROKEN")
+    assert result.to_dict()["n_broken"] == 3
+    # named explicitly, a broken column is still reported as broken, not refused
+    only = compute_drift(reference, current, columns=["income"])
+    assert only.results == () and only.broken == (("income", result.broken[0][1]),)
+    # nullable and int -> float columns are the same kind of values: not broken
+    same = reference.assign(age=reference["age"].astype("Float64"), zip=reference["zip"] * 1.0)
+    assert compute_drift(reference, same).broken == ()
 
 
 def test_text_and_untestable_columns_are_skipped_or_refused() -> None:
@@ -223,11 +258,14 @@ def test_usage_errors_are_one_line_and_say_what_to_do() -> None:
     with pytest.raises(MLOpsUsageError, match=r"'b' \(not in the current data\).*--columns"):
         compute_drift(reference, current)
     assert compute_drift(reference, current, columns=["a"]).share_drifted == 0.0
-    mismatch = pd.DataFrame({"a": ["1", "2", "3"]})
+    mismatch = pd.DataFrame({"a": ["1", "2", "3"]})  # a changed type is broken data, not misuse
+    assert compute_drift(mismatch, current).broken == (
+        ("a", "type changed: strings in the reference, numbers in the current data"),
+    )
     with pytest.raises(
-        MLOpsUsageError, match="numerical in the current data but str in the reference"
+        MLOpsUsageError, match="numerical in the current data but object in the reference"
     ):
-        compute_drift(mismatch, current)
+        compute_drift(pd.DataFrame({"a": pd.Series([1, 2, 3], dtype=object)}), current)
     with pytest.raises(MLOpsUsageError, match="unknown drift test 'wass'"):
         compute_drift(current, current, method="wass")
     with pytest.raises(

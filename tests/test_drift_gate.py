@@ -86,6 +86,20 @@ def test_conditions_read_dataset_and_column_values() -> None:
         failed_conditions(result, parse_fail_on("column:age > 0.1"))
 
 
+def test_broken_columns_fail_the_gate() -> None:
+    reference, current = frames()
+    current = current.assign(x1=np.nan, x2=current["x2"].astype(str))
+    assert parse_fail_on("broken_columns > 0") == [Condition("broken_columns", False, ">", 0.0)]
+    with pytest.raises(DriftGateFailed) as caught:
+        mlops.drift(reference, current, fail_on="broken_columns > 0")
+    assert caught.value.failures == ["broken_columns > 0 (observed 2)"]
+    assert caught.value.result.summary().startswith("DATA BROKEN: 2 columns (x1, x2); ")
+    failures = failed_conditions(caught.value.result, parse_fail_on("column:x1 > 0.1"))
+    assert failures == [
+        "column:x1 > 0.1 (column 'x1' is broken: all values missing in the current data)"
+    ]
+
+
 def test_gate_raises_with_the_report_attached() -> None:
     reference, current = frames()
     with pytest.raises(GateFailed) as caught:

@@ -182,9 +182,52 @@ def test_fail_on_fails_an_executed_notebook(isolated_store: Path) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(isolated_store)}},
     )
-    with pytest.raises(CellExecutionError, match="DriftGateFailed"):
+    with pytest.raises(CellExecutionError, match="GateFailed: drift gate failed"):
         client.execute()
     outputs = nb.cells[2].outputs
     html = [o for o in outputs if o.get("output_type") == "display_data"]
     assert html and "<svg" in html[0]["data"]["text/html"]
+    # the report says the rest: the error is one line, not a traceback through our frames
+    (error,) = [o for o in outputs if o.get("output_type") == "error"]
+    assert error["traceback"] == [
+        "GateFailed: drift gate failed: share_drifted >= 0.5 (observed 0.5)"
+    ]
+    assert not [o for o in outputs if o.get("name") == "stderr"]
     assert not nb.cells[3].outputs
+
+
+def test_broken_columns_head_the_report_in_a_kernel(isolated_store: Path) -> None:
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "%load_ext jupyter_mlops\n"
+            "import numpy as np, pandas as pd\n"
+            "rng = np.random.default_rng(0)\n"
+            "ref = pd.DataFrame({'a': rng.normal(0, 1, 3000), 'b': rng.normal(0, 1, 3000),"
+            " 'c': rng.integers(0, 50, 3000)})\n"
+            "cur = ref.assign(b=np.nan, c=ref['c'].astype(str))"
+        ),
+        nbformat.v4.new_code_cell("%drift ref cur"),
+        nbformat.v4.new_code_cell('%drift ref cur --fail-on "broken_columns > 0"'),
+    ]
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(isolated_store)}},
+    )
+    client.execute()
+    (shown,) = nb.cells[1].outputs
+    text, html = shown["data"]["text/plain"], shown["data"]["text/html"]
+    assert text.startswith("DriftResult: DATA BROKEN: 2 columns (b, c); no dataset drift")
+    assert "BROKEN: b (all values missing in the current data)" in text
+    headline = html.split("</div>", 1)[0]
+    assert ">broken</span>" in headline and ">ok</span>" not in headline
+    assert "DATA BROKEN: 2 columns (b, c)" in headline
+    errors = [o for o in nb.cells[2].outputs if o.get("output_type") == "error"]
+    assert [e["traceback"] for e in errors] == [
+        ["GateFailed: drift gate failed: broken_columns > 0 (observed 2)"]
+    ]

@@ -34,6 +34,8 @@ def drift_html(result: DriftResult) -> str:
         for i, r in enumerate(ordered)
     ]
     verdict = flag(result.drifted)
+    if result.broken:  # a failure of the data: never under a green "ok"
+        verdict = label_badge("broken", "fail") + (f" {verdict}" if result.drifted else "")
     sides = (
         f"reference <b>{escape(result.reference.label)}</b> ({result.reference.rows:,} rows) vs "
         f"current <b>{escape(result.current.label)}</b> ({result.current.rows:,} rows), "
@@ -45,6 +47,11 @@ def drift_html(result: DriftResult) -> str:
         f'<span style="color:{CURRENT_COLOUR}">&#9472; current</span>'
     )
     notes = "".join(
+        f'<div style="color:var(--jp-error-color1,{BADGE_COLOURS["fail"]});font-weight:600">'
+        f"broken: {escape(column)} ({escape(why)})</div>"
+        for column, why in result.broken
+    )
+    notes += "".join(
         f"<div>not tested: {escape(column)} ({escape(why)})</div>" for column, why in result.skipped
     )
     notes += "".join(
@@ -66,10 +73,13 @@ def drift_html(result: DriftResult) -> str:
 
 
 def flag(drifted: bool) -> str:
-    colour = BADGE_COLOURS["fail" if drifted else "ok"]
+    return label_badge("drift", "fail") if drifted else label_badge("ok", "ok")
+
+
+def label_badge(text: str, level: str) -> str:
     return (
-        f'<span style="color:#fff;background:{colour};border-radius:3px;padding:0 5px;'
-        f'font-size:85%">{"drift" if drifted else "ok"}</span>'
+        f'<span style="color:#fff;background:{BADGE_COLOURS[level]};border-radius:3px;'
+        f'padding:0 5px;font-size:85%">{escape(text)}</span>'
     )
 
 

@@ -185,3 +185,73 @@ def _spread(keys: np.ndarray, side_keys: np.ndarray, side_counts: np.ndarray) ->
     counts = np.zeros(keys.size, dtype=np.int64)
     counts[np.searchsorted(keys, side_keys)] = side_counts
     return counts
+
+
+# pandas' inferred types, grouped into what a column holds; a column whose group differs between
+# the two sides changed type (an upstream bug), which no distance between the sides can describe.
+_FAMILIES = {
+    "integer": "numbers",
+    "floating": "numbers",
+    "mixed-integer-float": "numbers",
+    "decimal": "numbers",
+    "complex": "numbers",
+    "boolean": "booleans",
+    "string": "strings",
+    "bytes": "bytes",
+    "datetime64": "datetimes",
+    "datetime": "datetimes",
+    "date": "dates",
+    "timedelta64": "durations",
+    "timedelta": "durations",
+    "time": "times",
+    "period": "periods",
+    "interval": "intervals",
+}
+
+
+def value_family(values: pd.Series) -> str | None:
+    """What the present values of a column are (numbers, strings, ...); None when none are."""
+    import pandas as pd
+
+    inferred = pd.api.types.infer_dtype(
+        values.cat.categories if isinstance(values.dtype, pd.CategoricalDtype) else values,
+        skipna=True,
+    )
+    if inferred == "empty":
+        return None
+    return _FAMILIES.get(inferred, "mixed values")
+
+
+def has_values(values: pd.Series) -> bool:
+    """Does the column hold any value a test can use (not missing, not infinite)?"""
+    import numpy as np
+    import pandas as pd
+
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values.dtype):
+        return bool(np.isfinite(values.to_numpy(dtype=np.float64, na_value=np.nan)).any())
+    return bool(values.notna().any())
+
+
+def broken_columns(
+    reference: pd.DataFrame, current: pd.DataFrame, names: list[str]
+) -> dict[str, str]:
+    """Columns that are a failure of the data, not drift: no values on a side, or a changed type.
+
+    They are not tested (a distance between, say, numbers and strings means nothing); the result
+    lists them with the reason, and its headline says the data is broken.
+    """
+    broken: dict[str, str] = {}
+    for name in names:
+        empty = [
+            label
+            for label, frame in (("reference", reference), ("current", current))
+            if not has_values(frame[name])
+        ]
+        if empty:
+            where = " and ".join(empty)
+            broken[name] = f"all values missing in the {where} data"
+            continue
+        before, after = value_family(reference[name]), value_family(current[name])
+        if before != after:
+            broken[name] = f"type changed: {before} in the reference, {after} in the current data"
+    return broken

@@ -14,7 +14,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..errors import MLOpsUsageError
-from .columns import CATEGORICAL, NUMERICAL, TEXT, PreparedColumn, column_type, prepare
+from .columns import (
+    CATEGORICAL,
+    NUMERICAL,
+    TEXT,
+    PreparedColumn,
+    broken_columns,
+    column_type,
+    prepare,
+)
 from .result import ColumnDrift, DataSide, Distribution, DriftResult
 from .stattests import TESTS, default_test, histogram, named_test
 
@@ -302,27 +310,31 @@ def compute_drift(
         )
     if not names:
         raise MLOpsUsageError("no columns to compare: the two frames share no column names")
+    named = set(per_column_method or {}) | set(per_column_threshold or {})
+    unknown = sorted(str(c) for c in named if c not in names)
+    if unknown:
+        raise MLOpsUsageError(f"per-column settings name unknown columns: {', '.join(unknown)}")
+    broken = broken_columns(reference, current, names)
+    names = [name for name in names if name not in broken]
     if explicit:
         typed_columns(current, names, explicit=True)
     options = DriftOptions(
         method=method,
         threshold=threshold,
-        per_column_method=dict(per_column_method or {}),
-        per_column_threshold=dict(per_column_threshold or {}),
+        per_column_method={k: v for k, v in (per_column_method or {}).items() if k in names},
+        per_column_threshold={k: v for k, v in (per_column_threshold or {}).items() if k in names},
         drift_share=drift_share,
     )
-    named = set(options.per_column_method) | set(options.per_column_threshold)
-    unknown = sorted(str(c) for c in named if c not in names)
-    if unknown:
-        raise MLOpsUsageError(f"per-column settings name unknown columns: {', '.join(unknown)}")
     n_reference, n_current = len(reference), len(current)
     if sample is not None:
         if sample < 1:
             raise MLOpsUsageError(f"sample must be a positive row count, got {sample}")
         reference = reference.sample(n=min(sample, n_reference), random_state=0)
         current = current.sample(n=min(sample, n_current), random_state=0)
-    results, skipped = ENGINES[engine].compute(reference, current, names, options)
-    if not results:
+    results, skipped = (
+        ENGINES[engine].compute(reference, current, names, options) if names else ([], [])
+    )
+    if not results and not broken:
         raise MLOpsUsageError(
             "no column could be tested: " + "; ".join(f"{c} ({why})" for c, why in skipped)
         )
@@ -333,5 +345,6 @@ def compute_drift(
         drift_share=drift_share,
         engine=engine,
         skipped=tuple(skipped),
+        broken=tuple(broken.items()),
         sample=sample,
     )

@@ -2,12 +2,14 @@
 
     conditions := condition (("," | "or") condition)*
     condition  := target op number
-    target     := share_drifted | n_drifted | drifted | column:NAME | column:"NAME WITH SPACES"
+    target     := share_drifted | n_drifted | drifted | broken_columns
+                | column:NAME | column:"NAME WITH SPACES"
     op         := > | >= | < | <= | == | !=
 
 The gate fails when ANY condition holds. ``column:NAME`` is that column's statistic (a distance, or
-a p-value for K-S, chi-square and Z); ``drifted`` is 1 when the dataset drifted, else 0. Nothing is
-ever evaluated as Python.
+a p-value for K-S, chi-square and Z); ``drifted`` is 1 when the dataset drifted, else 0;
+``broken_columns`` counts the columns whose data is broken (all values missing on a side, or a
+changed type). Nothing is ever evaluated as Python.
 """
 
 from __future__ import annotations
@@ -29,11 +31,17 @@ OPERATORS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     "<": operator.lt,
 }
-DATASET_TARGETS = ("share_drifted", "n_drifted", "drifted")
+#: Dataset-level targets and the DriftResult attribute each reads.
+DATASET_TARGETS = {
+    "share_drifted": "share_drifted",
+    "n_drifted": "n_drifted",
+    "drifted": "drifted",
+    "broken_columns": "n_broken",
+}
 
 _CONDITION = re.compile(
     r"""\s*(?:
-        (?P<dataset>share_drifted|n_drifted|drifted)
+        (?P<dataset>share_drifted|n_drifted|drifted|broken_columns)
         | column:(?:"(?P<dq>[^"]+)"|'(?P<sq>[^']+)'|(?P<bare>[^\s<>=!,"']+))
     )\s*(?P<op>>=|<=|==|!=|>|<)\s*
     (?P<number>[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?)\s*""",
@@ -49,6 +57,10 @@ class DriftGateFailed(GateFailed):
         super().__init__(message)
         self.result = result
         self.failures = failures
+
+    def _render_traceback_(self) -> list[str]:
+        """IPython shows this instead of a traceback: the report above already says the rest."""
+        return [f"GateFailed: {self}"]
 
 
 class DriftGateWarning(UserWarning):
@@ -109,13 +121,20 @@ def failed_conditions(result: DriftResult, conditions: list[Condition]) -> list[
             try:
                 observed = result.column(condition.target).statistic
             except KeyError:
+                broken = dict(result.broken)
+                if condition.target in broken:
+                    failures.append(
+                        f"{condition} (column {condition.target!r} is broken: "
+                        f"{broken[condition.target]})"
+                    )
+                    continue
                 tested = ", ".join(r.column for r in result.results)
                 raise MLOpsUsageError(
                     f"--fail-on names column {condition.target!r}, which was not tested; "
                     f"tested columns: {tested}"
                 ) from None
         else:
-            observed = float(getattr(result, condition.target))
+            observed = float(getattr(result, DATASET_TARGETS[condition.target]))
         if OPERATORS[condition.op](observed, condition.value):
             failures.append(f"{condition} (observed {observed:.6g})")
     return failures

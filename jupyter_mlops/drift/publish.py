@@ -64,6 +64,7 @@ def log_report(result: DriftResult, run: ActiveRun) -> str:
     values = {
         "drift.share_drifted": result.share_drifted,
         "drift.n_drifted": float(result.n_drifted),
+        "drift.broken_columns": float(result.n_broken),
         **{f"drift.{_UNSAFE.sub('_', r.column)}.{r.test}": r.statistic for r in result.results},
     }
     metrics = [Metric(k, v, now, 0) for k, v in values.items() if math.isfinite(v)]
@@ -72,6 +73,8 @@ def log_report(result: DriftResult, run: ActiveRun) -> str:
         RunTag(TAG_PREFIX + "current", result.current.label),
         RunTag(TAG_PREFIX + "drifted", str(result.drifted).lower()),
     ]
+    if result.broken:
+        tags.append(RunTag(TAG_PREFIX + "broken", ", ".join(c for c, _ in result.broken)))
     client = mlflow_client(run.tracking_uri)
     client.log_batch(run.run_id, metrics=metrics, tags=tags)
     with tempfile.TemporaryDirectory(prefix="mlops-drift-") as folder:

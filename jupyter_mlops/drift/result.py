@@ -52,7 +52,12 @@ class DataSide:
 
 @dataclass(frozen=True)
 class DriftResult:
-    """Per-column verdicts and the dataset verdict (drifted share >= ``drift_share``)."""
+    """Per-column verdicts and the dataset verdict (drifted share >= ``drift_share``).
+
+    ``broken`` columns (all values missing on a side, or a changed type) are a failure of the data
+    rather than drift: they are not tested, so the drift verdicts stay Evidently's, and the
+    headline says the data is broken.
+    """
 
     results: tuple[ColumnDrift, ...]
     reference: DataSide
@@ -60,12 +65,17 @@ class DriftResult:
     drift_share: float = 0.5
     engine: str = "fast"
     skipped: tuple[tuple[str, str], ...] = ()  # (column, why it was not tested)
+    broken: tuple[tuple[str, str], ...] = ()  # (column, what is wrong with its data)
     sample: int | None = None
     links: dict[str, str] = field(default_factory=dict, compare=False)  # where saved or logged
 
     @property
     def n_drifted(self) -> int:
         return sum(r.drifted for r in self.results)
+
+    @property
+    def n_broken(self) -> int:
+        return len(self.broken)
 
     @property
     def share_drifted(self) -> float:
@@ -93,10 +103,18 @@ class DriftResult:
 
     def summary(self) -> str:
         verdict = "DRIFT DETECTED" if self.drifted else "no dataset drift"
-        return (
+        drift = (
             f"{verdict}: {self.n_drifted} of {len(self.results)} columns drifted "
             f"(share {self.share_drifted:.3f}, dataset drift at >= {self.drift_share:g})"
         )
+        return f"{self.broken_summary()}; {drift}" if self.broken else drift
+
+    def broken_summary(self) -> str:
+        """``DATA BROKEN: 2 columns (a, b)``, or "" when every column is sound."""
+        if not self.broken:
+            return ""
+        plural = "column" if self.n_broken == 1 else "columns"
+        return f"DATA BROKEN: {self.n_broken} {plural} ({', '.join(c for c, _ in self.broken)})"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form (non-finite numbers become null)."""
@@ -106,12 +124,14 @@ class DriftResult:
             "share_drifted": self.share_drifted,
             "n_drifted": self.n_drifted,
             "n_columns": len(self.results),
+            "n_broken": self.n_broken,
             "drift_share": self.drift_share,
             "reference": {"label": self.reference.label, "rows": self.reference.rows},
             "current": {"label": self.current.label, "rows": self.current.rows},
             "sample": self.sample,
             "columns": [{k: _json_number(v) for k, v in r.row().items()} for r in self.results],
             "skipped": [{"column": c, "reason": why} for c, why in self.skipped],
+            "broken": [{"column": c, "reason": why} for c, why in self.broken],
         }
 
     def __repr__(self) -> str:
@@ -133,11 +153,12 @@ class DriftResult:
             for r in self.by_severity()
         ]
         header = ("column", "kind", "test", "statistic", "threshold", "drifted")
-        widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(header)]
+        widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(header)]
         for row in (header, *rows):
             lines.append(
                 "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
             )
+        lines.extend(f"BROKEN: {column} ({why})" for column, why in self.broken)
         lines.extend(f"not tested: {column} ({why})" for column, why in self.skipped)
         return "\n".join(lines)
 

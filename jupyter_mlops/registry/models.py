@@ -75,8 +75,8 @@ def check_name(name: str) -> str:
 def latest_run(settings: Settings, client: MlflowClient) -> Any:
     """The run a model belongs to by default: the open one, else the notebook's newest run.
 
-    Runs that ``%%track`` replaced (re-executed cells) are skipped; a newest run that failed is
-    refused rather than silently passed over.
+    Runs that ``%%track`` replaced (re-executed cells) and unfinished runs are skipped; a newest
+    run that failed is refused rather than silently passed over.
     """
     open_run = active_run()
     if open_run is not None and open_run.tracking_uri == settings.tracking_uri:
@@ -86,7 +86,8 @@ def latest_run(settings: Settings, client: MlflowClient) -> Any:
     if experiment is not None:
         runs = client.search_runs(
             [experiment.experiment_id],
-            filter_string=f"tags.`{SUPERSEDED}` IS NULL",
+            # Never a run still writing (or whose kernel died before ending it).
+            filter_string=f"tags.`{SUPERSEDED}` IS NULL and attributes.status != 'RUNNING'",
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )

@@ -1,14 +1,18 @@
-"""``%snapshot diff``: schema, rows, changed columns and row ranges, stat shifts; no data read.
+"""``%snapshot diff``: schema, rows, changed columns and row ranges, stat shifts.
 
 Cells are aligned to absolute row offsets, so comparing two manifests' cell ids position by
-position tells which row chunks of which columns changed (an append changes only the last
-chunk and adds new ones).
+position tells which row chunks of which columns changed. Rows added or removed at the end are
+one row change of the whole frame ("appended rows 1,000-1,149"), not a change of every column:
+a column counts as changed only when rows both versions hold differ. An append changes the
+ids of the chunk it grew; for that one chunk per column the shared rows are read and compared,
+every other chunk is judged by its id alone.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from .cells import read_cell
 from .repository import Resolved, SnapshotStore
 from .results import ColumnChange, SnapshotDiff, StatShift
 
@@ -18,17 +22,35 @@ SHIFT_STATS = ("nulls", "min", "max", "mean", "std", "categories", "min_len", "m
 def _ranges(
     cells_a: list[str], cells_b: list[str], rows: int, chunk_rows: int
 ) -> list[tuple[int, int]]:
-    """Row ranges of the new snapshot whose cells differ, adjacent chunks merged."""
+    """Row ranges below ``rows`` whose cells differ, adjacent chunks merged."""
     ranges: list[tuple[int, int]] = []
     for k, cell in enumerate(cells_b):
-        if k < len(cells_a) and cells_a[k] == cell:
-            continue
         start, stop = k * chunk_rows, min((k + 1) * chunk_rows, rows)
+        if start >= rows or (k < len(cells_a) and cells_a[k] == cell):
+            continue
         if ranges and ranges[-1][1] == start:
             ranges[-1] = (ranges[-1][0], stop)
         else:
             ranges.append((start, stop))
     return ranges
+
+
+def display_names(manifest: dict[str, Any]) -> dict[str, str]:
+    """Stored column name -> what the user calls it (``__index_level_0__`` is the index)."""
+    names = {}
+    for column in manifest.get("columns", []):
+        label = column.get("label")
+        if column.get("index"):
+            names[column["name"]] = f"index {label!r}" if label is not None else "index"
+        else:
+            names[column["name"]] = str(label if label is not None else column["name"])
+    return names
+
+
+def _range_index(manifest: dict[str, Any]) -> bool:
+    """Whether the frame kept a plain range index (stored as metadata, not as a column)."""
+    index_columns = (manifest["content"].get("pandas") or {}).get("index_columns", [])
+    return len(index_columns) == 1 and isinstance(index_columns[0], dict)
 
 
 def _columns(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -47,44 +69,87 @@ def _columns(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return columns
 
 
-def _frame_changes(a: dict[str, Any], b: dict[str, Any]) -> tuple[list[ColumnChange], int]:
-    ca, cb = a["content"], b["content"]
-    cols_a, cols_b = _columns(a), _columns(b)
+class _SharedRows:
+    """Compares the rows two versions of a frame both hold (``rows`` of them), column by column."""
+
+    def __init__(self, store: SnapshotStore, a: Resolved, b: Resolved, rows: int, chunk: int):
+        self.store, self.a, self.b, self.rows, self.chunk = store, a, b, rows, chunk
+
+    def changed_ranges(
+        self, name: str, col_a: dict[str, Any], col_b: dict[str, Any]
+    ) -> list[tuple[int, int]]:
+        ranges = _ranges(col_a["cells"], col_b["cells"], self.rows, self.chunk)
+        partial = self.rows % self.chunk
+        if not partial or not ranges or ranges[-1][1] != self.rows:
+            return ranges
+        # The last shared chunk is partial in the shorter version, so its ids differ whenever
+        # rows were appended or removed: compare its shared rows themselves.
+        k = self.rows // self.chunk
+        start = k * self.chunk
+        if k >= len(col_a["cells"]) or k >= len(col_b["cells"]):
+            return ranges
+        values_a = self._read(col_a["cells"][k], name, self.a)
+        values_b = self._read(col_b["cells"][k], name, self.b)
+        if not values_a.slice(0, partial).equals(values_b.slice(0, partial)):
+            return ranges
+        head = ranges[-1][0]
+        return ranges[:-1] + ([(head, start)] if head < start else [])
+
+    def _read(self, object_id: str, name: str, snapshot: Resolved) -> Any:
+        return read_cell(self.store.backend, object_id, name, verify=False, snapshot=snapshot.ref)
+
+
+def _frame_changes(
+    store: SnapshotStore, a: Resolved, b: Resolved, ma: dict[str, Any], mb: dict[str, Any]
+) -> tuple[list[ColumnChange], int]:
+    ca, cb = ma["content"], mb["content"]
+    cols_a, cols_b = _columns(ma), _columns(mb)
+    names = {**display_names(ma), **display_names(mb)}
+    shown = {name: names.get(name, name) for name in {*cols_a, *cols_b}}
     dtypes_a = {name: c["dtype"] for name, c in cols_a.items()}
     dtypes_b = {name: c["dtype"] for name, c in cols_b.items()}
     changes, unchanged = [], 0
     for name in cols_b:
         if name not in cols_a:
-            changes.append(ColumnChange(name, "added", dtypes_b[name]))
+            if shown[name] == "index" and _range_index(ma):
+                changes.append(ColumnChange(shown[name], "retyped", f"range -> {dtypes_b[name]}"))
+            else:
+                changes.append(ColumnChange(shown[name], "added", dtypes_b[name]))
     for name in cols_a:
         if name not in cols_b:
-            changes.append(ColumnChange(name, "removed", dtypes_a[name]))
+            if shown[name] == "index" and _range_index(mb):
+                changes.append(ColumnChange(shown[name], "retyped", f"{dtypes_a[name]} -> range"))
+            else:
+                changes.append(ColumnChange(shown[name], "removed", dtypes_a[name]))
+    shared_rows = min(ca["rows"], cb["rows"])
     same_chunks = ca["chunk_rows"] == cb["chunk_rows"]
+    shared = _SharedRows(store, a, b, shared_rows, cb["chunk_rows"]) if same_chunks else None
     for name, col_b in cols_b.items():
         col_a = cols_a.get(name)
         if col_a is None:
             continue
         if col_a["type"] != col_b["type"] or dtypes_a[name] != dtypes_b[name]:
-            changes.append(ColumnChange(name, "retyped", f"{dtypes_a[name]} -> {dtypes_b[name]}"))
-        elif col_a["cells"] == col_b["cells"]:
+            detail = f"{dtypes_a[name]} -> {dtypes_b[name]}"
+            changes.append(ColumnChange(shown[name], "retyped", detail))
+            continue
+        if col_a["cells"] == col_b["cells"]:
             unchanged += 1
+            continue
+        if shared is not None and col_b["type"] != "pickle":
+            ranges = shared.changed_ranges(name, col_a, col_b)
         else:
-            chunked = same_chunks and col_b["type"] != "pickle"
-            ranges = (
-                _ranges(col_a["cells"], col_b["cells"], cb["rows"], cb["chunk_rows"])
-                if chunked
-                else [(0, cb["rows"])]
-            )
-            removed = len(col_a["cells"]) > len(col_b["cells"])
-            detail = ", ".join(f"rows {start:,}-{stop - 1:,}" for start, stop in ranges)
-            if removed:
-                detail = ", ".join(filter(None, [detail, "rows removed at the end"]))
-            changes.append(ColumnChange(name, "changed", detail, ranges))
+            ranges = [(0, shared_rows)]
+        if not ranges:
+            unchanged += 1  # only rows appended or removed at the end: the frame's row change
+            continue
+        detail = ", ".join(f"rows {start:,}-{stop - 1:,}" for start, stop in ranges)
+        changes.append(ColumnChange(shown[name], "changed", detail, ranges))
     return changes, unchanged
 
 
 def _stat_shifts(a: dict[str, Any], b: dict[str, Any]) -> list[StatShift]:
     stats_a = {c["name"]: c.get("stats", {}) for c in a.get("columns", [])}
+    names = display_names(b)
     shifts = []
     for col in b.get("columns", []):
         before = stats_a.get(col["name"])
@@ -93,9 +158,7 @@ def _stat_shifts(a: dict[str, Any], b: dict[str, Any]) -> list[StatShift]:
         after = col.get("stats", {})
         for stat in SHIFT_STATS:
             if stat in before and stat in after and before[stat] != after[stat]:
-                shifts.append(
-                    StatShift(col["label"] or col["name"], stat, before[stat], after[stat])
-                )
+                shifts.append(StatShift(names[col["name"]], stat, before[stat], after[stat]))
     return shifts
 
 
@@ -128,7 +191,7 @@ def diff(store: SnapshotStore, a: Resolved, b: Resolved) -> SnapshotDiff:
     kind_a, kind_b = ma["content"]["kind"], mb["content"]["kind"]
     frames = kind_a == kind_b == "dataframe"
     if frames:
-        changes, unchanged = _frame_changes(ma, mb)
+        changes, unchanged = _frame_changes(store, a, b, ma, mb)
         shifts = _stat_shifts(ma, mb)
     else:
         changes, unchanged = _file_changes(ma, mb)

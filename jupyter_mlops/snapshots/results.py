@@ -125,7 +125,12 @@ class SnapshotDiff:
         if self.rows_a is None or self.rows_b is None:
             return None
         delta = self.rows_b - self.rows_a
-        return f"{self.rows_a:,} -> {self.rows_b:,} ({delta:+,})"
+        line = f"{self.rows_a:,} -> {self.rows_b:,} ({delta:+,})"
+        if delta > 0:
+            return f"{line}: appended rows {self.rows_a:,}-{self.rows_b - 1:,}"
+        if delta < 0:
+            return f"{line}: removed rows {self.rows_b:,}-{self.rows_a - 1:,} at the end"
+        return line
 
     def __repr__(self) -> str:
         item = "columns" if self.kind == "dataframe" else "files"

@@ -7,6 +7,9 @@ from typing import Any
 
 from .html import badge, table, titled
 
+# What MLflow's pickle caution says, once, where the version is shown (%register hides the log).
+PICKLED = {"sklearn": " (pickled: load only models you trust)"}
+
 
 def gate_html(result: Any) -> str:
     rows = [
@@ -33,7 +36,7 @@ def gate_html(result: Any) -> str:
 
 def model_version_html(version: Any) -> str:
     rows = [
-        ("flavor", version.flavor),
+        ("flavor", version.flavor + PICKLED.get(version.flavor, "")),
         ("run", f"{version.run_name} ({version.run_id})"),
         ("input snapshots", ", ".join(version.snapshots) or "none"),
         ("notebook", version.notebook or "unknown"),

@@ -2,14 +2,48 @@
 
 from __future__ import annotations
 
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import api
+from ..registry.errors import GateWarning
 from .core import parse, usage_errors
 from .drift import unquote
+
+
+class _PickleCaution(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pickle" not in record.getMessage()
+
+
+@contextmanager
+def pickle_caution_shown_by_result() -> Iterator[None]:
+    """MLflow logs a paragraph of caution about pickle on every scikit-learn save; in a notebook
+    the ModelVersion shown under it says "pickled: load only models you trust" instead."""
+    loggers = [logging.getLogger(f"mlflow.{flavor}") for flavor in ("sklearn", "pytorch", "pyfunc")]
+    caution = _PickleCaution()
+    for logger in loggers:
+        logger.addFilter(caution)
+    try:
+        yield
+    finally:
+        for logger in loggers:
+            logger.removeFilter(caution)
+
+
+@contextmanager
+def gate_warning_shown_by_result() -> Iterator[None]:
+    """A failed --warn-only gate returns a table that reads FAILED; the GateWarning would print
+    our install path in red above it. The Python API still warns: there it is the only sign."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", GateWarning)
+        yield
 
 
 def _gate_arguments(func: Any) -> Any:
@@ -114,7 +148,7 @@ class RegistryMagics(Magics):
         the run id, the run's input snapshots and the notebook. Returns a ``ModelVersion``.
         """
         args = parse(self.register, line, "register")
-        with usage_errors("register"):
+        with usage_errors("register"), pickle_caution_shown_by_result():
             target = unquote(args.target) or args.target
             model = self._value(target)
             return api.register(
@@ -165,7 +199,7 @@ class RegistryMagics(Magics):
         --warn-only or gate_mode=warn. Returns a ``GateResult``.
         """
         args = parse(self.promote, line, "promote")
-        with usage_errors("promote"):
+        with usage_errors("promote"), gate_warning_shown_by_result():
             return api.promote(
                 unquote(args.model) or args.model,
                 args.to,
@@ -205,7 +239,7 @@ class RegistryMagics(Magics):
         ``jupyter nbconvert --execute`` and papermill exit non-zero. Returns a ``GateResult``.
         """
         args = parse(self.gate, line, "gate")
-        with usage_errors("gate"):
+        with usage_errors("gate"), gate_warning_shown_by_result():
             return api.gate(
                 *[unquote(r) or r for r in args.require],
                 run=args.run,

@@ -28,7 +28,7 @@ class Progress:
             unit=unit,
             delay=SHOW_AFTER_S,
             file=sys.stderr,
-            leave=False,
+            leave=True,  # a cleared bar would leave an empty stderr box in a notebook
         )
 
     def advance(self, n: int = 1) -> None:

@@ -67,6 +67,8 @@ def round_trip(df: pd.DataFrame, name: str = "data") -> pd.DataFrame:
     assert snap.rows == len(df)
     back = mlops.load(snap.ref)
     assert isinstance(back, pd.DataFrame)
+    report = mlops.verify_snapshots(snap.ref)  # schema and stats re-derived from the cells agree
+    assert report.ok, repr(report)
     return back
 
 
@@ -135,6 +137,7 @@ def test_many_cells_round_trip_and_store_one_object_per_column_chunk() -> None:
     cells = [len(c["cells"]) for c in manifest["content"]["columns"]]
     assert set(cells) == {4}  # 200 rows / 64-row chunks, the index column too
     assert_frame_equal(mlops.load("cells"), df, check_exact=True)
+    assert mlops.verify_snapshots("cells").ok, repr(mlops.verify_snapshots("cells"))
 
 
 @pytest.mark.parametrize(
@@ -172,7 +175,7 @@ def test_columns_arrow_cannot_hold_round_trip_as_pickled_cells_when_allowed() ->
     )
     snap = mlops.snapshot(df, "opaque", allow_pickle=True)
     assert snap.columns == ["ok", "mixed", "z", "sparse"]
-    assert_frame_equal(mlops.load("opaque"), df, check_exact=True)
+    assert_frame_equal(mlops.load("opaque", allow_pickle=True), df, check_exact=True)
     assert mlops.snapshot(df, "opaque", allow_pickle=True).bytes_written == 0
     changed = df.assign(mixed=pd.array([2, "b"] * 3, dtype=object))
     mlops.snapshot(changed, "opaque", allow_pickle=True)
@@ -187,4 +190,4 @@ def test_columns_arrow_cannot_hold_round_trip_as_pickled_cells_when_allowed() ->
 def test_only_opaque_columns_keep_the_index_and_row_count() -> None:
     df = pd.DataFrame({"z": np.arange(4) * 1j}, index=pd.RangeIndex(5, 9))
     assert mlops.snapshot(df, "only", allow_pickle=True).rows == 4
-    assert_frame_equal(mlops.load("only"), df, check_exact=True)
+    assert_frame_equal(mlops.load("only", allow_pickle=True), df, check_exact=True)

@@ -235,23 +235,22 @@ def test_unchanged_files_are_not_hashed_again(
     assert mlops.snapshot(big, "big").version == 2 and len(hashed) == 2
 
 
-def test_gc_removes_only_unreferenced_data_after_the_grace_period() -> None:
+def test_gc_removes_unreferenced_data_at_once_and_unattributed_temp_files_after_a_grace() -> None:
     snap = mlops.snapshot(frame(), "kept")
     orphan = STORE / object_key("ab" * 32)
     orphan.parent.mkdir(parents=True, exist_ok=True)
     orphan.write_bytes(b"x" * 4096)
-    stale_tmp = STORE / "tmp" / "crashed.part"
+    stale_tmp = STORE / "tmp" / "crashed.part"  # no writer tag: gc cannot tell who wrote it
     stale_tmp.parent.mkdir(exist_ok=True)
     stale_tmp.write_bytes(b"y" * 100)
 
-    fresh = mlops.gc_snapshots(dry_run=True)
-    assert fresh.reclaimed_bytes == 0 and orphan.exists()  # within the grace period
-    old = 1_000_000_000
-    os.utime(orphan, (old, old))
-    os.utime(stale_tmp, (old, old))
+    kept = service.collect_garbage(current_settings(), dry_run=True, grace_s=3600)
+    assert kept.reclaimed_bytes == 0 and orphan.exists()  # younger than the grace asked for
     dry = mlops.gc_snapshots(dry_run=True)
-    assert dry.reclaimed_bytes == 4196 and dry.removed["objects"] == 1 and orphan.exists()
-    assert "would reclaim 4.1 KiB" in repr(dry)
+    assert dry.reclaimed_bytes == 4096 and dry.removed["objects"] == 1 and orphan.exists()
+    assert "would reclaim 4.0 KiB" in repr(dry)
+    old = 1_000_000_000
+    os.utime(stale_tmp, (old, old))
     done = mlops.gc_snapshots()
     assert done.reclaimed_bytes == 4196 and not orphan.exists() and not stale_tmp.exists()
     assert done.by_name["kept"][0] == 1 and done.kept_objects == snap.objects

@@ -1,9 +1,14 @@
-"""``%snapshot list``: every version of every name, as a DataFrame."""
+"""``%snapshot list``: every version of every name, as a DataFrame.
+
+The one listing the magics, the Python API and the server share. A damaged version file or
+manifest never fails the list: its version is a row whose ``error`` says what is wrong.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .errors import SnapshotCorrupted
 from .repository import SnapshotStore
 
 if TYPE_CHECKING:
@@ -22,6 +27,7 @@ LIST_COLUMNS = [
     "message",
     "tags",
     "notebook",
+    "error",
 ]
 
 
@@ -29,8 +35,19 @@ def list_versions(store: SnapshotStore, name: str | None = None) -> pd.DataFrame
     import pandas as pd
 
     rows = []
-    for record in store.all_records(name):
-        manifest = store.manifest(record["snapshot"], f"{record['name']}@v{record['version']}")
+    for entry in store.scan(name):
+        record = entry.record
+        damaged = {**dict.fromkeys(LIST_COLUMNS, None), "name": entry.name, "ref": entry.ref}
+        damaged.update(version=entry.version, kind="", bytes=0, message="", tags="", notebook="")
+        if record is None:
+            rows.append({**damaged, "id": "", "error": entry.error})
+            continue
+        try:
+            manifest = store.manifest(record["snapshot"], entry.ref)
+        except SnapshotCorrupted as exc:
+            error = f"{exc.object} is damaged: {exc.problem}"
+            rows.append({**damaged, "id": record["snapshot"][:16], "error": error})
+            continue
         content = manifest["content"]
         kind = content["kind"]
         rows.append(
@@ -53,6 +70,7 @@ def list_versions(store: SnapshotStore, name: str | None = None) -> pd.DataFrame
                     f"{k}={v}" for k, v in sorted((record.get("tags") or {}).items())
                 ),
                 "notebook": (record.get("provenance") or {}).get("notebook") or "",
+                "error": "",
             }
         )
     frame = pd.DataFrame(rows, columns=LIST_COLUMNS)

@@ -1,24 +1,45 @@
-"""``%snapshot gc``: sweep what no version uses, never what a write in flight is about to use.
+"""``%snapshot gc``: sweep what no version uses, never what a save in flight is about to use.
 
-Marks from every version (all are kept: a version is never removed implicitly). Sweeps objects
-and manifests that nothing references and that are older than a grace period, plus stale temp
-files. Local stores also take the store lock exclusively, so gc waits for running saves (which
-hold it shared); object stores rely on the grace period alone.
+gc takes the store lock alone (``flock`` on a folder, lease files on an object store: see
+:mod:`.leases`), so it runs only while no save does; anything no version references is then a
+leftover of a save that died or failed, and is reclaimed at once. Temp files are named after
+their writer, so one whose process is alive is kept (a writer outside the lock, such as the
+store's FORMAT file) and one of a dead process goes at once; a temp file gc cannot attribute
+(another host, an older name) goes once it is older than ``TEMP_GRACE_S``. ``grace_s``
+optionally keeps unreferenced objects younger than that too. A damaged version file stops gc:
+it cannot know what that version needs.
 """
 
 from __future__ import annotations
 
+from ..errors import MLOpsUsageError
+from .owners import alive
 from .repository import SnapshotStore, manifest_key, object_key
 from .results import GcReport
 from .verify import object_ids
 
-GRACE_S = 3600.0
+GRACE_S = 0.0
+TEMP_GRACE_S = 3600.0
+
+
+def _temp_is_orphan(backend_age: float, key: str) -> bool:
+    verdict = alive(key.rsplit("/", 1)[-1].split(".", 1)[0])
+    if verdict is not None:
+        return not verdict
+    return backend_age >= TEMP_GRACE_S
 
 
 def collect(store: SnapshotStore, *, dry_run: bool, grace_s: float = GRACE_S) -> GcReport:
     backend = store.backend
     with backend.lock(exclusive=True):
-        records = store.all_records()
+        entries = store.scan()
+        damaged = [e for e in entries if e.error is not None]
+        if damaged:
+            raise MLOpsUsageError(
+                f"gc stopped: {damaged[0].error}; gc cannot tell what that version needs, so fix "
+                "or delete that file first (%snapshot verify lists every damaged one)"
+            )
+        records = [e.record for e in entries if e.record is not None]
         live_manifests = {r["snapshot"] for r in records}
         live_objects: set[str] = set()
         by_name_objects: dict[str, set[str]] = {}
@@ -38,9 +59,16 @@ def collect(store: SnapshotStore, *, dry_run: bool, grace_s: float = GRACE_S) ->
             *(("temp files", key, False) for key in backend.list("tmp")),
         ]
         for what, key, live in candidates:
-            size = backend.size(key)
+            try:
+                size, age = backend.size(key), backend.age(key)
+            except FileNotFoundError:  # a temp file its live writer just published
+                continue
             sizes[key] = size
-            if live or backend.age(key) < grace_s:
+            if what == "temp files":
+                keep = not _temp_is_orphan(age, key)
+            else:
+                keep = live or (grace_s > 0 and age < grace_s)
+            if keep:
                 if what == "objects":
                     kept += 1
                     kept_bytes += size

@@ -1,8 +1,12 @@
-"""The read path: decode the cells of a snapshot, re-hash each one, rebuild the exact frame."""
+"""The read path: decode the cells of a snapshot, re-hash each one, rebuild the exact frame.
+
+Pickled (opaque) columns are never unpickled unless the caller passes ``allow_pickle=True``:
+unpickling runs whatever code the snapshot's writer chose, so it is an explicit opt-in for every
+store, local ones included. The Jupyter server never passes it.
+"""
 
 from __future__ import annotations
 
-import base64
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,8 +18,9 @@ from .errors import SnapshotCorrupted
 from .files import StatCache, matches, materialise, safe_relpath
 from .frames import to_pandas
 from .hashing import digest_bytes
+from .integrity import cell_type_problem, stored_schema
 from .progress import Progress
-from .repository import Resolved, SnapshotStore, object_key
+from .repository import Resolved, SnapshotStore, manifest_key, object_key
 from .save import WORKERS
 
 if TYPE_CHECKING:
@@ -32,8 +37,10 @@ def load_frame(
 ) -> pd.DataFrame:
     import pyarrow as pa
 
-    schema = pa.ipc.read_schema(pa.py_buffer(base64.b64decode(manifest["schema"])))
     content = manifest["content"]
+    if not allow_pickle:
+        refuse_pickles(content, label)
+    schema = stored_schema(manifest)  # checked against the content by store.manifest
     tasks = [(c["name"], object_id) for c in content["columns"] for object_id in c["cells"]]
 
     def read(task: tuple[str, str]) -> pa.ChunkedArray:
@@ -45,7 +52,17 @@ def load_frame(
         for (name, _), column in zip(tasks, pool.map(read, tasks), strict=True):
             decoded[name].extend(column.chunks)
             progress.advance()
-    arrays = [pa.chunked_array(decoded[field.name], type=field.type) for field in schema]
+    arrays = []
+    for field in schema:
+        try:
+            column = pa.chunked_array(decoded[field.name], type=decoded_type(field, decoded))
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            mixed = f"the cells of column {field.name!r} differ in type ({exc})"
+            raise SnapshotCorrupted(label, "cells", mixed) from None
+        problem = cell_type_problem(field, column)
+        if problem:
+            raise SnapshotCorrupted(label, f"manifest {manifest_key(manifest['id'])}", problem)
+        arrays.append(column)
     table = pa.Table.from_arrays(arrays, schema=schema)
     if table.num_columns and table.num_rows != content["rows"]:
         problem = f"cells hold {table.num_rows} rows, the manifest says {content['rows']}"
@@ -60,17 +77,30 @@ def load_frame(
     return df
 
 
+def decoded_type(field: Any, decoded: dict[str, list[Any]]) -> Any:
+    """The type the decoded cells of a column have (the schema's when it has no cells)."""
+    chunks = decoded[field.name]
+    return chunks[0].type if chunks else field.type
+
+
+def refuse_pickles(content: dict[str, Any], label: str) -> None:
+    opaque = content.get("opaque") or []
+    if opaque:
+        raise MLOpsUsageError(
+            f"{label} has a pickled column {opaque[0]['label']!r}, and unpickling runs code its "
+            "writer chose: pass allow_pickle=True (%snapshot load --allow-pickle) only if you "
+            "trust whoever wrote this store"
+        )
+
+
 def read_pickled(
     store: SnapshotStore, entry: dict[str, Any], *, verify: bool, label: str, allowed: bool
 ) -> Any:
-    """Unpickle an opaque column; from a shared (URL) store only when the user allows it."""
+    """Unpickle an opaque column, only when the caller allowed it (any store, local too)."""
     import pickle
 
-    if not allowed and store.backend.local_path(object_key(entry["object"])) is None:
-        raise MLOpsUsageError(
-            f"{label} has a pickled column {entry['label']!r}; unpickling data from a shared "
-            "store runs code its writer chose: pass allow_pickle=True if you trust it"
-        )
+    if not allowed:
+        refuse_pickles({"opaque": [entry]}, label)
     key = object_key(entry["object"])
     where = f"object {key} (pickled column {entry['label']!r})"
     try:

@@ -16,6 +16,7 @@ copied or mirrored, and nothing needs a database.
 from __future__ import annotations
 
 import json
+import string
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,6 +40,47 @@ def manifest_key(snapshot_id: str) -> str:
 
 def version_key(name: str, version: int) -> str:
     return f"refs/{check_name(name)}/v{version:06d}.json"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One version file as found: its record, or why it cannot be read (a damaged file)."""
+
+    name: str
+    version: int
+    record: dict[str, Any] | None
+    error: str | None = None
+    problem: str = ""  # the short form of ``error``: what is wrong with the file
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}@v{self.version}"
+
+    @property
+    def key(self) -> str:
+        return version_key(self.name, self.version)
+
+
+def _record_problem(data: bytes, name: str, version: int) -> tuple[dict[str, Any] | None, str]:
+    """The record in a version file, or what is wrong with the file."""
+    if not data.strip():
+        return None, "empty"
+    try:
+        record = json.loads(data)
+    except ValueError as exc:
+        return None, f"not JSON ({exc})"
+    if not isinstance(record, dict):
+        return None, "not a JSON object"
+    snapshot = record.get("snapshot")
+    if not (
+        isinstance(snapshot, str)
+        and len(snapshot) == 64
+        and all(c in string.hexdigits for c in snapshot)
+    ):
+        return None, "no valid snapshot id"
+    if record.get("name", name) != name or record.get("version", version) != version:
+        return None, f"it names {record.get('name')!r} v{record.get('version')!r} instead"
+    return record, ""
 
 
 def content_id(manifest: dict[str, Any]) -> str:
@@ -99,8 +141,27 @@ class SnapshotStore:
         return sorted(found)
 
     def record(self, name: str, version: int) -> dict[str, Any]:
-        record: dict[str, Any] = read_json(self.backend, version_key(name, version))
-        return record
+        entry = self.entry(name, version)
+        if entry.record is None:
+            key = version_key(name, version)
+            raise SnapshotCorrupted(entry.ref, f"version file {key}", entry.problem)
+        return entry.record
+
+    def entry(self, name: str, version: int) -> Entry:
+        key = version_key(name, version)
+        try:
+            data = self.backend.read(key)
+        except FileNotFoundError:
+            return Entry(name, version, None, f"version file {key} is missing", "missing")
+        record, problem = _record_problem(data, name, version)
+        if record is None:
+            return Entry(name, version, None, f"version file {key} is damaged: {problem}", problem)
+        return Entry(name, version, record)
+
+    def scan(self, name: str | None = None) -> list[Entry]:
+        """Every version file, a damaged one as an entry with its error (lists never fail whole)."""
+        names = [check_name(name)] if name is not None else self.names()
+        return [self.entry(n, v) for n in names for v in self.versions(n)]
 
     def add_version(self, name: str, record: dict[str, Any]) -> int:
         """Allocate the next version of ``name`` with an exclusive create; never overwrites."""
@@ -136,6 +197,12 @@ class SnapshotStore:
             raise SnapshotCorrupted(label, f"manifest {key}", f"unreadable: {exc}") from None
         if not ok:
             raise SnapshotCorrupted(label, f"manifest {key}", "content does not match its id")
+        if manifest["content"].get("kind") == "dataframe":
+            from .integrity import schema_problem
+
+            problem = schema_problem(manifest)
+            if problem:
+                raise SnapshotCorrupted(label, f"manifest {key}", problem)
         self._manifests[snapshot_id] = manifest
         return manifest
 
@@ -179,12 +246,12 @@ class SnapshotStore:
             raise MLOpsUsageError(
                 f"id prefix {prefix!r} is ambiguous ({len(matches)} snapshots); give more digits"
             )
-        for name in self.names():
-            for version in self.versions(name):
-                if self.record(name, version)["snapshot"] == matches[0]:
-                    return Resolved(matches[0], name, version)
+        for entry in self.scan():
+            if entry.record is not None and entry.record["snapshot"] == matches[0]:
+                return Resolved(matches[0], entry.name, entry.version)
         return Resolved(matches[0], None, None)
 
     def all_records(self, name: str | None = None) -> list[dict[str, Any]]:
+        """Every version's record; a damaged version file raises (see :meth:`scan`)."""
         names = [check_name(name)] if name is not None else self.names()
         return [self.record(n, v) for n in names for v in self.versions(n)]

@@ -89,8 +89,10 @@ def diff(settings: Settings, ref_a: str, ref_b: str) -> SnapshotDiff:
 
 def verify_store(settings: Settings, ref: str | None = None) -> VerifyReport:
     store = open_store(settings)
-    targets = [store.resolve(ref)] if ref is not None else verify.every_version(store)
-    return verify.verify(store, targets)
+    if ref is not None:
+        return verify.verify(store, [store.resolve(ref)])
+    targets, damaged = verify.every_version(store)
+    return verify.verify(store, targets, damaged)
 
 
 def collect_garbage(

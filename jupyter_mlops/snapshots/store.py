@@ -5,6 +5,10 @@ sees the whole blob or nothing), and ``create_exclusive`` fails rather than over
 what version allocation relies on. The local backend writes a temp file, fsyncs it and publishes
 it with a no-clobber ``os.link``; the fsspec backend (any URL: ``s3://``, ``gs://``, ``memory://``)
 uses the filesystem's exclusive-create mode where it has one.
+
+Both have a store lock that saves share and gc takes alone (``flock`` locally, lease files on
+object stores, see :mod:`.leases`), and both let gc tell a dead writer's leftovers from a live
+one's: temp files are named after their writer (:mod:`.owners`).
 """
 
 from __future__ import annotations
@@ -20,6 +24,8 @@ from typing import IO, Any, Protocol
 
 from ..config import is_url
 from ..errors import MLOpsUsageError
+from . import leases
+from .owners import my_tag
 
 
 class Backend(Protocol):
@@ -93,7 +99,7 @@ class LocalBackend:
     def _tmp(self) -> Path:
         tmp = self.root / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        return tmp / f"{uuid.uuid4().hex}.part"
+        return tmp / f"{my_tag()}.{uuid.uuid4().hex}.part"
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
@@ -202,7 +208,7 @@ class LocalBackend:
 
 @register("*")
 class FsspecBackend:
-    """Any fsspec URL. There is no store-wide lock; gc relies on its grace period instead."""
+    """Any fsspec URL; the store lock is made of lease files (see :mod:`.leases`)."""
 
     def __init__(self, location: str) -> None:
         try:
@@ -213,6 +219,8 @@ class FsspecBackend:
             ) from None
         try:
             self.fs, root = fsspec.core.url_to_fs(location)
+            if "file" in _protocols(self.fs):  # a folder through fsspec: make parents on write
+                self.fs, root = fsspec.core.url_to_fs(location, auto_mkdir=True)
         except (ImportError, ValueError) as exc:
             raise MLOpsUsageError(f"cannot open snapshot_store {location!r}: {exc}") from None
         self.root = root.rstrip("/")
@@ -266,7 +274,7 @@ class FsspecBackend:
         return time.time() - modified.timestamp()
 
     def touch(self, key: str) -> None:
-        """Object stores cannot bump a blob's time; the grace period covers in-flight writes."""
+        """Object stores cannot bump a blob's time; the store lock keeps gc off reused objects."""
 
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
@@ -285,9 +293,17 @@ class FsspecBackend:
     def sync(self) -> None:
         """Object store writes are durable once the PUT returns."""
 
-    @contextlib.contextmanager
-    def lock(self, exclusive: bool) -> Iterator[None]:
-        yield
+    def put(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(key), data)
+
+    def lock(self, exclusive: bool) -> contextlib.AbstractContextManager[None]:
+        """Saves share the store, gc takes it alone: the same guarantee as a local store."""
+        return leases.hold(self, exclusive)
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)
 
 
 def read_json(backend: Backend, key: str) -> Any:

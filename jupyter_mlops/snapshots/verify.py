@@ -1,4 +1,9 @@
-"""``%snapshot verify``: re-hash stored data against its ids, collecting every problem found."""
+"""``%snapshot verify``: re-hash stored data against its ids, collecting every problem found.
+
+Beyond the objects it checks what their ids do not cover: each version file, and each
+manifest's schema and column details (types, bytes, stats), re-derived from the verified cells.
+It never unpickles anything; pickled columns are listed as notes (loading them needs consent).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ from typing import Any
 from .cells import read_cell
 from .errors import SnapshotCorrupted
 from .hashing import digest_bytes, digest_file
-from .repository import Resolved, SnapshotStore, object_key
+from .integrity import cell_type_problem, details_problem, stored_schema
+from .repository import Resolved, SnapshotStore, manifest_key, object_key
 from .results import Problem, VerifyReport
 
 
@@ -42,9 +48,51 @@ def _check_object(store: SnapshotStore, object_id: str, column: str | None, labe
     return size
 
 
-def verify(store: SnapshotStore, targets: list[Resolved]) -> VerifyReport:
-    problems: list[Problem] = []
+def _check_frame_details(
+    store: SnapshotStore, manifest: dict[str, Any], label: str, checked: set[str]
+) -> int:
+    """Re-derive each column's type, bytes and stats from its cells; returns bytes re-hashed."""
+    import pyarrow as pa
+
+    schema = stored_schema(manifest)
+    where = f"manifest {manifest_key(manifest['id'])}"
+    total = 0
+    for i, column in enumerate(manifest["content"]["columns"]):
+        name, chunks, stored = column["name"], [], 0
+        for object_id in column["cells"]:
+            fresh = object_id not in checked
+            checked.add(object_id)
+            cell = read_cell(store.backend, object_id, name, verify=fresh, snapshot=label)
+            size = store.backend.size(object_key(object_id))
+            stored += size
+            total += size if fresh else 0
+            chunks.extend(cell.chunks)
+        field = schema.field(i)
+        try:
+            values = pa.chunked_array(chunks, type=chunks[0].type if chunks else field.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            mixed = f"the cells of column {name!r} differ in type ({exc})"
+            raise SnapshotCorrupted(label, "cells", mixed) from None
+        problem = cell_type_problem(field, values) or details_problem(manifest, i, values, stored)
+        if problem:
+            raise SnapshotCorrupted(label, where, problem)
+    return total
+
+
+def pickled_notes(manifest: dict[str, Any], label: str) -> list[str]:
+    return [
+        f"{label} has pickled column {entry['label']!r}: loading it needs allow_pickle=True"
+        for entry in manifest["content"].get("opaque", [])
+    ]
+
+
+def verify(
+    store: SnapshotStore, targets: list[Resolved], damaged: list[Problem] | None = None
+) -> VerifyReport:
+    problems: list[Problem] = list(damaged or [])
+    notes: list[str] = []
     checked: set[str] = set()
+    seen: set[str] = set()
     total = 0
     for target in targets:
         try:
@@ -52,6 +100,15 @@ def verify(store: SnapshotStore, targets: list[Resolved]) -> VerifyReport:
         except SnapshotCorrupted as exc:
             problems.append(Problem(exc.snapshot, exc.object, exc.problem))
             continue
+        if target.id in seen:
+            continue
+        seen.add(target.id)
+        notes += pickled_notes(manifest, target.ref)
+        if manifest["content"]["kind"] == "dataframe":
+            try:
+                total += _check_frame_details(store, manifest, target.ref, checked)
+            except SnapshotCorrupted as exc:
+                problems.append(Problem(exc.snapshot, exc.object, exc.problem))
         for object_id, column in object_ids(manifest):
             if object_id in checked:
                 continue
@@ -60,11 +117,16 @@ def verify(store: SnapshotStore, targets: list[Resolved]) -> VerifyReport:
                 total += _check_object(store, object_id, column, target.ref)
             except SnapshotCorrupted as exc:
                 problems.append(Problem(exc.snapshot, exc.object, exc.problem))
-    return VerifyReport(len(targets), len(checked), total, problems)
+    snapshots = len(targets) + len(damaged or [])
+    return VerifyReport(snapshots, len(checked), total, problems, notes)
 
 
-def every_version(store: SnapshotStore) -> list[Resolved]:
-    return [
-        Resolved(record["snapshot"], record["name"], record["version"])
-        for record in store.all_records()
-    ]
+def every_version(store: SnapshotStore) -> tuple[list[Resolved], list[Problem]]:
+    """Every readable version, and a problem for each damaged version file."""
+    targets, damaged = [], []
+    for entry in store.scan():
+        if entry.record is None:
+            damaged.append(Problem(entry.ref, f"version file {entry.key}", entry.problem))
+        else:
+            targets.append(Resolved(entry.record["snapshot"], entry.name, entry.version))
+    return targets, damaged

@@ -88,7 +88,7 @@ class SnapshotMagics(Magics):
     @argument("-o", "--output", metavar="VAR", help="Also store the result in this variable.")
     @argument("--to", metavar="PATH", help="Where to restore a file or folder snapshot.")
     @argument("--no-verify", action="store_true", help="Skip re-hashing the data read.")
-    @argument("--allow-pickle", action="store_true", help="Unpickle columns from a shared store.")
+    @argument("--allow-pickle", action="store_true", help="Unpickle columns (runs writer's code).")
     def snapshot_load(self, line: str) -> Any:
         """%snapshot load REF [-o VAR] [--to PATH]: the DataFrame (or restored path)."""
         args = parse(self.snapshot_load, line, "snapshot load")

@@ -105,6 +105,7 @@ class SnapshotVersion:
     created: str | None
     message: str
     notebook: str
+    error: str | None = None  # what is wrong with a damaged version file or manifest
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,7 @@ def _versions(store: SnapshotStore, name: str | None = None) -> list[SnapshotVer
             created=None if _missing(row["created"]) else str(row["created"]),
             message=row["message"],
             notebook=row["notebook"],
+            error=row["error"] or None,
         )
         for row in frame.to_dict("records")
     ]

@@ -160,12 +160,13 @@ class Problem:
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """Every stored object re-hashed against its id."""
+    """Every stored object re-hashed against its id; each manifest checked against its cells."""
 
     snapshots: int
     objects: int
     bytes: int
     problems: list[Problem]
+    notes: list[str] = field(default_factory=list)  # e.g. pickled columns (need allow_pickle)
 
     @property
     def ok(self) -> bool:
@@ -181,6 +182,7 @@ class VerifyReport:
             f"object(s), {human_bytes(self.bytes)} re-hashed)"
         ]
         lines += [f"  {p.snapshot}: {p.object}: {p.problem}" for p in self.problems]
+        lines += [f"  note: {note}" for note in self.notes]
         return "\n".join(lines)
 
 

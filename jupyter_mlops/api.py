@@ -143,7 +143,8 @@ def load(
 ) -> Any:
     """The DataFrame (or restored path) of a snapshot REF, re-hashed on the way in.
 
-    ``allow_pickle`` lets pickled columns be loaded from a shared (URL) store.
+    ``allow_pickle`` lets pickled columns be unpickled, which runs code the writer chose (off
+    by default, for every store).
     """
     from .snapshots import service
 

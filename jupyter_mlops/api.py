@@ -43,6 +43,7 @@ def track(
     policy: str = "auto",
     param_names: Sequence[str] = (),
     source: str | None = None,
+    code: str | None = None,
 ) -> TrackedRun:
     """``with mlops.track("baseline", params={"lr": 0.1}):`` runs the block in an MLflow run."""
     from .display.tracking import attach_view
@@ -56,6 +57,7 @@ def track(
         tags=tags,
         policy=policy,
         source=source,
+        code=code,
     )
     attach_view(run)
     return run

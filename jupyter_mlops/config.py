@@ -62,6 +62,7 @@ OPTIONS: dict[str, Option] = {
 }
 
 DEFAULTS: dict[str, str] = {"gate_mode": "raise", "display": "auto"}
+MLFLOW_EXPERIMENT_ENV = "MLFLOW_EXPERIMENT_NAME"  # the experiment when MLOPS_EXPERIMENT is unset
 
 
 def check_value(option: str, value: Any, origin: str) -> str:
@@ -187,14 +188,16 @@ def resolve_settings(
     cwd = (cwd or Path.cwd()).resolve()
     env = os.environ if env is None else env
     pyproject, pyproject_path = read_pyproject(cwd)
+    from_env = {name: env[o.env] for name, o in OPTIONS.items() if env.get(o.env)}
+    env_names = {name: o.env for name, o in OPTIONS.items()}
+    if "experiment" not in from_env and env.get(MLFLOW_EXPERIMENT_ENV):
+        # MLflow's own variable, as mlflow.start_run() would honour it.
+        from_env["experiment"] = env[MLFLOW_EXPERIMENT_ENV]
+        env_names["experiment"] = MLFLOW_EXPERIMENT_ENV
     layers: list[tuple[str, Mapping[str, Any], Path]] = [
         ("flag", {k: v for k, v in (flags or {}).items() if v is not None}, cwd),
         ("%config", configured or {}, cwd),
-        (
-            "env",
-            {name: env[o.env] for name, o in OPTIONS.items() if env.get(o.env)},
-            cwd,
-        ),
+        ("env", from_env, cwd),
         ("pyproject", pyproject, pyproject_path.parent if pyproject_path else cwd),
     ]
     chosen: dict[str, str] = {}
@@ -204,7 +207,7 @@ def resolve_settings(
         for name, value in values.items():
             if name not in chosen:
                 chosen[name] = check_value(name, value, f"from {origin}")
-                sources[name] = origin if origin != "env" else f"env {OPTIONS[name].env}"
+                sources[name] = origin if origin != "env" else f"env {env_names[name]}"
                 bases[name] = base
 
     if "home" in chosen:

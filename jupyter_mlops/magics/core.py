@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
-from IPython.core.magic_arguments import magic_arguments, parse_argstring
+from IPython.core.magic_arguments import magic_arguments
 
 from .. import api
 from ..errors import MLOpsUsageError
@@ -24,11 +25,20 @@ def usage_errors(magic: str) -> Iterator[None]:
 
 
 def parse(magic_func: Callable[..., Any], line: str, name: str) -> Any:
-    """``parse_argstring`` with the magic's name in front of the one-line error."""
+    """The magic's arguments, split as a shell would, with its name in front of a one-line error.
+
+    IPython's ``parse_argstring`` splits without removing quotes (``--message "first cut"``
+    would be stored with its quote characters); here quotes group words and are removed.
+    """
+    usage = f"see %{name.split()[0]}? for usage"
     try:
-        return parse_argstring(magic_func, line)
+        words = shlex.split(line)
+    except ValueError as exc:  # an unclosed quote
+        raise UsageError(f"%{name}: {str(exc).lower()} in {line!r}; {usage}") from None
+    try:
+        return magic_func.parser.parse_args(words)  # type: ignore[attr-defined]
     except UsageError as exc:
-        raise UsageError(f"%{name}: {exc}; see %{name.split()[0]}? for usage") from None
+        raise UsageError(f"%{name}: {exc}; {usage}") from None
 
 
 @magics_class

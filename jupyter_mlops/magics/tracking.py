@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from typing import Any
 
+from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
@@ -20,22 +21,19 @@ def remember_cell(info: Any) -> None:
     try:
         from ..tracking.run import note_cell
 
-        note_cell(getattr(info, "cell_id", None), getattr(info, "raw_cell", "") or "")
+        note_cell(
+            getattr(info, "cell_id", None),
+            getattr(info, "raw_cell", "") or "",
+            getattr(info, "transformed_cell", "") or "",
+        )
     except Exception:  # a hook that raises would break every later cell
         pass
-
-
-def unquote(text: str | None) -> str | None:
-    """IPython's argument splitter keeps the quotes around a value; drop one matching pair."""
-    if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
 
 
 def parse_tags(pairs: list[str]) -> dict[str, str]:
     tags = {}
     for pair in pairs:
-        key, sep, value = (unquote(pair) or "").partition("=")
+        key, sep, value = pair.partition("=")
         if not sep or not key:
             raise MLOpsUsageError(f"--tag {pair!r} is not KEY=VALUE; write e.g. --tag stage=dev")
         tags[key] = value
@@ -53,16 +51,26 @@ class TrackingMagics(Magics):
             if remember_cell not in callbacks:
                 shell.events.register("pre_run_cell", remember_cell)
 
-    def _compile(self, cell: str) -> tuple[Any, Any]:
-        """The cell as code objects: its statements, and its final expression (or None)."""
+    def _compile(self, cell: str) -> tuple[str, Any, Any]:
+        """The cell as Python (magics transformed) and as code objects: its statements, and its
+        final expression (or None). A syntax error is one line naming the line of the cell.
+        """
         shell: Any = self.shell
         code = shell.transform_cell(cell)
-        tree = ast.parse(code)
-        filename = shell.compile.cache(code, shell.execution_count, raw_code=cell)
-        last = None
-        if tree.body and isinstance(tree.body[-1], ast.Expr):
-            last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
-        return compile(tree, filename, "exec"), last
+        try:
+            tree = ast.parse(code)
+            filename = shell.compile.cache(code, shell.execution_count, raw_code=cell)
+            last = None
+            if tree.body and isinstance(tree.body[-1], ast.Expr):
+                last = compile(ast.Expression(tree.body.pop().value), filename, "eval")
+            return code, compile(tree, filename, "exec"), last
+        except SyntaxError as exc:
+            # The %%track line is line 1 of the cell as the user sees it.
+            where = f"line {exc.lineno + 1}: " if exc.lineno else ""
+            raise UsageError(
+                f"%%track: {type(exc).__name__} at {where}{exc.msg}; fix the cell and run it "
+                "again (no run was started)"
+            ) from None
 
     @magic_arguments()
     @argument("name", nargs="?", default=None, help="Run name (default: MLflow picks one).")
@@ -93,15 +101,16 @@ class TrackingMagics(Magics):
         ``mlops.log_params(...)`` and ``mlops.log_artifact(path)``.
         """
         args = parse(self.track, line, "track")
-        body, last = self._compile(cell)  # a syntax error opens no run
+        code, body, last = self._compile(cell)  # a syntax error opens no run
         with usage_errors("track"):
             run = api.track(
-                unquote(args.name),
-                experiment=unquote(args.experiment),
+                args.name,
+                experiment=args.experiment,
                 param_names=args.params,
                 tags=parse_tags(args.tag),
                 policy=args.policy,
                 source=cell,
+                code=code,
             )
         namespace = self.shell.user_ns if self.shell is not None else {}
         with run:
@@ -121,9 +130,9 @@ class TrackingMagics(Magics):
         args = parse(self.runs, line, "runs")
         with usage_errors("runs"):
             return api.runs(
-                experiment=unquote(args.experiment),
-                filter=unquote(args.filter),
-                sort=unquote(args.sort),
+                experiment=args.experiment,
+                filter=args.filter,
+                sort=args.sort,
                 limit=args.limit,
                 include_superseded=args.all,
             )
@@ -136,5 +145,5 @@ class TrackingMagics(Magics):
         """Params and metrics of runs side by side (differences highlighted), with curves."""
         args = parse(self.compare, line, "compare")
         with usage_errors("compare"):
-            metrics = [m for m in map(unquote, args.metric or []) if m]
+            metrics = [m for m in args.metric or [] if m]
             return api.compare(*args.run_ids, metric=metrics or None)

@@ -1,11 +1,13 @@
 """What a tracked run records without being asked: params, source, notebook, git, environment.
 
-Nothing here initialises CUDA: GPUs are listed by ``nvidia-smi`` (``environment.gpu_inventory``).
+Nothing here initialises CUDA: GPUs are listed by NVML or ``nvidia-smi``
+(``environment.gpu_inventory``).
 """
 
 from __future__ import annotations
 
 import ast
+import getpass
 import json
 import platform
 import subprocess
@@ -68,16 +70,30 @@ def _lookup(path: str, namespace: Mapping[str, Any]) -> Any:
     return value
 
 
-def assigned_names(source: str) -> set[str]:
-    """Top-level names a cell binds (assignments, for-loop targets, imports, defs)."""
+def _root_name(node: ast.expr) -> str | None:
+    while isinstance(node, ast.Attribute | ast.Subscript):
+        node = node.value
+    return node.id if isinstance(node, ast.Name) else None
+
+
+def assigned_names(code: str) -> set[str]:
+    """Names a cell binds or assigns into (``lr = ...``, ``cfg.lr = ...``, ``d["k"] = ...``,
+    loop targets, imports, defs). ``code`` is Python: IPython's transformed cell, not its source.
+    """
     try:
-        tree = ast.parse(source)
+        tree = ast.parse(code)
     except SyntaxError:
         return set()
     names: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
             names.add(node.id)
+        elif isinstance(node, ast.Attribute | ast.Subscript) and isinstance(
+            node.ctx, ast.Store | ast.Del
+        ):
+            root = _root_name(node)
+            if root:
+                names.add(root)
         elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
             names.add(node.name)
         elif isinstance(node, ast.alias):
@@ -86,21 +102,25 @@ def assigned_names(source: str) -> set[str]:
 
 
 def check_param_names(
-    names: Iterable[str], namespace: Mapping[str, Any], cell_source: str = ""
+    names: Iterable[str], namespace: Mapping[str, Any], code: str = ""
 ) -> tuple[list[str], list[str]]:
-    """Split ``--params`` names into (defined now, bound by the cell itself); reject the rest."""
+    """Split ``--params`` names into (read now, read when the cell ends); reject the rest.
+
+    A name the cell assigns is read at the end even when it exists already: the run records
+    the value the cell used (``lr = 0.2`` in the cell, not the ``0.5`` set earlier).
+    """
     now, later = [], []
-    bound = assigned_names(cell_source)
+    bound = assigned_names(code)
     for name in names:
         parts = name.split(".")
         if not all(p.isidentifier() for p in parts):
             raise MLOpsUsageError(
                 f"--params {name!r} is not a variable name; pass names such as lr or cfg.lr"
             )
-        if parts[0] in namespace:
-            now.append(name)
-        elif parts[0] in bound:
+        if parts[0] in bound:
             later.append(name)
+        elif parts[0] in namespace:
+            now.append(name)
         else:
             raise MLOpsUsageError(
                 f"--params {name!r}: no variable {parts[0]!r} in the notebook or assigned in "
@@ -109,12 +129,16 @@ def check_param_names(
     return now, later
 
 
-def read_params(names: Iterable[str], namespace: Mapping[str, Any]) -> dict[str, str]:
+def read_params(
+    names: Iterable[str], namespace: Mapping[str, Any], *, skip_missing: bool = False
+) -> dict[str, str]:
     params = {}
     for name in names:
         try:
             value = _lookup(name, namespace)
         except (KeyError, AttributeError, TypeError):
+            if skip_missing:
+                continue
             raise MLOpsUsageError(
                 f"--params {name!r} cannot be read from the notebook; fix the name"
             ) from None
@@ -148,6 +172,14 @@ def git_state(folder: Path) -> dict[str, str]:
     return tags
 
 
+def user_tags() -> dict[str, str]:
+    """``mlflow.user``, as ``mlflow.start_run`` records it (MLflow's UI filters on it)."""
+    try:
+        return {"mlflow.user": getpass.getuser()}
+    except (KeyError, OSError):  # no login name and no passwd entry (some containers)
+        return {}
+
+
 @cache
 def environment_tags() -> dict[str, str]:
     """Python, key packages and GPUs; asked once per process (they do not change under us)."""
@@ -158,7 +190,10 @@ def environment_tags() -> dict[str, str]:
             tags[f"mlops.pkg.{name}"] = version
     gpus = environment.gpu_inventory()
     tags["mlops.gpus"] = json.dumps(
-        [{"index": g.index, "name": g.name, "memory_mib": g.memory_mib} for g in gpus]
+        [
+            {"index": g.index, "name": g.name, "memory_mib": g.memory_mib, "uuid": g.uuid}
+            for g in gpus
+        ]
     )
     return tags
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import current_notebook, current_settings, user_namespace
 from ..errors import MLOpsUsageError
-from . import active, context
+from . import active, context, fluent
 from .client import ARTIFACTS_DIRNAME, is_local_store, mlflow_client
 from .logger import MetricLogger, MetricSeries
 
@@ -54,6 +54,7 @@ class CellInfo:
     cell_id: str | None = None
     source: str = ""
     ordinal: int = 0  # tracked runs opened so far in this execution
+    code: str = ""  # the Python IPython runs (magics transformed): what names it assigns
 
 
 _cell = CellInfo()
@@ -61,10 +62,10 @@ _open: list[TrackedRun] = []
 _last: list[RunSummary] = []
 
 
-def note_cell(cell_id: str | None, source: str) -> None:
-    """Called by the IPython face before every cell executes."""
+def note_cell(cell_id: str | None, source: str, code: str = "") -> None:
+    """Called by the IPython face before every cell executes (``code``: its transformed form)."""
     global _cell
-    _cell = CellInfo(cell_id, source)
+    _cell = CellInfo(cell_id, source, code=code)
 
 
 def is_interactive() -> bool:
@@ -217,6 +218,7 @@ class TrackedRun:
         params: Mapping[str, str],
         later_params: Sequence[str] = (),
         namespace: Mapping[str, Any] | None = None,
+        fluent_state: fluent.FluentState | None = None,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -234,6 +236,7 @@ class TrackedRun:
         self.started = time.monotonic()
         self.on_end: Callable[[RunSummary], None] | None = None  # e.g. the final chart
         self._handle = active.ActiveRun(run_id, tracking_uri)
+        self._fluent = fluent_state  # MLflow's fluent API sees this run until it ends
         self._ended = threading.Event()
         active.push(self._handle)
         _open.append(self)
@@ -318,8 +321,11 @@ class TrackedRun:
                     ERROR_ARTIFACT,
                 )
             later = {}
-            if self.later_params and exc is None and self.namespace is not None:
-                later = context.read_params(self.later_params, self.namespace)
+            if self.later_params and self.namespace is not None:
+                # A failed cell may not have assigned them all: record those it did.
+                later = context.read_params(
+                    self.later_params, self.namespace, skip_missing=exc is not None
+                )
             if tags or later:
                 _log_batch(self.client, self.run_id, later, tags)
                 self.params.update(later)
@@ -334,6 +340,8 @@ class TrackedRun:
                 active.pop(self._handle)
                 if self in _open:
                     _open.remove(self)
+                if self._fluent is not None:
+                    fluent.detach(self._fluent)
         if failure is not None and self.error is None:
             self.error = f"{type(failure).__name__}: {failure}"
         summary = self.summary()
@@ -355,11 +363,14 @@ def start(
     policy: str = "auto",
     source: str | None = None,
     namespace: Mapping[str, Any] | None = None,
+    code: str | None = None,
 ) -> TrackedRun:
     """Open a run (see the module docstring for the policies); use it as a context manager.
 
     ``params`` are values given directly; ``param_names`` name variables of ``namespace``
-    (names the cell itself assigns are read when it ends). ``source`` is the cell's code.
+    (names the cell itself assigns are read when it ends). ``source`` is the cell as written,
+    ``code`` the Python it runs (IPython's transformed cell), searched for assigned names.
+    While the run is open, MLflow's fluent API (``mlflow.log_metric``, autologging) uses it.
     """
     if policy not in POLICIES:
         raise MLOpsUsageError(
@@ -367,7 +378,9 @@ def start(
         )
     namespace = user_namespace() if namespace is None else namespace
     cell = _cell
-    code = cell.source if source is None else source
+    code_as_written = cell.source if source is None else source
+    if code is None:
+        code = (cell.code or cell.source) if source is None else source
     now_names, later_names = context.check_param_names(param_names, namespace, code)
     recorded = context.read_params(now_names, namespace)
     for param, value in (params or {}).items():
@@ -384,7 +397,7 @@ def start(
     cell_id = cell.cell_id
     if cell_id is None and notebook.path is not None and cell.source:
         cell_id = context.cell_id_in_notebook(notebook.path, cell.source)
-    key = run_key(notebook.path, CellInfo(cell_id, code, cell.ordinal), name)
+    key = run_key(notebook.path, CellInfo(cell_id, code_as_written, cell.ordinal), name)
     cell.ordinal += 1
     if policy == "auto":
         policy = "replace" if is_interactive() else "new"
@@ -413,6 +426,7 @@ def start(
             policy = "new"
 
     all_tags = {
+        **context.user_tags(),
         **context.environment_tags(),
         **context.source_tags(notebook.path, notebook.source, cell_id),
         **context.git_state(notebook.path.parent if notebook.path else Path.cwd()),
@@ -426,8 +440,9 @@ def start(
         all_tags["mlflow.parentRunId"] = outer.run_id
     try:
         _log_batch(client, run_id, recorded, all_tags)
-        if code:
-            client.log_text(run_id, code, CELL_ARTIFACT)
+        if code_as_written:
+            client.log_text(run_id, code_as_written, CELL_ARTIFACT)
+        fluent_state = fluent.attach(client, run_id, exp_id, settings.tracking_uri)
     except BaseException:
         client.set_terminated(run_id, status_if_aborted)
         raise
@@ -443,4 +458,5 @@ def start(
         params=recorded,
         later_params=later_names,
         namespace=namespace,
+        fluent_state=fluent_state,
     )

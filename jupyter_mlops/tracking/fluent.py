@@ -1,0 +1,86 @@
+"""MLflow's fluent API sees a tracked run while it is open, and nothing of it afterwards.
+
+``mlflow.log_metric``, ``mlflow.active_run()`` and autologging (``mlflow.sklearn.autolog()``)
+read MLflow's module-level state: the tracking and registry URIs, the active experiment and a
+per-thread stack of active runs. Without this, code inside ``%%track`` would write a second run
+into MLflow's default store (``./mlflow.db``). :func:`attach` points that state at our run;
+:func:`detach` puts back exactly what was there (values and the environment variables MLflow's
+setters write), so whatever the user configured outside our runs is left as it was.
+
+Our run is pushed onto MLflow's stack, not started with ``mlflow.start_run``: that would set it
+RUNNING again and register an ``end_run`` at exit, and only :class:`~.run.TrackedRun` ends it.
+A run the user opened with ``mlflow.start_run()`` stays below ours and is active again after.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .client import registry_uri_for
+
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+ENV_VARS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
+
+
+@dataclass
+class FluentState:
+    """What MLflow's fluent globals held before our run was attached."""
+
+    tracking_uri: str | None
+    registry_uri: str | None
+    experiment_id: str | None
+    env: dict[str, str | None] = field(default_factory=dict)
+    pushed: Any = None  # the mlflow ActiveRun we put on the stack
+    thread: int = 0  # MLflow's run stack is per thread
+
+
+def attach(client: MlflowClient, run_id: str, experiment_id: str, tracking_uri: str) -> FluentState:
+    """Make ``run_id`` MLflow's active run, in its store, registry and experiment."""
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    saved = FluentState(
+        tracking_uri=tracking_utils._tracking_uri,
+        registry_uri=registry_utils._registry_uri,
+        experiment_id=fluent._active_experiment_id,
+        env={name: os.environ.get(name) for name in ENV_VARS},
+        thread=threading.get_ident(),
+    )
+    run = client.get_run(run_id)
+    # set_tracking_uri also resets MLflow's tracer, so traces follow the run into our store.
+    tracking_utils.set_tracking_uri(tracking_uri)
+    registry_utils.set_registry_uri(registry_uri_for(tracking_uri))
+    fluent._active_experiment_id = experiment_id  # type: ignore[assignment]
+    saved.pushed = fluent.ActiveRun(run)
+    fluent._active_run_stack.get().append(saved.pushed)
+    return saved
+
+
+def detach(saved: FluentState) -> None:
+    """Take our run off MLflow's stack and restore the URIs, experiment and env vars."""
+    from mlflow.tracking import fluent
+    from mlflow.tracking._model_registry import utils as registry_utils
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    # The stack of the thread that attached (the run may end on another, e.g. at exit), and
+    # by identity: the cell may have ended our run itself or left a nested run above it.
+    stack = fluent._active_run_stack.get_all_thread_values().get(saved.thread, [])
+    for index in range(len(stack) - 1, -1, -1):
+        if stack[index] is saved.pushed:
+            del stack[index]
+            break
+    if tracking_utils._tracking_uri != saved.tracking_uri:
+        tracking_utils.set_tracking_uri(saved.tracking_uri)
+    registry_utils._registry_uri = saved.registry_uri  # type: ignore[assignment]
+    fluent._active_experiment_id = saved.experiment_id  # type: ignore[assignment]
+    for name, value in saved.env.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import mlflow
@@ -123,7 +124,16 @@ def test_text_json_and_svg_forms(flow: dict[str, Any]) -> None:
     text = repr(found)
     assert text == repr(mlops.lineage("net@champion"))  # deterministic
     assert text.splitlines()[0] == "lineage of net@champion (model net/1)"
-    assert flow["run"] not in text  # ids stay out of the text form
+    # each run's id, to copy into mlops.reproduce; each decision's time, in the order made
+    (train_line,) = [line for line in text.splitlines() if line.startswith("  run ")]
+    assert f"id {flow['run']}, FINISHED" in train_line
+    gate_lines = [line for line in text.splitlines() if line.startswith("  gate ")]
+    times = [re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC", g) for g in gate_lines]
+    assert all(times) and len(gate_lines) == 2
+    stamps = [t.group(0) for t in times if t]
+    assert stamps == sorted(stamps)
+    assert "net v1 -> champion" in gate_lines[0] and "net v1 -> production" in gate_lines[1]
+    assert "UTC PASSED, promoted" in gate_lines[0] and "UTC FAILED, rejected" in gate_lines[1]
     assert " train@v1 -> train  (saved in)" in text
     data = json.loads(json.dumps(found.to_json()))
     ids = {n["id"] for n in data["nodes"]}
@@ -132,6 +142,8 @@ def test_text_json_and_svg_forms(flow: dict[str, Any]) -> None:
     assert {n["kind"] for n in data["nodes"]} == {"snapshot", "run", "model", "drift", "gate"}
     svg = lineage_svg(found)
     assert svg.startswith("<svg") and svg.count("<rect") == len(found.nodes)
+    assert f">id {flow['run'][:8]}, FINISHED" in svg  # the box shows the id's prefix
+    assert len(re.findall(r">\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC (?:PASSED|FAILED)", svg)) == 2
     assert svg.count("marker-end=") == len(found.edges)
     html = lineage_html(found)
     assert "<script" not in html and "http://" not in html.replace("http://www.w3.org", "")

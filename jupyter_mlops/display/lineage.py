@@ -73,6 +73,8 @@ def lineage_svg(lineage: Lineage) -> str:
         )
     for node in lineage.nodes:
         x, y = place[node.key]
+        run_id = str(node.attrs.get("run_id") or "") if node.kind == "run" else ""
+        second = node.detail.replace(run_id, run_id[:8]) if run_id else node.detail
         colour = COLOURS[node.kind]
         stroke = 3 if node.key == lineage.subject else 1.3
         parts.append(
@@ -82,7 +84,7 @@ def lineage_svg(lineage: Lineage) -> str:
             f'<text x="{x + 8}" y="{y + 18}" fill="var(--jp-ui-font-color0,#1f2328)" '
             f'font-weight="600">{escape(_clip(node.label, 26))}</text>'
             f'<text x="{x + 8}" y="{y + 36}" fill="var(--jp-ui-font-color2,#57606a)" '
-            f'font-size="11px">{escape(_clip(node.detail, 32))}</text></g>'
+            f'font-size="11px">{escape(_clip(second, 32))}</text></g>'
         )
     parts.append("</svg>")
     return "".join(parts)

@@ -1,8 +1,9 @@
 """The result of ``%lineage``: nodes (snapshots, runs, model versions, drift reports, gate
 decisions) and the edges between them, with a deterministic text form and a JSON form.
 
-Node keys carry ids (run ids, content ids) so the sidebar can link to them; the text form shows
-names, refs and verdicts only, so it reads the same every time the same notebook runs.
+Node keys carry ids (run ids, content ids) so the sidebar can link to them. The text form shows
+names, refs and verdicts, each run's id (to copy into ``mlops.reproduce``) and each gate
+decision's time, with decisions in the order they were made.
 """
 
 from __future__ import annotations

@@ -81,7 +81,7 @@ class Walker:
                 info.experiment_id
             ).name
         experiment = self._experiments[info.experiment_id]
-        detail = f"{info.status}, experiment {experiment!r}"
+        detail = f"id {info.run_id}, {info.status}, experiment {experiment!r}"
         if tags.get(records.TAG_SUPERSEDED):
             detail += ", superseded by a re-run"
         if not records.is_tracked(run):
@@ -176,7 +176,10 @@ class Walker:
         checks = decision.get("checks") or []
         passed = sum(1 for c in checks if c.get("passed"))
         verdict = "PASSED" if decision.get("passed") else "FAILED"
-        detail = f"{verdict}, {decision.get('decision')}: {passed} of {len(checks)} checks passed"
+        detail = (
+            f"{decided_at(decision.get('at'))}{verdict}, {decision.get('decision')}: "
+            f"{passed} of {len(checks)} checks passed"
+        )
         return self.graph.add(
             Node(
                 f"gate:{where}",
@@ -441,6 +444,16 @@ def _resolve_text(walker: Walker, text: str) -> Any:
         ) from None
     version = resolve_version(walker.client, text)  # its own message: no such version or alias
     return lambda: walker.from_model(version)
+
+
+def decided_at(at: Any) -> str:
+    """A decision's UTC time to the second, then a space ("" when it was not recorded)."""
+    from datetime import datetime
+
+    try:
+        return datetime.fromisoformat(str(at)).strftime("%Y-%m-%d %H:%M:%S UTC ")
+    except ValueError:
+        return ""
 
 
 def _has_alias(client: MlflowClient, name: str, alias: str) -> bool:

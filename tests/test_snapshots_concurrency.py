@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -9,9 +10,12 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from pandas.testing import assert_frame_equal
 
 import jupyter_mlops as mlops
+from jupyter_mlops.context import current_settings
+from jupyter_mlops.snapshots import service
 
 WRITER = textwrap.dedent(
     """
@@ -83,3 +87,47 @@ def test_gc_under_a_concurrent_writer_never_breaks_a_version(tmp_path: Path) -> 
         assert_frame_equal(
             mlops.load(f"shared@v{version}"), pd.read_pickle(f"expected-{version}.pkl")
         )
+
+
+def test_an_object_store_lease_of_another_host_counts_while_its_heartbeat_is_fresh(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from jupyter_mlops.errors import MLOpsUsageError
+    from jupyter_mlops.snapshots import leases
+    from jupyter_mlops.snapshots.owners import host_id
+
+    monkeypatch.setenv("MLOPS_SNAPSHOT_STORE", f"local://{tmp_path / 'remote'}")
+    mlops.snapshot(pd.DataFrame({"a": [1]}), "first")
+    backend = service.open_store(current_settings()).backend
+    other_host = "0" * 12 if host_id() != "0" * 12 else "1" * 12
+    key = f"locks/gc/{other_host}-4242-1.lease.json"  # a gc running on another machine
+
+    def lease(beat: float) -> bytes:
+        return json.dumps({"host": "elsewhere", "pid": 4242, "beat": beat}).encode()
+
+    backend.put(key, lease(time.time()))
+    monkeypatch.setattr(leases, "WAIT_S", 0.3)
+    with pytest.raises(MLOpsUsageError, match=f"stayed busy .*a gc is running: {key}"):
+        mlops.snapshot(pd.DataFrame({"a": [2]}), "blocked")
+    assert backend.list("locks/save") == [] and backend.list("locks/wait") == []
+    assert mlops.snapshots("blocked").empty
+
+    backend.put(key, lease(time.time() - leases.STALE_S - 1))  # its heartbeat stopped
+    assert mlops.snapshot(pd.DataFrame({"a": [2]}), "blocked").version == 1
+    assert backend.list("locks") == []  # the dead lease was removed on the way
+
+
+def test_a_held_lease_keeps_beating(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jupyter_mlops.snapshots import leases
+
+    monkeypatch.setenv("MLOPS_SNAPSHOT_STORE", f"local://{tmp_path / 'remote'}")
+    monkeypatch.setattr(leases, "HEARTBEAT_S", 0.05)
+    backend = service.open_store(current_settings()).backend
+    with backend.lock(exclusive=False):
+        (key,) = backend.list("locks/save")
+        first = json.loads(backend.read(key))["beat"]
+        deadline = time.monotonic() + 10
+        while json.loads(backend.read(key) or b'{"beat": 0}')["beat"] == first:
+            assert time.monotonic() < deadline, "the lease was never renewed"
+            time.sleep(0.02)
+    assert backend.list("locks/save") == []

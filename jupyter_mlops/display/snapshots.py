@@ -64,6 +64,7 @@ def verify_html(report: VerifyReport) -> str:
     )
     rows = [(p.snapshot, p.object, p.problem) for p in report.problems]
     body = f"<div>{head}</div>" + (table(["snapshot", "object", "problem"], rows) if rows else "")
+    body += "".join(f"<div>note: {escape(note)}</div>" for note in report.notes)
     return titled("Snapshot verify", body)
 
 

@@ -28,6 +28,7 @@ from tornado.httpclient import HTTPClientError
 
 import jupyter_mlops as mlops
 from jupyter_mlops.context import current_settings
+from jupyter_mlops.display.snapshots import verify_html
 from jupyter_mlops.errors import MLOpsUsageError
 from jupyter_mlops.snapshots import service
 from jupyter_mlops.snapshots.hashing import digest_bytes
@@ -253,6 +254,7 @@ def test_a_crafted_pickle_never_runs_without_opt_in(tmp_path: Path) -> None:
         assert "\n" not in message
     report = mlops.verify_snapshots(ref)
     assert report.ok and "pickled column 'mixed'" in repr(report)
+    assert "pickled column" in verify_html(report)
     assert not marker.exists()  # nothing ran: not on load, not on verify
     assert_frame_equal(mlops.load("evil@v1", allow_pickle=True), PICKLED)
     assert_frame_equal(mlops.load(ref, allow_pickle=True), PICKLED)

@@ -110,6 +110,22 @@ def report_kernel_status(shell: Any) -> None:
         report()
 
 
+def _register_html_forms() -> None:
+    """``import jupyter_mlops`` in a notebook renders results as HTML without ``%load_ext``.
+
+    Only when IPython is already imported and a shell runs: a script never pays for IPython.
+    """
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None and getattr(shell, "display_formatter", None) is not None:
+        from .display import register_formatters
+
+        register_formatters(shell)
+
+
+_register_html_forms()
+
+
 def _jupyter_labextension_paths() -> list[dict[str, str]]:
     return [{"src": "labextension", "dest": "jupyter-mlops"}]
 

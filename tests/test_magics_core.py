@@ -112,3 +112,27 @@ def test_doctor_reports_an_unreachable_tracking_server(
     assert mlflow_check.level == "fail"
     assert "MLFLOW_TRACKING_URI" in mlflow_check.hint
     assert not report
+
+
+def test_import_alone_gives_html_forms_in_a_kernel(isolated_store: Path) -> None:
+    """``import jupyter_mlops as mlops`` without ``%load_ext``: results still render as HTML."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import jupyter_mlops as mlops\nmlops.status()"),
+        nbformat.v4.new_code_cell(
+            "import pandas as pd\n"
+            "frame = pd.DataFrame({'a': [1.0, 2.0, 3.0] * 50})\n"
+            "mlops.drift(frame, frame)"
+        ),
+        nbformat.v4.new_code_cell("'drift' in get_ipython().magics_manager.magics['line']"),
+    ]
+    NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(isolated_store)}}
+    ).execute()
+    status, drift, magics_loaded = (cell.outputs[-1] for cell in nb.cells)
+    assert "<table" in status["data"]["text/html"]
+    assert "Data drift" in drift["data"]["text/html"]
+    assert magics_loaded["data"]["text/plain"] == "False"  # no %load_ext happened

@@ -129,9 +129,8 @@ def test_import_alone_gives_html_forms_in_a_kernel(isolated_store: Path) -> None
         ),
         nbformat.v4.new_code_cell("'drift' in get_ipython().magics_manager.magics['line']"),
     ]
-    NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(isolated_store)}}
-    ).execute()
+    resources = {"metadata": {"path": str(isolated_store)}}
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources=resources).execute()
     status, drift, magics_loaded = (cell.outputs[-1] for cell in nb.cells)
     assert "<table" in status["data"]["text/html"]
     assert "Data drift" in drift["data"]["text/html"]

@@ -89,10 +89,13 @@ def check_store_writable(home: Path) -> Check:
 
 
 def check_mlflow(tracking_uri: str) -> Check:
+    from .tracking import remote
+
     try:
         from .tracking.client import mlflow_client
 
-        mlflow_client(tracking_uri)
+        with remote.bounded(tracking_uri):  # a silent server fails the check in seconds
+            mlflow_client(tracking_uri)
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         return Check(

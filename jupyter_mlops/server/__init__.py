@@ -6,14 +6,13 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from . import browse, warmup
+from . import browse
 from .handlers import ROUTES
 
 NAMESPACE = "jupyter-mlops/api"
 
 
 def setup_handlers(web_app: Any) -> None:
-    warmup.start()
     base_url = web_app.settings["base_url"]
     web_app.add_handlers(
         ".*$",

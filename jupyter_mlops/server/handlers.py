@@ -14,12 +14,14 @@ from jupyter_server.base.handlers import APIHandler
 from .. import __version__
 from ..config import Settings, resolve_settings
 from ..errors import MLOpsUsageError
-from . import actions, queries, warmup
+from ..tracking import remote
+from . import actions, pools, queries, warmup
 from .kernels import reported_settings
 from .models import StoreInfo
 from .queries import NotFound
 
 T = TypeVar("T")
+DEADLINE_MARGIN_S = 10.0
 
 
 class ApiError(tornado.web.HTTPError):
@@ -82,15 +84,25 @@ class MLOpsHandler(APIHandler):
             raise ApiError(400, f"{name}={text[:40]!r}: give a whole number") from None
 
     async def call(self, func: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run core code off the event loop; its usage errors become 400s, unknown names 404s."""
-        loop = asyncio.get_running_loop()
+        """Run core code off the event loop, in the pool of the store it reads (a Settings
+        first argument); usage errors become 400s, unknown names 404s, a silent tracking
+        server 504 (its HTTP calls are bounded, and so is the wait for them).
+        """
+        uri = args[0].tracking_uri if args and isinstance(args[0], Settings) else ""
 
         def run() -> T:
-            warmup.wait()
-            return func(*args, **kwargs)
+            warmup.ensure_mlflow()
+            with remote.bounded(uri):
+                return func(*args, **kwargs)
 
+        job = asyncio.wrap_future(pools.pool_for(uri).submit(run))
+        deadline = remote.worst_case_s() + DEADLINE_MARGIN_S
         try:
-            return await loop.run_in_executor(None, run)
+            return await asyncio.wait_for(job, deadline if remote.is_remote(uri) else None)
+        except TimeoutError:
+            raise ApiError(504, remote.unanswered(uri, deadline)) from None
+        except remote.TrackingServerUnavailable as exc:
+            raise ApiError(504, str(exc)) from None
         except NotFound as exc:
             raise ApiError(404, str(exc)) from None
         except MLOpsUsageError as exc:

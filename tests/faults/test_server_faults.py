@@ -9,15 +9,22 @@ from __future__ import annotations
 import json
 import os
 import queue
+import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+from tornado.httpclient import HTTPClientError
 
 import jupyter_mlops as mlops
+from jupyter_mlops.diagnostics import check_mlflow
+from tests.lab_server import free_port
 from tests.registry_support import (  # noqa: F401  (fixtures)
     client,
     make_run,
@@ -210,3 +217,190 @@ def test_a_lock_held_by_a_live_process_makes_a_waiter_give_up_naming_it(
         pass
     with alias_lock(registry_store, "held", "champion", "bob", timeout=0.2):
         pass  # free again once its holder left
+
+
+# --- a tracking server that accepts connections and never answers --------------------------------
+
+
+@pytest.fixture
+def hung_server() -> Iterator[str]:
+    """A socket on 127.0.0.1 that accepts every connection and never says a word."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(64)
+    listener.settimeout(0.2)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        for conn in held:
+            conn.close()
+        listener.close()
+
+
+async def runs_of(jp_fetch: Any, folder: str) -> tuple[int, str]:
+    try:
+        response = await jp_fetch(
+            "jupyter-mlops", "api", "runs", params={"path": folder}, request_timeout=60
+        )
+    except HTTPClientError as exc:
+        body = exc.response.body if exc.response is not None else b'{"message": ""}'
+        return exc.code, json.loads(body)["message"]
+    return response.code, ""
+
+
+async def test_a_hung_tracking_server_answers_504_and_holds_up_no_other_store(
+    jp_fetch: Any,
+    jp_root_dir: Path,
+    hung_server: str,
+    template_store: Path,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
+    (jp_root_dir / "hung").mkdir()
+    (jp_root_dir / "hung" / "pyproject.toml").write_text(
+        f'[tool.jupyter-mlops]\ntracking_uri = "{hung_server}"\n'
+    )
+    (jp_root_dir / "healthy" / ".mlops").mkdir(parents=True)
+    (jp_root_dir / "healthy" / ".mlops" / "mlflow.db").write_bytes(template_store.read_bytes())
+    # More hung requests than a shared pool of the default size has threads.
+    hung = [
+        asyncio.ensure_future(runs_of(jp_fetch, "hung")) for _ in range((os.cpu_count() or 1) + 5)
+    ]
+    try:
+        response = await jp_fetch(
+            "jupyter-mlops", "api", "runs", params={"path": "healthy"}, request_timeout=20
+        )
+        assert response.code == 200
+        answers = await asyncio.gather(*hung)
+    finally:
+        for request in hung:
+            request.cancel()
+    assert {code for code, _ in answers} == {504}
+    assert all(f"the tracking server {hung_server} did not answer" in m for _, m in answers)
+
+
+def test_doctor_fails_the_store_check_of_a_hung_server_in_seconds(
+    hung_server: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "1")
+    found: list[Any] = []
+    worker = threading.Thread(target=lambda: found.append(check_mlflow(hung_server)), daemon=True)
+    worker.start()
+    worker.join(timeout=60)  # MLflow's own bounds (120 s x 7 retries) would take many minutes
+    assert found, "the store check still waits for the hung server"
+    assert found[0].level == "fail"
+    assert f"{hung_server} did not answer" in found[0].detail
+
+
+# --- MLflow is loaded by the first request, not by the server's start ----------------------------
+
+SERVER = """
+import gc, sys, threading
+marker = sys.argv.pop(1)
+
+def note(line):
+    with open(marker, "a") as fh:
+        fh.write(line + "\\n")
+
+def watch(event, args):
+    if event == "import" and args[0] == "mlflow":
+        note("mlflow imported in " + threading.current_thread().name)
+
+sys.addaudithook(watch)
+gc.freeze = lambda: note("gc.freeze")
+from jupyter_server.serverapp import main
+sys.exit(main())
+"""
+
+
+def get_json(url: str) -> tuple[int, Any]:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(url, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+def test_a_started_server_imports_mlflow_on_the_first_request_and_leaves_gc_alone(
+    tmp_path: Path,
+    template_store: Path,  # noqa: F811
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    root, marker = tmp_path / "root", tmp_path / "imports.txt"
+    (root / "project" / ".mlops").mkdir(parents=True)
+    (root / "project" / ".mlops" / "mlflow.db").write_bytes(template_store.read_bytes())
+    token, port = "t" * 32, free_port()
+    log = (tmp_path / "server.log").open("wb")
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SERVER,
+            str(marker),
+            "--no-browser",
+            "--allow-root",
+            "--ip=127.0.0.1",
+            f"--port={port}",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    api = f"{base}/jupyter-mlops/api"
+    try:
+        deadline = time.monotonic() + 90
+        while get_or_none(f"{base}/api/status?token={token}") is None:
+            started = server.poll() is None and time.monotonic() < deadline
+            assert started, (tmp_path / "server.log").read_text()[-2000:]
+            time.sleep(0.2)
+        assert get_json(f"{api}/store?path=project&token={token}")[0] == 200
+        assert not marker.exists(), marker.read_text()  # started and answered: no MLflow yet
+        routes = ["runs", "models", "drift", "snapshots", "runs", "models"]
+        with ThreadPoolExecutor(len(routes)) as pool:  # first requests, all at once
+            answers = list(
+                pool.map(lambda r: get_json(f"{api}/{r}?path=project&token={token}"), routes)
+            )
+        assert [code for code, _ in answers] == [200] * len(routes), answers
+        lines = marker.read_text().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("mlflow imported in jupyter-mlops-store")
+    finally:
+        if server.poll() is None:
+            os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
+        log.close()
+
+
+def get_or_none(url: str) -> Any:
+    try:
+        return get_json(url)
+    except OSError:
+        return None

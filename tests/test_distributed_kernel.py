@@ -80,7 +80,8 @@ def test_interrupts_and_restart_leave_no_worker(
         pids = job_pids(job_dir)
         interrupt()
         reply = reply_to(client, msg_id)["content"]
-        assert reply["status"] == "error" and reply["ename"] == "KeyboardInterrupt", how
+        assert reply["status"] == "error" and reply["ename"] == "DistributedCancelled", how
+        assert reply["evalue"] == f"job {job_dir.name} cancelled, all ranks stopped", how
         assert survivors(pids, 2) == [], how  # stopped before the cell returned
         assert json.loads((job_dir / "state.json").read_text())["state"] == "cancelled"
 
@@ -115,8 +116,10 @@ def test_interrupting_a_pool_cell(kernel: tuple[KernelManager, Any], tmp_path: P
     output_until(client, "[rank 0] ready")
     manager.interrupt_kernel()
     reply = reply_to(client, msg_id)["content"]
-    assert (reply["status"], reply["ename"]) == ("error", "KeyboardInterrupt")
-    assert reply["evalue"] == "pool cell interrupted on every rank; the pool keeps its state"
+    assert (reply["status"], reply["ename"]) == ("error", "DistributedCancelled")
+    assert reply["evalue"] == (
+        f"pool cell cancelled, all ranks stopped (pool {pool_dir.name}); the pool keeps its state"
+    )
     msg_id = client.execute("%%distributed --pull kept\npass")
     assert reply_to(client, msg_id)["content"]["status"] == "ok"
     assert reply_to(client, client.execute("assert kept == 41"))["content"]["status"] == "ok"
@@ -136,9 +139,9 @@ def test_interrupting_a_pool_cell(kernel: tuple[KernelManager, Any], tmp_path: P
     output_until(client, "[rank 1] ready")
     os.kill(manager.provisioner.process.pid, signal.SIGINT)  # type: ignore[union-attr]
     reply = reply_to(client, msg_id)["content"]
-    assert reply["ename"] == "KeyboardInterrupt"
+    assert reply["ename"] == "DistributedCancelled"
     assert reply["evalue"] == (
-        "pool cell interrupted; rank(s) 0 did not stop at the interrupt (stuck in a "
+        "pool cell cancelled; rank(s) 0 did not stop at the interrupt (stuck in a "
         "collective?), so the pool was restarted and its variables are gone"
     )
     assert survivors(pids, 10) == []

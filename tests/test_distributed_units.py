@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import threading
 import time
@@ -14,7 +15,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from jupyter_mlops.context import current_settings
-from jupyter_mlops.distributed import job, launch
+from jupyter_mlops.distributed import errors, job, launch, worker
 from jupyter_mlops.distributed.job import JobSpec, create_job, load_inputs, load_job
 from jupyter_mlops.distributed.logs import LogPump
 from jupyter_mlops.errors import MLOpsUsageError
@@ -205,3 +206,135 @@ def test_sbatch_verb_writes_and_submits_the_slurm_script(
     assert "srun " in script and "--nproc-per-node 2" in script
     with pytest.raises(UsageError, match="submits with --executor slurm only"):
         ip.run_cell_magic("distributed", "sbatch --executor local", "x = 1\n")
+
+
+GLOO_RESET = (
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:537] Read error "
+    "[127.0.0.1]:65241: Connection reset by peer. This is typically caused by a remote worker "
+    "hanging or bugs in the application. Check the logs of the remote worker before reporting an "
+    "error. GLHF! \U0001f3d6\ufe0f"
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "clean"),
+    [
+        (GLOO_RESET, "Read error [127.0.0.1]:65241: Connection reset by peer."),
+        (
+            "[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+            "[127.0.0.1]:8910. This is typically caused by a remote worker crashing. Check the "
+            "logs of the remote worker before reporting an error. GLHF! \U0001f3d6\ufe0f",
+            "Connection closed by peer [127.0.0.1]:8910.",
+        ),
+        (
+            "NCCL error in: ProcessGroupNCCL.cpp:1970, remote process exited\n"
+            "Exception raised from checkForNCCLErrorsInternal at ProcessGroupNCCL.cpp:1970 "
+            "(most recent call first):\n"
+            "frame #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x96\n"
+            "frame #1: <unknown function> + 0x5a1e2f (0x7f in libtorch_cuda.so)",
+            "NCCL error in: ProcessGroupNCCL.cpp:1970, remote process exited",
+        ),
+        ("KeyError: 'missing'", "KeyError: 'missing'"),  # the user's own message is kept
+    ],
+)
+def test_gloo_and_c10d_noise_is_cut_from_rank_errors(raw: str, clean: str) -> None:
+    assert errors.clean_message(raw) == clean
+
+
+def report(rank: int, timestamp: float, error_type: str, message: str) -> dict[str, Any]:
+    return {
+        "rank": rank,
+        "timestamp": timestamp,
+        "error_type": error_type,
+        "message": message,
+        "traceback": f"{error_type}: {message}\n",
+    }
+
+
+def test_a_rank_that_died_without_an_error_is_the_root_cause(tmp_path: Path) -> None:
+    """Rank 1 _exit()ed; rank 0 then failed in a collective and rank 2 was stopped by torchrun."""
+    created = create_job(tmp_path, "", JobSpec(nproc_per_node=3, backend="gloo"), {})
+    (created.errors_dir / "rank-0.json").write_text(
+        json.dumps(report(0, time.time(), "RuntimeError", "Connection closed by peer"))
+    )
+    exits = {"0": 1, "1": 3, "2": -int(signal.SIGTERM)}
+    (created.errors_dir / job.EXITS_FILE).write_text(json.dumps(exits))
+    (created.logs_dir / "rank-1.log").write_text("step 1\nstep 2\n")
+    error = launch.failure_error(created, 1, ["ChildFailedError: ..."])
+    assert error.rank == 1
+    assert error._render_traceback_()[0] == (
+        "DistributedCellError: rank 1 of 3 exited with code 3 without raising a Python error "
+        f"(job {created.id})"
+    )
+    assert error.remote_traceback.splitlines()[1:] == ["step 1", "step 2"]  # its last output
+    assert [(f.rank, f.summary) for f in error.others] == [
+        (0, "RuntimeError: Connection closed by peer")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("exitcode", "summary"),
+    [
+        (-int(signal.SIGKILL), "was killed by signal 9 (SIGKILL)"),
+        (-int(signal.SIGSEGV), "was killed by signal 11 (SIGSEGV)"),
+        (137, "exited with code 137"),
+    ],
+)
+def test_how_a_rank_ended_is_named(exitcode: int, summary: str) -> None:
+    assert errors.RankExit(0, exitcode).summary == summary
+
+
+def test_ranks_stopped_by_torchrun_or_that_reported_are_not_blamed_for_dying(
+    tmp_path: Path,
+) -> None:
+    created = create_job(tmp_path, "", JobSpec(nproc_per_node=2, backend="gloo"), {})
+    failure = errors.RankFailure(**report(1, 1.0, "ValueError", "bad"))
+    stopped = [errors.RankExit(0, -int(signal.SIGTERM)), errors.RankExit(1, 1)]
+    error = errors.rank_error(created, "job", [failure], stopped)
+    assert error is not None and error.rank == 1
+    assert str(error).startswith("rank 1 of 2 failed: ValueError: bad")
+    assert errors.rank_error(created, "job", [], stopped[:1]) is None
+
+
+def test_rank_traceback_keeps_cell_frames_and_drops_ours() -> None:
+    """A cell calling one of our functions: the traceback shows the cell, not jupyter_mlops."""
+    source = "from jupyter_mlops.distributed import launch\nlaunch.split_names('1x', '--pull')\n"
+    with pytest.raises(MLOpsUsageError) as caught:
+        worker.run_cell(source, {})
+    shown = worker.failure_report(0, caught.value)["traceback"]
+    assert shown.splitlines() == [
+        "Traceback (most recent call last):",
+        '  File "<cell>", line 2, in <module>',
+        "    launch.split_names('1x', '--pull')",
+        "jupyter_mlops.errors.MLOpsUsageError: --pull takes comma-separated Python names, got '1x'",
+    ]
+
+
+def test_cancel_is_a_keyboard_interrupt_shown_in_one_line() -> None:
+    cancelled = errors.DistributedCancelled("job 1-abc cancelled, all ranks stopped")
+    assert isinstance(cancelled, KeyboardInterrupt)
+    assert cancelled._render_traceback_() == [
+        "KeyboardInterrupt: job 1-abc cancelled, all ranks stopped"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("cell", "message"),
+    [
+        ("x = 1\nresult = (x +\n", "line 2: SyntaxError: '(' was never closed: result = (x +"),
+        (
+            "if True:\nresult = 1\n",
+            "line 2: IndentationError: expected an indented block after "
+            "'if' statement on line 1: result = 1",
+        ),
+        ("result = 1\x00\n", "source code string cannot contain null bytes"),
+    ],
+)
+def test_cell_that_does_not_compile_is_refused_before_any_rank(
+    ip: Any, cell: str, message: str
+) -> None:
+    with pytest.raises(UsageError) as caught:
+        ip.run_cell_magic("distributed", "-n 2", cell)
+    assert str(caught.value).startswith("%distributed: the cell does not compile")
+    assert str(caught.value).endswith(message)
+    assert not (current_settings().home / "jobs").exists()

@@ -10,13 +10,14 @@ a helper is called.
 from __future__ import annotations
 
 from . import pool
-from .errors import DistributedCellError, DistributedTimeout
+from .errors import DistributedCancelled, DistributedCellError, DistributedTimeout
 from .helpers import ddp, fsdp, sampler
 from .launch import cancel, run, status
 from .rank_logging import log_every_rank
 from .results import DistributedResult, DistributedStatus
 
 __all__ = [
+    "DistributedCancelled",
     "DistributedCellError",
     "DistributedResult",
     "DistributedStatus",

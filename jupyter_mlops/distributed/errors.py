@@ -1,10 +1,32 @@
-"""Errors of distributed cells: a failing rank's traceback, re-raised in the notebook."""
+"""Errors of distributed cells: the rank that caused a failure, shown without noise.
+
+A job's ranks fail together: one rank raises (or dies), and the others then fail inside a
+collective because their peer is gone. The root cause is the rank that died without reporting
+a Python error, else the earliest rank that reported one; the others are folded below it.
+"""
 
 from __future__ import annotations
 
+import re
+import signal
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..errors import MLOpsError
+from .job import Job
+
+# What torchrun's agent sends the ranks still running once one rank failed: not a cause.
+STOPPED_BY_AGENT = -signal.SIGTERM
+SOURCE_LOCATION = re.compile(r"\[[^\]\s]+\.(?:cc|cpp|cu|h|hpp):\d+\]\s*")
+GLOO_ADVICE = re.compile(r"\s*This is typically caused by a remote worker[^\n]*")
+CPP_STACK_LINE = re.compile(r"^(?:Exception raised from .*|frame #\d+: .*)$")
+
+
+def clean_message(text: str) -> str:
+    """An error message without the C++ source locations, stack and advice gloo adds."""
+    text = GLOO_ADVICE.sub("", SOURCE_LOCATION.sub("", text))
+    return "\n".join(line for line in text.splitlines() if not CPP_STACK_LINE.match(line)).strip()
 
 
 @dataclass(frozen=True)
@@ -17,15 +39,33 @@ class RankFailure:
 
     @property
     def summary(self) -> str:
-        return f"{self.error_type}: {self.message}" if self.message else self.error_type
+        return ": ".join(part for part in (self.error_type, self.message) if part)
+
+
+@dataclass(frozen=True)
+class RankExit:
+    """How a rank's process ended, as torchrun's agent saw it (its exit code, or -signal)."""
+
+    rank: int
+    exitcode: int
+
+    @property
+    def summary(self) -> str:
+        if self.exitcode < 0:
+            try:
+                name = signal.Signals(-self.exitcode).name
+            except ValueError:
+                name = "unknown"
+            return f"was killed by signal {-self.exitcode} ({name})"
+        return f"exited with code {self.exitcode}"
 
 
 class DistributedCellError(MLOpsError):
     """A rank of a ``%%distributed`` cell failed.
 
-    ``rank`` is the earliest failing rank (its traceback shows the cell's own line numbers);
-    the other ranks' failures, usually consequences such as a peer closing a connection, are
-    folded below it and kept in full in the job folder.
+    ``rank`` is the failing rank that caused it (its traceback shows the cell's own line
+    numbers); the other ranks' failures, usually consequences such as a peer closing a
+    connection, are folded below it and kept in full in the job folder.
     """
 
     def __init__(
@@ -62,3 +102,64 @@ class DistributedCellError(MLOpsError):
 
 class DistributedTimeout(DistributedCellError):
     """The job ran past ``--timeout``; every rank was stopped."""
+
+
+class DistributedCancelled(KeyboardInterrupt):
+    """Ctrl-C stopped a ``%%distributed`` cell and its ranks.
+
+    Still a ``KeyboardInterrupt``, so a notebook run stops here as after any interrupt; shown as
+    one line, since the kernel-side frames only say where the cell was waiting.
+    """
+
+    def _render_traceback_(self) -> list[str]:
+        return [f"KeyboardInterrupt: {self}"]
+
+
+def log_tail(path: Path, lines: int = 10) -> list[str]:
+    return path.read_text(errors="replace").splitlines()[-lines:] if path.exists() else []
+
+
+def rank_error(
+    job: Job,
+    kind: str,
+    failures: Sequence[RankFailure],
+    exits: Sequence[RankExit],
+    note: str = "",
+) -> DistributedCellError | None:
+    """The error naming the root cause among the ranks' reports and exits (None: no failure).
+
+    A rank that ended without reporting a Python error (``os._exit``, a segfault, the OOM
+    killer) comes first: the errors the others reported are what its disappearance caused.
+    """
+    world_size, where = job.spec.world_size, f"{kind} {job.id}"
+    reported = {f.rank for f in failures}
+    died = sorted(
+        (e for e in exits if e.rank not in reported and e.exitcode not in (0, STOPPED_BY_AGENT)),
+        key=lambda e: e.rank,
+    )
+    ordered = sorted(failures, key=lambda f: (f.timestamp, f.rank))
+    if died:
+        root, *others_died = died
+        log = job.logs_dir / f"rank-{root.rank}.log"
+        tail = log_tail(log)
+        return DistributedCellError(
+            f"rank {root.rank} of {world_size} {root.summary} without raising a Python error "
+            f"({where}){note}",
+            job_id=job.id,
+            rank=root.rank,
+            traceback="\n".join([f"last lines of rank {root.rank} ({log}):", *tail])
+            if tail
+            else "",
+            others=(*(RankFailure(e.rank, 0.0, "", e.summary, "") for e in others_died), *ordered),
+        )
+    if ordered:
+        root_failure, *others = ordered
+        return DistributedCellError(
+            f"rank {root_failure.rank} of {world_size} failed: "
+            f"{root_failure.summary.splitlines()[0]} ({where}){note}",
+            job_id=job.id,
+            rank=root_failure.rank,
+            traceback=root_failure.traceback,
+            others=tuple(others),
+        )
+    return None

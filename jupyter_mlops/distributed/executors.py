@@ -111,7 +111,8 @@ class LocalTorchrun(Executor):
         args = torchrun_args(job, self.placement(job), log_dir, self.module)
         env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
         env.update(job_env(job))
-        command = [sys.executable, "-m", "jupyter_mlops.distributed.agent", str(os.getpid()), "--"]
+        agent = [sys.executable, "-m", "jupyter_mlops.distributed.agent"]
+        command = [*agent, str(os.getpid()), str(job.dir), "--"]
         with self.agent_output(job) as output:
             return subprocess.Popen(
                 [*command, *args],

@@ -30,6 +30,7 @@ CELL_FILE = "cell.py"
 INPUTS_FILE = "inputs.pkl"
 RESULT_FILE = "result.pkl"
 CONTROL_FILE = "control.json"  # the warm pool's loopback address and token
+EXITS_FILE = "exits.json"  # in errors/: how the agent saw each failed rank end
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,11 @@ class Job:
             entry = json.loads(path.read_text())
             states[int(entry["rank"])] = entry.get("state", "running")
         return dict(sorted(states.items()))
+
+    def rank_exits(self) -> dict[int, int]:
+        """``{rank: exit code or -signal}`` of the ranks that failed, written by the agent."""
+        path = self.errors_dir / EXITS_FILE
+        return {int(r): c for r, c in json.loads(path.read_text()).items()} if path.exists() else {}
 
     def worker_pids(self) -> dict[int, int]:
         """``{rank: pid}`` of the workers that started on this host."""

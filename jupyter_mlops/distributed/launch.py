@@ -23,7 +23,14 @@ from typing import Any
 from ..config import Settings
 from ..context import current_settings, user_namespace
 from ..errors import MLOpsUsageError
-from .errors import DistributedCellError, DistributedTimeout, RankFailure
+from .errors import (
+    DistributedCancelled,
+    DistributedCellError,
+    DistributedTimeout,
+    RankExit,
+    RankFailure,
+    rank_error,
+)
 from .executors import EXECUTORS, get_executor, join_command
 from .job import RESULT_FILE, Job, JobSpec, create_job, list_jobs, loads
 from .logs import LogPump
@@ -155,6 +162,22 @@ def resolve_push(
     return {n: namespace[n] for n in names}
 
 
+def check_syntax(source: str) -> None:
+    """Compile the cell here first: a typo should not cost the seconds that starting ranks take."""
+    from .worker import compile_cell
+
+    try:
+        compile_cell(source)
+    except SyntaxError as exc:
+        where = f"line {exc.lineno}: " if exc.lineno else ""
+        text = f": {exc.text.strip()}" if exc.text and exc.text.strip() else ""
+        raise MLOpsUsageError(
+            f"the cell does not compile, {where}{type(exc).__name__}: {exc.msg}{text}"
+        ) from None
+    except ValueError as exc:  # e.g. a null byte in the source
+        raise MLOpsUsageError(f"the cell does not compile: {exc}") from None
+
+
 def print_line(text: str) -> None:
     print(text, flush=True)
 
@@ -190,6 +213,7 @@ def run(
 
     if not torch_installed():
         raise MLOpsUsageError(f"%%distributed needs torch, which is not installed: {TORCH_INSTALL}")
+    check_syntax(source)
     running_pool = None if fresh or executor or nnodes > 1 or rdzv else warm.running()
     if running_pool is not None:
         check_fits_pool(running_pool.spec, n, gpus, backend)
@@ -238,8 +262,17 @@ def run(
                 f"{join_command(job)}"
             )
         code = watch(launched, job, pump, spec.timeout, RankStatus(job, on_status))
+    except KeyboardInterrupt:
+        left = stop_local(launched, job, pump)
+        job.set_state("cancelled")
+        raise DistributedCancelled(
+            f"job {job.id} cancelled, all ranks stopped"
+            if not left
+            else f"job {job.id} cancelled; process(es) {', '.join(map(str, left))} did not stop, "
+            "see %distributed status"
+        ) from None
     except BaseException:
-        if launched.poll() is None:  # interrupted before watch() took charge of stopping
+        if launched.poll() is None:  # failed before watch() took charge of stopping
             stop_local(launched, job, pump)
         raise
     finally:
@@ -317,30 +350,25 @@ def watch(
     timeout: float | None,
     status: RankStatus,
 ) -> int:
-    """Pump the agent's output until it exits; on interrupt or timeout stop every process."""
+    """Pump the agent's output until it exits; at the timeout stop every process.
+
+    Any other way out (Ctrl-C, an error) leaves the stopping to :func:`run`.
+    """
     assert agent.stdout is not None
     fd = agent.stdout.fileno()
     deadline = time.monotonic() + timeout if timeout else None
-    try:
-        while True:
-            ready, _, _ = select.select([fd], [], [], 0.1)
-            if ready:
-                chunk = os.read(fd, 65536)
-                if not chunk:
-                    code = agent.wait()
-                    status.poll(final=True)
-                    return code
-                pump.feed_bytes(chunk)
-            status.poll()
-            if deadline is not None and time.monotonic() > deadline:
-                break
-    except KeyboardInterrupt:
-        stop_local(agent, job, pump)
-        job.set_state("cancelled")
-        raise
-    except BaseException:
-        stop_local(agent, job, pump)
-        raise
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.1)
+        if ready:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                code = agent.wait()
+                status.poll(final=True)
+                return code
+            pump.feed_bytes(chunk)
+        status.poll()
+        if deadline is not None and time.monotonic() > deadline:
+            break
     stop_local(agent, job, pump)
     job.set_state("timeout")
     raise DistributedTimeout(
@@ -349,11 +377,12 @@ def watch(
     )
 
 
-def stop_local(agent: subprocess.Popen[bytes], job: Job, pump: LogPump) -> None:
-    """Stop the agent and every worker; a second Ctrl-C skips straight to SIGKILL."""
+def stop_local(agent: subprocess.Popen[bytes], job: Job, pump: LogPump) -> list[int]:
+    """Stop the agent and every worker (a second Ctrl-C skips to SIGKILL); the pids left."""
     assert agent.stdout is not None
     fd = agent.stdout.fileno()
     os.set_blocking(fd, False)
+    pump.mute()
 
     def pids() -> list[int]:
         return [agent.pid, *job.worker_pids().values()]
@@ -367,33 +396,28 @@ def stop_local(agent: subprocess.Popen[bytes], job: Job, pump: LogPump) -> None:
             pass
 
     try:
-        stop(pids, str(job.dir), first=agent.pid, on_wait=keep_draining)
+        left = stop(pids, str(job.dir), first=agent.pid, on_wait=keep_draining)
     except KeyboardInterrupt:
         for pid in pids():
             if alive(pid) and owned(pid, str(job.dir)):
                 signal_group(pid, signal.SIGKILL)
+        left = []
     with contextlib.suppress(subprocess.TimeoutExpired):
         agent.wait(timeout=5)
+    return [p for p in left if alive(p) and owned(p, str(job.dir))]
 
 
 def rank_failures(job: Job) -> list[RankFailure]:
     reports = [json.loads(p.read_text()) for p in job.errors_dir.glob("rank-*.json")]
-    return sorted((RankFailure(**r) for r in reports), key=lambda f: (f.timestamp, f.rank))
+    return [RankFailure(**r) for r in reports]
 
 
 def failure_error(job: Job, code: int, agent_tail: list[str]) -> DistributedCellError:
-    """The earliest failing rank is the root cause; later failures are its consequences."""
-    failures = rank_failures(job)
-    if failures:
-        root, *others = failures
-        return DistributedCellError(
-            f"rank {root.rank} of {job.spec.world_size} failed: "
-            f"{root.summary.splitlines()[0]} (job {job.id})",
-            job_id=job.id,
-            rank=root.rank,
-            traceback=root.traceback,
-            others=tuple(others),
-        )
+    """The rank that caused the failure (see :func:`rank_error`), else the agent's own end."""
+    exits = [RankExit(rank, exitcode) for rank, exitcode in job.rank_exits().items()]
+    error = rank_error(job, "job", rank_failures(job), exits)
+    if error is not None:
+        return error
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
     return DistributedCellError(
         f"the torchrun agent {how} before any rank reported an error (job {job.id}); "

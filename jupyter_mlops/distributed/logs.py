@@ -58,6 +58,10 @@ class LogPump:
         if self.ranks is None or rank in self.ranks:
             self._show(f"[rank {rank}] {text}")
 
+    def mute(self) -> None:
+        """From now on lines only go to the files: what dying ranks print is not news."""
+        self.ranks = ()
+
     def close(self) -> None:
         if self.pending:
             self.feed(self.pending.decode("utf-8", errors="replace"))

@@ -39,7 +39,14 @@ from typing import Any
 from ..config import Settings
 from ..context import current_settings
 from ..errors import MLOpsUsageError
-from .errors import DistributedCellError, DistributedTimeout, RankFailure
+from .errors import (
+    DistributedCancelled,
+    DistributedCellError,
+    DistributedTimeout,
+    RankExit,
+    RankFailure,
+    rank_error,
+)
 from .executors import PoolTorchrun, get_executor
 from .job import CONTROL_FILE, Job, JobSpec, create_job, encode_push, loads
 from .logs import LogPump
@@ -50,6 +57,7 @@ GROUP_TIMEOUT_MARGIN_S = 30.0  # the ranks' own collective timeout fires after o
 START_TIMEOUT_S = 180.0
 PEER_GRACE_S = 5.0  # after a rank fails, how long the others get to finish the cell
 INTERRUPT_GRACE_S = 8.0  # generous: a loaded 2-core CI machine delays signal handling
+AGENT_EXIT_WAIT_S = 10.0  # after a rank vanished, the agent stops the others, then exits
 
 
 @dataclass(frozen=True)
@@ -81,8 +89,10 @@ class Pool:
         agent: subprocess.Popen[bytes],
         conns: dict[int, Connection],
         pids: dict[int, int],
+        cell_timeout: float,
     ) -> None:
         self.job = job
+        self.cell_timeout = cell_timeout  # the process group's own timeout is later (spec)
         self.agent = agent
         self.conns = conns
         self.pids = pids
@@ -96,7 +106,7 @@ class Pool:
 
     # --- start and stop ------------------------------------------------------------------
     @classmethod
-    def start(cls, spec: JobSpec, settings: Settings) -> Pool:
+    def start(cls, spec: JobSpec, settings: Settings, cell_timeout: float) -> Pool:
         """Launch the ranks and wait until each has its process group and has connected."""
         token = secrets.token_bytes(16)
         listener = socket.create_server(("127.0.0.1", 0), backlog=spec.world_size)
@@ -108,7 +118,7 @@ class Pool:
             json.dump(control, control_file)
         agent = PoolTorchrun().launch(job)
         job.set_state("running", agent_pid=agent.pid, host=os.uname().nodename)
-        pool = cls(job, agent, {}, {})
+        pool = cls(job, agent, {}, {}, cell_timeout)
         try:
             pool._accept(listener, token)
         except BaseException:
@@ -205,7 +215,7 @@ class Pool:
         self.cells += 1
         pump = LogPump(self.job.logs_dir, sink, ranks=None if all_logs else (0,))
         replies: dict[int, tuple[str, Any]] = {}
-        limit = timeout or self.spec.timeout or DEFAULT_TIMEOUT_S
+        limit = timeout or self.cell_timeout
         try:
             self._collect(replies, pump, started + limit, peer_grace=True)
         except KeyboardInterrupt:
@@ -261,44 +271,43 @@ class Pool:
         unfinished = sorted(set(self.conns) - set(replies))
         if unfinished or any(kind == "lost" for kind, _ in replies.values()):
             self.restart_reason = f"rank(s) {join(unfinished)} did not stop at the interrupt"
-            raise KeyboardInterrupt(
-                f"pool cell interrupted; {self.restart_reason} (stuck in a collective?), so the "
+            raise DistributedCancelled(
+                f"pool cell cancelled; {self.restart_reason} (stuck in a collective?), so the "
                 "pool was restarted and its variables are gone"
             )
-        raise KeyboardInterrupt("pool cell interrupted on every rank; the pool keeps its state")
+        raise DistributedCancelled(
+            f"pool cell cancelled, all ranks stopped (pool {self.job.id}); the pool keeps its state"
+        )
+
+    def _exits(self) -> list[RankExit]:
+        """How the ranks that vanished ended: the agent writes it once it has stopped the rest."""
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.agent.wait(timeout=AGENT_EXIT_WAIT_S)
+        return [RankExit(rank, code) for rank, code in self.job.rank_exits().items()]
 
     def _outcome(
         self, replies: dict[int, tuple[str, Any]], limit: float, seconds: float
     ) -> DistributedResult:
         world = self.spec.world_size
-        failures = sorted(
-            (RankFailure(**report) for kind, report in replies.values() if kind == "error"),
-            key=lambda f: (f.timestamp, f.rank),
-        )
+        failures = [RankFailure(**report) for kind, report in replies.values() if kind == "error"]
         lost = sorted(r for r, (kind, _) in replies.items() if kind == "lost")
         unfinished = sorted(set(self.conns) - set(replies))
         if lost:
             self.restart_reason = f"rank(s) {join(lost)} exited during the cell"
         elif failures and unfinished:
+            first = min(failures, key=lambda f: (f.timestamp, f.rank))
             self.restart_reason = (
                 f"rank(s) {join(unfinished)} were still running {PEER_GRACE_S:g} s after "
-                f"rank {failures[0].rank} failed (waiting in a collective for it?)"
+                f"rank {first.rank} failed (waiting in a collective for it?)"
             )
-        if failures:
-            root, *others = failures
-            note = (
-                f"; {self.restart_reason}, so the pool was restarted and its variables are gone"
-                if self.restart_reason
-                else ""
-            )
-            raise DistributedCellError(
-                f"rank {root.rank} of {world} failed: {root.summary.splitlines()[0]} "
-                f"(pool {self.job.id}){note}",
-                job_id=self.job.id,
-                rank=root.rank,
-                traceback=root.traceback,
-                others=tuple(others),
-            )
+        note = (
+            f"; {self.restart_reason}, so the pool was restarted and its variables are gone"
+            if self.restart_reason
+            else ""
+        )
+        error = rank_error(self.job, "pool", failures, self._exits() if lost else [], note)
+        if error is not None:
+            raise error
         if lost:
             raise DistributedCellError(
                 f"{self.restart_reason}, so the pool was restarted and its variables are gone; "
@@ -360,9 +369,9 @@ def start(
             "%distributed pool stop ends it"
         )
     spec = plan(n=n, gpus=gpus, backend=backend, timeout=timeout)
-    group_timeout = (timeout or DEFAULT_TIMEOUT_S) + GROUP_TIMEOUT_MARGIN_S
-    spec = replace(spec, executor="pool", timeout=group_timeout)
-    _pool.append(Pool.start(spec, settings or current_settings()))
+    cell_timeout = timeout or DEFAULT_TIMEOUT_S
+    spec = replace(spec, executor="pool", timeout=cell_timeout + GROUP_TIMEOUT_MARGIN_S)
+    _pool.append(Pool.start(spec, settings or current_settings(), cell_timeout))
     return _pool[0].status()
 
 
@@ -379,7 +388,7 @@ def restart(settings: Settings | None = None) -> PoolStatus:
     if pool is None:
         raise MLOpsUsageError("no pool to restart; start one with %distributed pool start -n N")
     stop()
-    _pool.append(Pool.start(pool.spec, settings or current_settings()))
+    _pool.append(Pool.start(pool.spec, settings or current_settings(), pool.cell_timeout))
     return _pool[0].status()
 
 

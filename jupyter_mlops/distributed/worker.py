@@ -21,8 +21,10 @@ import traceback
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from types import CodeType
 from typing import Any, NoReturn
 
+from .errors import clean_message
 from .job import (
     CELL_FILE,
     CELL_FILENAME,
@@ -37,6 +39,7 @@ from .procs import die_with_parent
 from .rank_logging import tracked_by_rank
 
 DEFAULT_PG_TIMEOUT = timedelta(minutes=10)
+PACKAGE_DIR = os.path.realpath(Path(__file__).parent.parent) + os.sep
 
 
 class SetupError(RuntimeError):
@@ -73,6 +76,11 @@ def init_group(job: Job, local_rank: int, local_world_size: int) -> Any:
     return device
 
 
+def compile_cell(source: str) -> CodeType:
+    """The cell as Python compiles it in the notebook (no ``__future__`` flags of ours)."""
+    return compile(source, CELL_FILENAME, "exec", dont_inherit=True)
+
+
 def run_cell(source: str, namespace: dict[str, Any]) -> None:
     linecache.cache[CELL_FILENAME] = (
         len(source),
@@ -80,15 +88,29 @@ def run_cell(source: str, namespace: dict[str, Any]) -> None:
         source.splitlines(keepends=True),
         CELL_FILENAME,
     )
-    exec(compile(source, CELL_FILENAME, "exec"), namespace)
+    exec(compile_cell(source), namespace)
+
+
+def drop_our_frames(report: traceback.TracebackException) -> None:
+    """Remove jupyter-mlops' own frames (helpers the cell called), here and in chained errors."""
+    report.stack = traceback.StackSummary.from_list(
+        [f for f in report.stack if not os.path.realpath(f.filename).startswith(PACKAGE_DIR)]
+    )
+    for chained in (report.__cause__, report.__context__):
+        if chained is not None:
+            drop_our_frames(chained)
 
 
 def cell_traceback(exc: BaseException) -> str:
-    """The traceback from the cell's first frame on (the bootstrap's frames say nothing)."""
+    """The traceback from the cell's first frame on, without our frames or gloo's noise."""
     tb = exc.__traceback__
     while tb is not None and tb.tb_frame.f_code.co_filename != CELL_FILENAME:
         tb = tb.tb_next
-    return "".join(traceback.format_exception(type(exc), exc, tb or exc.__traceback__))
+    report = traceback.TracebackException(type(exc), exc, tb or exc.__traceback__)
+    drop_our_frames(report)
+    text = "".join(report.format())
+    message = str(exc)
+    return text.replace(message, clean_message(message)) if message else text
 
 
 def pulled(names: tuple[str, ...], explicit: bool, namespace: dict[str, Any]) -> dict[str, Any]:
@@ -107,14 +129,15 @@ def failure_report(rank: int, exc: BaseException) -> dict[str, Any]:
         "rank": rank,
         "timestamp": time.time(),
         "error_type": type(exc).__name__,
-        "message": str(exc),
+        "message": clean_message(str(exc)),
         "traceback": cell_traceback(exc),
     }
 
 
-def record_failure(job: Job, rank: int, exc: BaseException) -> None:
+def record_failure(job: Job, rank: int, exc: BaseException) -> dict[str, Any]:
     report = failure_report(rank, exc)
     write_atomic(job.errors_dir / f"rank-{rank}.json", json.dumps(report).encode())
+    return report
 
 
 def report_rank(job: Job, rank: int, state: str) -> None:
@@ -153,12 +176,15 @@ def main(job_dir: Path) -> int:
         # collective sometimes aborts the peer (SIGABRT seen with gloo on a loaded machine).
         dist.barrier()
         report_rank(job, rank, "done")
+    except KeyboardInterrupt:  # the job was cancelled: the notebook says so in one line
+        report_rank(job, rank, "stopped")
+        return 130
     except BaseException as exc:
-        record_failure(job, rank, exc)
+        report = record_failure(job, rank, exc)
         report_rank(job, rank, "failed")
         # One line here (the cell raises the full traceback): a rank that failed only because
         # a peer died would otherwise bury the root cause under its own long traceback.
-        print(f"rank {rank} failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(f"rank {rank} failed: {report['error_type']}: {report['message']}", file=sys.stderr)
         return 1
     finally:
         sys.stdout.flush()

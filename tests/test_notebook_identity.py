@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import pytest
+from jupyter_client.blocking import BlockingKernelClient
 
 from jupyter_mlops.notebook import resolve_notebook, runner_notebook
+from jupyter_mlops.tracking.client import mlflow_client
+from tests.kernel_support import ok
+from tests.lab_server import running_lab
+from tests.tracking_support import template_store
+
+__all__ = ["template_store"]
 
 
 @pytest.mark.parametrize(
@@ -94,3 +105,60 @@ def test_real_nbconvert_run_knows_its_notebook(tmp_path: Path) -> None:
     )
     out = "".join(json.loads(path.read_text())["cells"][0]["outputs"][0]["text"])
     assert out.strip() == f"{path} nbconvert identity check"
+
+
+def test_kernel_follows_a_notebook_renamed_in_a_real_jupyter_server(
+    tmp_path: Path, template_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Untitled.ipynb renamed to magics.ipynb while its kernel runs: runs go to `magics`."""
+    root, runtime, home = tmp_path / "root", tmp_path / "runtime", tmp_path / "home"
+    for folder in (root, runtime, home):
+        folder.mkdir()
+    shutil.copy(template_store, home / "mlflow.db")
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    nbformat.write(nbformat.v4.new_notebook(), root / "Untitled.ipynb")
+    with running_lab(root, tmp_path / "state") as lab:
+
+        def api(method: str, path: str, body: dict[str, Any]) -> Any:
+            request = urllib.request.Request(
+                f"{lab.url}/api/{path}",
+                data=json.dumps(body).encode(),
+                method=method,
+                headers={"Authorization": f"token {lab.token}"},
+            )
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return json.load(reply)
+
+        session = api(
+            "POST",
+            "sessions",
+            {"path": "Untitled.ipynb", "type": "notebook", "kernel": {"name": "python3"}},
+        )
+        kc = BlockingKernelClient(
+            connection_file=str(runtime / f"kernel-{session['kernel']['id']}.json")
+        )
+        kc.load_connection_file()
+        kc.start_channels()
+        try:
+            kc.wait_for_ready(timeout=60)
+            where = "print(mlops.status().notebook.path)"
+            before = ok(kc, f"%load_ext jupyter_mlops\nimport jupyter_mlops as mlops\n{where}")
+            assert before.strip() == str(root / "Untitled.ipynb")
+            # What JupyterLab does on a rename: move the file, then point the session at it.
+            api("PATCH", "contents/Untitled.ipynb", {"path": "magics.ipynb"})
+            api(
+                "PATCH",
+                f"sessions/{session['id']}",
+                {"path": "magics.ipynb", "name": "magics.ipynb"},
+            )
+            deadline = time.monotonic() + 30  # the kernel reuses the server's answer for 2 s
+            while ok(kc, where).strip() != str(root / "magics.ipynb"):
+                assert time.monotonic() < deadline, "the kernel never saw the rename"
+            summary = ok(kc, "%%track\nmlops.log(x=1)")
+        finally:
+            kc.stop_channels()
+    assert "in experiment 'magics'" in summary
+    client = mlflow_client(f"sqlite:///{home / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("magics").experiment_id])
+    assert run.data.tags["mlops.notebook"] == str(root / "magics.ipynb")

@@ -122,6 +122,19 @@ def test_mlflow_fluent_api_and_sklearn_autolog_land_in_our_run(kernel: Any, kc: 
     assert after.split() == [before, "None"]
 
 
+def test_the_python_api_run_is_mlflows_active_run_too(kernel: Any, kc: Any) -> None:
+    _, _, home = kernel
+    text = ok(
+        kc,
+        "with mlops.track('api', experiment='api-form') as tracked:\n"
+        "    print(mlflow.active_run().info.run_id == tracked.run_id)\n"
+        "    mlflow.log_metric('direct', 2.0)\n",
+    )
+    assert text.splitlines()[0] == "True"
+    (run,) = runs_of(home, "api-form")
+    assert run.data.metrics == {"direct": 2.0}
+
+
 def test_fluent_state_is_restored_after_a_failing_cell(kernel: Any, kc: Any) -> None:
     _, _, home = kernel
     failed = run_cell(

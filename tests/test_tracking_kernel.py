@@ -61,9 +61,14 @@ def test_interrupt_kills_the_run_and_keeps_every_value(store: Path, tmp_path: Pa
         assert reply["content"]["ename"] == "KeyboardInterrupt"
 
         logged = int(kc_output(kc, "print(n)"))
-        # The kernel is healthy and nothing leaked: the next cell has no active run.
+        # The kernel is healthy and nothing leaked: the next cell has no active run, ours or
+        # MLflow's, and MLflow's tracking URI is its default again.
         after = execute(kc, "mlops.log(x=1)")
         assert after["ename"] == "MLOpsUsageError"
+        fluent = (
+            "import mlflow, os\nprint(mlflow.active_run(), os.environ.get('MLFLOW_TRACKING_URI'))"
+        )
+        assert kc_output(kc, fluent) == "None None"
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -98,7 +98,8 @@ class TrackingMagics(Magics):
         and cell id, the git commit, Python and package versions, GPUs, and every
         ``mlops.log(...)`` value. The run ends FINISHED, FAILED on an exception or KILLED on an
         interrupt. Inside the cell use ``mlops.log(step=None, **metrics)``,
-        ``mlops.log_params(...)`` and ``mlops.log_artifact(path)``.
+        ``mlops.log_params(...)`` and ``mlops.log_artifact(path)``; MLflow's own API
+        (``mlflow.active_run()``, ``mlflow.log_metric``, autologging) works on this run too.
         """
         args = parse(self.track, line, "track")
         code, body, last = self._compile(cell)  # a syntax error opens no run

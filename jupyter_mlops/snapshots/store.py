@@ -219,12 +219,13 @@ class FsspecBackend:
             ) from None
         try:
             self.fs, root = fsspec.core.url_to_fs(location)
-            if "file" in _protocols(self.fs):  # a folder through fsspec: make parents on write
-                self.fs, root = fsspec.core.url_to_fs(location, auto_mkdir=True)
         except (ImportError, ValueError) as exc:
             raise MLOpsUsageError(f"cannot open snapshot_store {location!r}: {exc}") from None
         self.root = root.rstrip("/")
         self.location = location.rstrip("/")
+        # A folder reached through fsspec (local://) writes in place, so a killed write would
+        # leave a partial blob under its final name: publish through a temp file, as locally.
+        self._folder = LocalBackend(self.root) if "file" in _protocols(self.fs) else None
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -240,12 +241,18 @@ class FsspecBackend:
     def writer(self, key: str) -> Iterator[IO[bytes]]:
         import io
 
+        if self._folder is not None:
+            with self._folder.writer(key) as fh:
+                yield fh
+            return
         buffer = io.BytesIO()
         yield buffer
         # One PUT of the whole blob: object stores publish it atomically.
         self.fs.pipe_file(self._path(key), buffer.getvalue())
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
+        if self._folder is not None:
+            return self._folder.create_exclusive(key, data)
         path = self._path(key)
         try:
             with self.fs.open(path, "xb") as fh:
@@ -291,9 +298,14 @@ class FsspecBackend:
         return f"{self.location}/{key}"
 
     def sync(self) -> None:
-        """Object store writes are durable once the PUT returns."""
+        """Object store writes are durable once the PUT returns; a folder's names need fsync."""
+        if self._folder is not None:
+            self._folder.sync()
 
     def put(self, key: str, data: bytes) -> None:
+        """Write a small mutable file (a lease); readers tolerate seeing it half-written."""
+        if self._folder is not None:
+            Path(self._path(key)).parent.mkdir(parents=True, exist_ok=True)
         self.fs.pipe_file(self._path(key), data)
 
     def lock(self, exclusive: bool) -> contextlib.AbstractContextManager[None]:

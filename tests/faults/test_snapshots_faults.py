@@ -53,9 +53,9 @@ def run_script(tmp: Path, name: str, source: str, *args: str) -> subprocess.Pope
     )
 
 
-def store_files(where: str) -> set[str]:
-    root = STORE / where
-    return {str(p.relative_to(STORE)) for p in root.rglob("*") if p.is_file()}
+def store_files(where: str, store: Path = STORE) -> set[str]:
+    root = store / where
+    return {str(p.relative_to(store)) for p in root.rglob("*") if p.is_file()}
 
 
 def referenced_objects() -> set[str]:
@@ -72,7 +72,7 @@ def referenced_objects() -> set[str]:
 # --- SIGKILL mid-save -----------------------------------------------------------------------------
 
 SAVER = """
-    import sys
+    import os, sys
     import numpy as np, pandas as pd
     from jupyter_mlops.context import current_settings
     from jupyter_mlops.snapshots import service
@@ -80,38 +80,58 @@ SAVER = """
 
     settings = current_settings()
     store = service.open_store(settings)
-    rng = np.random.default_rng(int(sys.argv[1]))
-    print("ready", flush=True)
-    while True:
-        df = pd.DataFrame({f"c{i}": rng.normal(size=60_000) for i in range(4)})
-        df["s"] = [f"row{i}" for i in rng.integers(0, 10**9, 60_000)]
-        save(store, df, "killed", stat_cache=service.stat_cache_path(settings), chunk_rows=4_000)
+    # Imports are paid once: each trial forks a fresh saver, which the test kills by pid.
+    for trial in map(int, sys.stdin):
+        pid = os.fork()
+        if pid == 0:
+            rng = np.random.default_rng(trial)
+            while True:
+                df = pd.DataFrame({f"c{i}": rng.normal(size=60_000) for i in range(4)})
+                df["s"] = [f"row{i}" for i in rng.integers(0, 10**9, 60_000)]
+                cache = service.stat_cache_path(settings)
+                save(store, df, "killed", stat_cache=cache, chunk_rows=4_000)
+        print(pid, flush=True)
+        _, status = os.waitpid(pid, 0)
+        print(os.waitstatus_to_exitcode(status), flush=True)
 """
 
 
-def test_sigkill_mid_save_leaves_no_half_version_and_gc_reclaims_at_once(tmp_path: Path) -> None:
-    trials = 6
+@pytest.mark.parametrize("kind", ["folder", "fsspec"])
+def test_sigkill_mid_save_leaves_no_half_version_and_gc_reclaims_at_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
+) -> None:
+    trials = 8
+    root = STORE
+    if kind == "fsspec":  # the same folder layout, written through fsspec (local://)
+        root = tmp_path / "remote"
+        monkeypatch.setenv("MLOPS_SNAPSHOT_STORE", f"local://{root}")
     rng = random.Random(12)
     mlops.snapshot(pd.DataFrame({"seed": [1]}), "seed")  # the store exists
-    for trial in range(trials):
-        proc = run_script(tmp_path, "saver", SAVER, str(trial))
-        assert proc.stdout is not None and proc.stdout.readline() == "ready\n", proc.stderr
-        with pytest.raises(subprocess.TimeoutExpired):
-            proc.wait(timeout=rng.uniform(0.2, 1.5))  # the kill lands at a random moment
-        proc.send_signal(signal.SIGKILL)
-        proc.communicate(timeout=PROCESS_TIMEOUT_S)
-        assert proc.returncode == -signal.SIGKILL
+    spawner = run_script(tmp_path, "saver", SAVER)
+    assert spawner.stdin is not None and spawner.stdout is not None
+    try:
+        for trial in range(trials):
+            spawner.stdin.write(f"{trial}\n")
+            spawner.stdin.flush()
+            pid = int(spawner.stdout.readline())
+            time.sleep(rng.uniform(0.1, 0.9))  # the fault: SIGKILL at a random moment
+            os.kill(pid, signal.SIGKILL)
+            assert spawner.stdout.readline() == f"{-signal.SIGKILL}\n"  # killed mid-save
+    finally:
+        spawner.kill()
+        spawner.communicate(timeout=PROCESS_TIMEOUT_S)
 
     report = mlops.verify_snapshots()
     assert report.ok, repr(report)  # 0 half versions: every version is whole
     for ref in mlops.snapshots()["ref"]:
         assert len(mlops.load(ref)) > 0
-    leftovers = (store_files("objects") - referenced_objects()) | store_files("tmp")
+    objects = store_files("objects", root)
+    leftovers = (objects - referenced_objects()) | store_files("tmp", root)
     assert leftovers, "no kill landed mid-save: nothing was left to reclaim"
 
     done = mlops.gc_snapshots()  # the default settings, right away: the writers are dead
-    assert store_files("tmp") == set()
-    assert store_files("objects") == referenced_objects()
+    assert store_files("tmp", root) == set() and store_files("locks", root) == set()
+    assert store_files("objects", root) == referenced_objects()
     assert done.reclaimed_bytes > 0 and sum(done.removed.values()) >= len(leftovers)
     assert mlops.verify_snapshots().ok
 

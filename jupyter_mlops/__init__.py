@@ -86,6 +86,7 @@ def load_ipython_extension(shell: Any) -> None:
     """``%load_ext jupyter_mlops``: register the configurable, the magics and the HTML forms."""
     from .display import register_formatters
     from .magics import register_magics
+    from .magics.completion import install_completer
 
     config = MLOps.instance()
     for problem in config.apply_leniently(shell.config):
@@ -93,6 +94,7 @@ def load_ipython_extension(shell: Any) -> None:
     shell.configurables[:] = [c for c in shell.configurables if not isinstance(c, MLOps)]
     shell.configurables.append(config)
     register_magics(shell)
+    install_completer(shell)
     register_formatters(shell)
     report_kernel_status(shell)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
 import shlex
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -35,10 +36,47 @@ def parse(magic_func: Callable[..., Any], line: str, name: str) -> Any:
         words = shlex.split(line)
     except ValueError as exc:  # an unclosed quote
         raise UsageError(f"%{name}: {str(exc).lower()} in {line!r}; {usage}") from None
+    parser = magic_func.parser  # type: ignore[attr-defined]
     try:
-        return magic_func.parser.parse_args(words)  # type: ignore[attr-defined]
+        return parser.parse_args(words)
     except UsageError as exc:
-        raise UsageError(f"%{name}: {exc}; {usage}") from None
+        hint = misspelt_flag(words, parser._option_string_actions)
+        raise UsageError(f"%{name}: {exc}{hint}; {usage}") from None
+
+
+def nearest(word: str, choices: Iterable[str]) -> str | None:
+    """The valid choice closest to a misspelt word, if any is close."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'load'?"`` for a misspelt word, else ""."""
+    close = nearest(word, choices)
+    return f"; did you mean {close!r}?" if close else ""
+
+
+def misspelt_flag(words: list[str], flags: Iterable[str]) -> str:
+    """``"; --fail_on is not a flag, did you mean --fail-on?"`` for the first unknown flag."""
+    flags = list(flags)
+    for word in words:
+        flag = word.split("=", 1)[0]
+        if not flag.startswith("-") or _is_number(flag) or flag in flags:
+            continue
+        if flag.startswith("--") and any(f.startswith(flag) for f in flags):
+            continue  # an abbreviation argparse accepts or calls ambiguous itself
+        close = nearest(flag, flags)
+        if close:
+            return f"; {flag} is not a flag, did you mean {close}?"
+    return ""
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 @magics_class
@@ -68,7 +106,11 @@ class MLOpsMagics(Magics):
         verbs = self.verbs()
         verb, _, rest = line.strip().partition(" ")
         if verb not in verbs:
-            problem = f"unknown sub-command {verb!r}" if verb else "missing sub-command"
+            problem = (
+                f"unknown sub-command {verb!r}{did_you_mean(verb, verbs)}"
+                if verb
+                else ("missing sub-command")
+            )
             raise UsageError(f"%mlops: {problem}; choose one of: {', '.join(verbs)}")
         return verbs[verb](rest)
 

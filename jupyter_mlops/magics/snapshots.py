@@ -12,7 +12,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import api
 from ..errors import MLOpsUsageError
-from .core import parse, usage_errors
+from .core import nearest, parse, usage_errors
 from .tracking import parse_tags
 
 SUBCOMMANDS = ("load", "list", "diff", "verify", "gc")
@@ -62,6 +62,13 @@ class SnapshotMagics(Magics):
         subcommands = self._subcommands()
         if first in subcommands:
             return subcommands[first](rest)
+        misspelt = nearest(first, subcommands)
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        if misspelt and first not in namespace and not Path(first).expanduser().exists():
+            raise UsageError(
+                f"%snapshot: unknown sub-command {first!r}; did you mean {misspelt!r}? "
+                f"(sub-commands: {', '.join(subcommands)}; to save, give a DataFrame or a path)"
+            )
         args = parse(self.snapshot, line, "snapshot")
         with usage_errors("snapshot"):
             target = self._target(args.target)

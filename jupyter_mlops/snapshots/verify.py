@@ -79,6 +79,21 @@ def _check_frame_details(
     return total
 
 
+def totals_problem(store: SnapshotStore, manifest: dict[str, Any]) -> str | None:
+    """Do the manifest's object count and bytes match the objects it names?"""
+    ids = dict.fromkeys(object_id for object_id, _ in object_ids(manifest))
+    try:
+        stored = sum(store.backend.size(object_key(i)) for i in ids)
+    except FileNotFoundError:
+        return None  # a missing object is reported on its own
+    if (manifest.get("objects"), manifest.get("bytes")) != (len(ids), stored):
+        return (
+            f"it says {manifest.get('objects')} objects of {manifest.get('bytes')} bytes, "
+            f"its content names {len(ids)} of {stored}"
+        )
+    return None
+
+
 def pickled_notes(manifest: dict[str, Any], label: str) -> list[str]:
     return [
         f"{label} has pickled column {entry['label']!r}: loading it needs allow_pickle=True"
@@ -117,6 +132,9 @@ def verify(
                 total += _check_object(store, object_id, column, target.ref)
             except SnapshotCorrupted as exc:
                 problems.append(Problem(exc.snapshot, exc.object, exc.problem))
+        problem = totals_problem(store, manifest)
+        if problem:
+            problems.append(Problem(target.ref, f"manifest {manifest_key(target.id)}", problem))
     snapshots = len(targets) + len(damaged or [])
     return VerifyReport(snapshots, len(checked), total, problems, notes)
 

@@ -255,6 +255,8 @@ def craft_pickle_snapshot(marker: Path) -> str:
     object_id = digest_bytes(payload)
     with store.backend.writer(object_key(object_id)) as fh:
         fh.write(payload)
+    old = manifest["content"]["opaque"][0]["object"]
+    manifest["bytes"] += len(payload) - store.backend.size(object_key(old))
     manifest["content"]["opaque"][0]["object"] = object_id
     manifest["id"] = content_id(manifest)
     store.put_manifest(manifest)
@@ -380,6 +382,10 @@ def test_an_altered_schema_or_stats_is_caught_by_verify_and_named_on_load() -> N
     report = mlops.verify_snapshots()
     assert len(report.problems) == 1 and "stats" in report.problems[0].problem
     assert "mean" in report.problems[0].problem
+
+    path.write_bytes(json_bytes({**original, "bytes": original["bytes"] + 1}))
+    (problem,) = mlops.verify_snapshots().problems
+    assert f"{original['bytes'] + 1} bytes" in problem.problem
 
     path.write_bytes(json_bytes(original))
     assert mlops.verify_snapshots().ok

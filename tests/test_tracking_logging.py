@@ -75,6 +75,41 @@ def test_non_numbers_are_usage_errors(store: Path):
     assert all_runs(store)[0].info.status == "FAILED"
 
 
+BAD_METRICS = [
+    ({"x" * 300: 1.0}, None, "300 characters"),
+    ({"x<y": 1.0}, None, "not valid in MLflow"),
+    ({"../up": 1.0}, None, "not valid in MLflow"),
+    ({"loss": 1.0}, 2**63, "does not fit in 64 bits"),
+    ({"loss": 1.0}, -(2**63) - 1, "does not fit in 64 bits"),
+    ({"loss": 1.0}, "3", "is not an integer"),
+    ({"loss": 1.0}, 1.5, "is not an integer"),
+    ({"loss": 1.0}, True, "is not an integer"),
+    ({"loss": "high"}, None, "is not a number"),
+]
+
+
+def test_an_invalid_metric_is_refused_at_the_call_and_every_good_value_lands(store: Path):
+    import numpy as np
+
+    from jupyter_mlops.tracking.logger import MetricRefused
+
+    with mlops.track("mixed", experiment="exp") as run:
+        for i in range(5_000):
+            mlops.log(loss=float(i))
+        for metrics, step, says in BAD_METRICS:
+            with pytest.raises(MetricRefused) as refused:
+                mlops.log(step=step, **metrics)
+            assert says in str(refused.value) and "\n" not in str(refused.value)
+            assert isinstance(refused.value, mlops.MLOpsError)
+        for i in range(5_000, 10_000):
+            mlops.log(loss=float(i))
+        mlops.log(step=np.int64(2**63 - 1), edge=1.0)  # the largest step MLflow stores
+    history = client_for(store).get_metric_history(run.run_id, "loss")
+    assert sorted(m.value for m in history) == [float(i) for i in range(10_000)]
+    assert [m.step for m in client_for(store).get_metric_history(run.run_id, "edge")] == [2**63 - 1]
+    assert run.status == "FINISHED"
+
+
 def test_logging_after_the_run_ended_is_a_usage_error(store: Path):
     with mlops.track("done", experiment="exp") as run:
         pass

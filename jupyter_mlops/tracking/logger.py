@@ -145,6 +145,9 @@ class MetricLogger:
         self._wake = threading.Event()
         self._closed = False
         self._stop = False  # the writer returns after its current chunk
+        # Set when the writer returns. Waited on instead of Thread.join: an interrupted join
+        # can leave is_alive() False while the thread still runs (seen on CPython 3.11).
+        self._done = threading.Event()
         self._error: BaseException | None = None
         self._thread = threading.Thread(
             target=self._run, name=f"mlops-metrics-{run_id[:8]}", daemon=True
@@ -178,7 +181,7 @@ class MetricLogger:
             pending = len(self._pending)
             if pending >= self.max_pending:
                 self._wake.set()
-                while len(self._pending) >= self.max_pending and self._thread.is_alive():
+                while len(self._pending) >= self.max_pending and not self._done.is_set():
                     self._drained.wait(1.0)
         if pending >= WAKE_AT and not self._wake.is_set():
             self._wake.set()
@@ -221,7 +224,7 @@ class MetricLogger:
         shown_at = 0.0
         while True:
             try:
-                self._thread.join(0.2)
+                self._done.wait(0.2)
             except KeyboardInterrupt:
                 if self.interrupted:
                     raise  # the second one: stop waiting
@@ -231,7 +234,7 @@ class MetricLogger:
                     "before it (interrupt again to abandon them)"
                 )
                 continue
-            if not self._thread.is_alive():
+            if self._done.is_set():
                 break
             if self.terminated and self.spill_folder is not None:
                 self._spill()
@@ -246,7 +249,7 @@ class MetricLogger:
     def _spill(self) -> None:
         """Stop the writer after its chunk and keep the rest on disk (see :mod:`.spill`)."""
         self._stop = True
-        self._thread.join(SPILL_WAIT_S)
+        self._done.wait(SPILL_WAIT_S)
         with self._lock:
             rows, self._pending = self._pending, []
         if rows and self.spill_folder is not None:
@@ -258,6 +261,12 @@ class MetricLogger:
             return len(self._pending) + self._in_flight
 
     def _run(self) -> None:
+        try:
+            self._write_until_closed()
+        finally:
+            self._done.set()
+
+    def _write_until_closed(self) -> None:
         failures = 0
         while True:
             if not self._closed:

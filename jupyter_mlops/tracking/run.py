@@ -15,8 +15,11 @@ policy keyed on (notebook, cell id, run name, ordinal within the cell):
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import hashlib
 import re
+import signal
 import threading
 import time
 import traceback
@@ -28,9 +31,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import current_notebook, current_settings, user_namespace
 from ..errors import MLOpsUsageError
-from . import active, context, fluent
-from .client import ARTIFACTS_DIRNAME, is_local_store, mlflow_client
+from . import active, context, fluent, spill
+from .client import ARTIFACTS_DIRNAME, is_local_store, mlflow_client, sqlite_path
 from .logger import MetricLogger, MetricSeries
+from .owner import owner_tags
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -60,6 +64,14 @@ class CellInfo:
 _cell = CellInfo()
 _open: list[TrackedRun] = []
 _last: list[RunSummary] = []
+
+
+@atexit.register
+def _end_at_exit() -> None:
+    """Runs opened with ``mlops.track()`` and never ended are flushed and ended at exit."""
+    for run in reversed(list(_open)):
+        with contextlib.suppress(Exception):  # nothing is left to report to at exit
+            run.end()
 
 
 def note_cell(cell_id: str | None, source: str, code: str = "") -> None:
@@ -230,7 +242,12 @@ class TrackedRun:
         self.params = dict(params)
         self.later_params = list(later_params)
         self.namespace = namespace
-        self.logger = MetricLogger(client, run_id, first_steps=first_steps)
+        self.logger = MetricLogger(
+            client,
+            run_id,
+            first_steps=first_steps,
+            spill_folder=spill.folder_for(sqlite_path(tracking_uri)),
+        )
         self.status = "RUNNING"
         self.error: str | None = None
         self.started = time.monotonic()
@@ -305,13 +322,25 @@ class TrackedRun:
         else:
             status = "FAILED"
         failure: BaseException | None = None
+        abandoned: KeyboardInterrupt | None = None
         try:
             try:
                 self.logger.close()
+            except KeyboardInterrupt as again:  # a second Ctrl-C while flushing: stop there
+                abandoned = again
             except Exception as flush_error:
                 failure = flush_error
                 status = "FAILED" if exc is None else status
             tags = {}
+            stopped = abandoned is not None or self.logger.interrupted or self.logger.terminated
+            if stopped and exc is None:
+                status = "KILLED"
+                how = "terminated" if self.logger.terminated else "interrupted"
+                self.error = (
+                    f"{how} while writing its metric values "
+                    f"({self.logger.written} written before the run ended)"
+                )
+                tags[TAG_ERROR] = self.error
             if exc is not None:
                 self.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 tags[TAG_ERROR] = context.clip(self.error or type(exc).__name__)
@@ -348,6 +377,10 @@ class TrackedRun:
         _last[:] = [summary]
         if self.on_end is not None:
             self.on_end(summary)
+        if self.logger.terminated:
+            signal.raise_signal(signal.SIGTERM)  # deferred while the values were written
+        if abandoned is not None or (self.logger.interrupted and exc is None):
+            raise abandoned or KeyboardInterrupt()
         if failure is not None and exc is None:
             raise failure
         return summary
@@ -426,6 +459,7 @@ def start(
             policy = "new"
 
     all_tags = {
+        **owner_tags(),
         **context.user_tags(),
         **context.environment_tags(),
         **context.source_tags(notebook.path, notebook.source, cell_id),

@@ -442,6 +442,7 @@ def start(
     status_if_aborted = "FAILED"
     if policy == "resume" and previous is not None:
         status_if_aborted = previous.info.status
+        opened = previous
         run_id = previous.info.run_id
         run_name: str = previous.info.run_name or run_id
         client.update_run(run_id, status="RUNNING")
@@ -449,7 +450,7 @@ def start(
     else:
         if policy == "resume":
             policy = "new"  # nothing to resume yet
-        run = client.create_run(exp_id, run_name=name)
+        run = opened = client.create_run(exp_id, run_name=name)
         run_id = run.info.run_id
         run_name = run.info.run_name or run_id
         if policy == "replace" and previous is not None:
@@ -476,7 +477,7 @@ def start(
         _log_batch(client, run_id, recorded, all_tags)
         if code_as_written:
             client.log_text(run_id, code_as_written, CELL_ARTIFACT)
-        fluent_state = fluent.attach(client, run_id, exp_id, settings.tracking_uri)
+        fluent_state = fluent.attach(opened, settings.tracking_uri)
     except BaseException:
         client.set_terminated(run_id, status_if_aborted)
         raise

@@ -1,8 +1,8 @@
 """HTML of tracked runs: the live/final run summary, the runs table and run comparisons.
 
-The run chart is inline SVG (cheap enough to redraw a few times a second, no JavaScript, so
-it survives nbconvert and untrusted notebooks); comparisons use plotly, with plotly.js
-embedded in the first comparison output of the session only.
+The run chart and the comparison curves are inline SVG (cheap enough to redraw a few times a
+second, no JavaScript, so they survive nbconvert, untrusted notebooks and dark themes, and a
+comparison stays tens of KB instead of carrying plotly.js).
 """
 
 from __future__ import annotations
@@ -181,38 +181,130 @@ def _diff_table(title: str, frame: Any, differs: list[bool]) -> str:
     )
 
 
-_plotly_js_sent = False
+CURVE_W, CURVE_H, CURVE_PAD_L, CURVE_PAD_B, CURVE_PAD_T = 300, 150, 52, 22, 22
+MAX_DRAWN_POINTS = 300  # a 300 px wide panel shows no more; keeps the output tens of KB
 
 
 def curves_html(comparison: Comparison) -> str:
-    """Overlaid metric curves; plotly.js is inlined once per session, later figures reuse it."""
-    global _plotly_js_sent
+    """Each metric's curves as a small inline SVG panel: no script, so it renders offline,
+    untrusted and after nbconvert to HTML. A metric logged once per run is a dot with its value.
+    ``Comparison.figure()`` gives the interactive plotly version."""
     if not comparison.curves:
         return ""
+    colours = {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(comparison.labels)}
+    legend = "".join(
+        f'<span style="margin-right:10px;white-space:nowrap"><span style="color:{colour}">'
+        f"&#9644;</span> {escape(label)}</span>"
+        for label, colour in colours.items()
+    )
+    panels = "".join(
+        _curve_svg(metric, series, colours) for metric, series in comparison.curves.items()
+    )
+    return (
+        f'<div style="font-size:90%;margin:4px 0">{legend}</div>'
+        f'<div style="display:flex;flex-wrap:wrap;gap:8px">{panels}</div>'
+    )
+
+
+def _curve_svg(
+    metric: str, series: dict[str, tuple[list[int], list[float]]], colours: dict[str, str]
+) -> str:
+    finite = {
+        label: [(s, v) for s, v in zip(steps, values, strict=True) if math.isfinite(v)]
+        for label, (steps, values) in series.items()
+    }
+    points = [p for pairs in finite.values() for p in pairs]
+    text_style = "fill:var(--jp-ui-font-color1,#1f2328)"
+    muted = "fill:var(--jp-ui-font-color2,#57606a)"
+    head = (
+        f'<svg width="{CURVE_W}" height="{CURVE_H}" viewBox="0 0 {CURVE_W} {CURVE_H}" role="img" '
+        f'style="font-family:var(--jp-ui-font-family,sans-serif);font-size:11px">'
+        f"<title>{escape(metric)}</title>"
+        f'<text x="{CURVE_PAD_L}" y="14" style="{text_style};font-weight:600">'
+        f"{escape(metric)}</text>"
+    )
+    if not points:
+        empty = f'<text x="{CURVE_PAD_L}" y="60" style="{muted}">no finite values</text>'
+        return head + empty + "</svg>"
+    steps = [s for s, _ in points]
+    values = [v for _, v in points]
+    x0, x1 = min(steps), max(steps)
+    y0, y1 = min(values), max(values)
+    if y0 == y1:
+        y0, y1 = y0 - (abs(y0) or 1) * 0.05, y1 + (abs(y1) or 1) * 0.05
+    width, height = CURVE_W - CURVE_PAD_L - 8, CURVE_H - CURVE_PAD_T - CURVE_PAD_B
+
+    def x(step: float) -> float:
+        return CURVE_PAD_L + (width / 2 if x1 == x0 else (step - x0) / (x1 - x0) * width)
+
+    def y(value: float) -> float:
+        return CURVE_PAD_T + (y1 - value) / (y1 - y0) * height
+
+    axis = "stroke:var(--jp-border-color1,#d0d7de)"
+    parts = [
+        head,
+        f'<path d="M{CURVE_PAD_L} {CURVE_PAD_T}V{CURVE_PAD_T + height}h{width}" '
+        f'style="fill:none;{axis}"/>',
+        f'<text x="{CURVE_PAD_L - 4}" y="{CURVE_PAD_T + 8}" text-anchor="end" style="{muted}">'
+        f"{y1:.4g}</text>",
+        f'<text x="{CURVE_PAD_L - 4}" y="{CURVE_PAD_T + height}" text-anchor="end" '
+        f'style="{muted}">{y0:.4g}</text>',
+        f'<text x="{CURVE_PAD_L}" y="{CURVE_H - 6}" style="{muted}">step {x0}</text>',
+        f'<text x="{CURVE_PAD_L + width}" y="{CURVE_H - 6}" text-anchor="end" style="{muted}">'
+        f"{x1}</text>",
+    ]
+    for label, pairs in finite.items():
+        if not pairs:
+            continue
+        colour = colours[label]
+        last_step, last_value = pairs[-1]
+        tip = f"{label}: {last_value:.6g} at step {last_step}"
+        if len(pairs) == 1:  # logged once: a dot with its value, never an empty chart
+            cx, cy = x(last_step), y(last_value)
+            parts.append(
+                f'<g><title>{escape(tip)}</title><circle cx="{cx:.1f}" cy="{cy:.1f}" r="3.5" '
+                f'style="fill:{colour}"/><text x="{cx + 6:.1f}" y="{cy + 4:.1f}" '
+                f'style="{text_style}">{last_value:.4g}</text></g>'
+            )
+            continue
+        stride = max(1, math.ceil(len(pairs) / MAX_DRAWN_POINTS))
+        drawn = pairs[::stride] + ([pairs[-1]] if (len(pairs) - 1) % stride else [])
+        path = "M" + "L".join(f"{x(s):.1f} {y(v):.1f}" for s, v in drawn)
+        parts.append(
+            f'<path d="{path}" style="fill:none;stroke:{colour};stroke-width:1.5">'
+            f"<title>{escape(tip)}</title></path>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def comparison_figure(comparison: Comparison) -> Any:
+    """``Comparison.figure()``: the curves as a plotly Figure; a single value is a labelled dot."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
-    names = list(comparison.curves)
-    fig = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+    names = list(comparison.curves) or ["(no metrics)"]
+    figure = make_subplots(rows=1, cols=len(names), subplot_titles=names)
     for col, metric in enumerate(names, start=1):
-        for i, (label, (steps, values)) in enumerate(comparison.curves[metric].items()):
-            fig.add_trace(
+        for label, (steps, values) in comparison.curves.get(metric, {}).items():
+            once = len(steps) == 1
+            figure.add_trace(
                 go.Scatter(
                     x=steps,
                     y=values,
-                    mode="lines",
+                    mode="markers+text" if once else "lines",
+                    text=[f"{values[0]:.4g}"] if once else None,
+                    textposition="middle right",
                     name=label,
                     legendgroup=label,
                     showlegend=col == 1,
-                    line={"color": PALETTE[i % len(PALETTE)]},
+                    marker={"color": PALETTE[comparison.labels.index(label) % len(PALETTE)]},
                 ),
                 row=1,
                 col=col,
             )
-    fig.update_layout(height=320, width=max(420, 360 * len(names)), margin=dict(t=30, b=30))
-    include = not _plotly_js_sent
-    _plotly_js_sent = True
-    return str(fig.to_html(full_html=False, include_plotlyjs=include))
+    figure.update_layout(height=320, width=max(420, 360 * len(names)), margin={"t": 30})
+    return figure
 
 
 def comparison_html(comparison: Comparison) -> str:

@@ -29,6 +29,16 @@ class Comparison:
         str, dict[str, tuple[list[int], list[float]]]
     ]  # metric -> label -> (steps, values)
 
+    def figure(self) -> Any:
+        """The curves as an interactive plotly Figure, one panel per metric.
+
+        Shown by plotly's own renderer (in JupyterLab its bundled extension: offline, loaded
+        once), while the comparison's own HTML stays static SVG of a few KB.
+        """
+        from ..display.tracking import comparison_figure
+
+        return comparison_figure(self)
+
     def __repr__(self) -> str:
         lines = [f"compare {len(self.run_ids)} runs: {', '.join(self.labels)}  (* differs)"]
         for title, frame, differs in (

@@ -119,7 +119,12 @@ def test_sections_compare_promote_and_drift(
         page.get_by_test_id("mlops-snapshot-diff-select").select_option("1")
         diff = page.get_by_test_id("mlops-snapshot-diff")
         diff.wait_for(timeout=15_000)
-        assert "customers@v1 -> customers@v2" in diff.inner_text()
+        assert "customers@v1 → customers@v2" in diff.inner_text()
+        # Viewing the older version, the diff still runs from older to newer.
+        page.get_by_test_id("mlops-snapshot-detail").locator("tr", has_text="v1").first.click()
+        page.get_by_test_id("mlops-snapshot-diff-select").select_option("2")
+        diff.filter(has_text="customers@v1 → customers@v2").wait_for(timeout=15_000)
+        assert "customers@v2 → customers@v1" not in diff.inner_text()
         snapshots.screenshot(path=str(SHOTS / "snapshots.png"))
         snapshots.get_by_role("button", name="← back").click()
 
@@ -134,7 +139,15 @@ def test_sections_compare_promote_and_drift(
         form.locator("select[name=version]").select_option("2")
         form.locator("input[name=alias]").fill("champion")
         form.locator("textarea[name=require]").fill("metrics.val_acc >= 0.95")
+        # Moving an alias asks first; cancelling runs nothing.
         form.get_by_role("button", name="Run gate and promote").click()
+        confirm = page.locator(".jp-Dialog")
+        confirm.get_by_text("It points at v1 now").wait_for(timeout=15_000)
+        confirm.get_by_role("button", name="Cancel").click()
+        confirm.wait_for(state="detached", timeout=15_000)
+        assert page.get_by_test_id("mlops-gate-result").count() == 0
+        form.get_by_role("button", name="Run gate and promote").click()
+        confirm.get_by_role("button", name="Promote").click()
         failed = page.locator('[data-testid="mlops-gate-result"][data-passed="false"]')
         failed.wait_for(timeout=30_000)
         assert "FAIL" in failed.inner_text() and "not moved" in failed.inner_text()
@@ -147,6 +160,7 @@ def test_sections_compare_promote_and_drift(
         form.locator("input[name=vs]").fill("champion")
         form.locator("input[name=reason]").fill("better on validation")
         form.get_by_role("button", name="Run gate and promote").click()
+        confirm.get_by_role("button", name="Promote").click()
         passed = page.locator('[data-testid="mlops-gate-result"][data-passed="true"]')
         passed.wait_for(timeout=30_000)
         assert passed.get_attribute("data-moved") == "true"

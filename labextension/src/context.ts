@@ -8,6 +8,10 @@ export interface IPanelContext {
   serverSettings: ServerConnection.ISettings;
   /** Server-relative path of the followed notebook ('' for the server root). */
   notebookPath: string;
+  /** Id of the followed notebook's kernel ('' when none): the server reads what it reported. */
+  kernelId: string;
+  /** The experiment chosen in the selector; '' shows the kernel's (or the folder's) own. */
+  experiment: string;
   /** Bumped by the refresh button and whenever a notebook cell finishes running. */
   refreshKey: number;
   /** Open a drift report's HTML in a main-area tab. */
@@ -26,14 +30,18 @@ export function usePanel(): IPanelContext {
   return context;
 }
 
-/** A route under `jupyter-mlops/api/` with the notebook path and extra query parameters. */
+/**
+ * A route under `jupyter-mlops/api/` for the followed notebook: its path, its kernel (the
+ * store the kernel uses), the chosen experiment, and extra query parameters.
+ */
 export function route(
-  panel: IPanelContext,
+  panel: Pick<IPanelContext, 'notebookPath' | 'kernelId' | 'experiment'>,
   endPoint: string,
   params: Record<string, string | number | undefined> = {}
 ): string {
   const query = new URLSearchParams({ path: panel.notebookPath });
-  for (const [key, value] of Object.entries(params)) {
+  const scope = { kernel: panel.kernelId, experiment: panel.experiment };
+  for (const [key, value] of Object.entries({ ...scope, ...params })) {
     if (value !== undefined && value !== '') {
       query.set(key, String(value));
     }

@@ -3,7 +3,7 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
-import { MainAreaWidget } from '@jupyterlab/apputils';
+import { IThemeManager, MainAreaWidget } from '@jupyterlab/apputils';
 import {
   INotebookTracker,
   NotebookActions,
@@ -34,15 +34,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
   id: 'jupyter-mlops:plugin',
   description: 'A side panel showing the MLOps store of the current notebook.',
   autoStart: true,
-  optional: [ILayoutRestorer, INotebookTracker],
+  optional: [ILayoutRestorer, INotebookTracker, IThemeManager],
   activate: (
     app: JupyterFrontEnd,
     restorer: ILayoutRestorer | null,
-    notebooks: INotebookTracker | null
+    notebooks: INotebookTracker | null,
+    themes: IThemeManager | null
   ) => {
     const panel = new MlopsPanel(
       app.serviceManager.serverSettings,
-      shellActions(app, notebooks)
+      shellActions(app, notebooks, themes)
     );
     panel.id = PANEL_ID;
     panel.title.icon = mlopsIcon;
@@ -68,26 +69,79 @@ const plugin: JupyterFrontEndPlugin<void> = {
   }
 };
 
+/** The theme's colours and fonts a report uses (through `var(--jp-…, fallback)`). */
+const THEME_VARIABLES = [
+  '--jp-layout-color0',
+  '--jp-layout-color1',
+  '--jp-layout-color2',
+  '--jp-layout-color3',
+  '--jp-ui-font-color0',
+  '--jp-ui-font-color1',
+  '--jp-ui-font-color2',
+  '--jp-ui-font-color3',
+  '--jp-content-font-color0',
+  '--jp-content-font-color1',
+  '--jp-border-color0',
+  '--jp-border-color1',
+  '--jp-border-color2',
+  '--jp-brand-color1',
+  '--jp-error-color1',
+  '--jp-warn-color1',
+  '--jp-success-color1',
+  '--jp-content-link-color',
+  '--jp-ui-font-family',
+  '--jp-ui-font-size1',
+  '--jp-code-font-family'
+];
+
+/**
+ * A report's HTML in the current JupyterLab theme. The report is a separate document in an
+ * iframe, so the theme's variables are copied into it; its own `var(--jp-…)` colours follow.
+ */
+export function themedReport(html: string): string {
+  const computed = window.getComputedStyle(document.body);
+  const values = THEME_VARIABLES.map(name => {
+    const value = computed.getPropertyValue(name).trim();
+    return value ? `${name}:${value};` : '';
+  }).join('');
+  const dark = document.body.dataset.jpThemeLight === 'false';
+  const style =
+    `<style data-jp-mlops-theme>:root{${values}color-scheme:${dark ? 'dark' : 'light'}}` +
+    'html,body{background:var(--jp-layout-color0,#fff);color:var(--jp-ui-font-color1,#000)}' +
+    'a{color:var(--jp-content-link-color,#1976d2)}</style>';
+  return html.includes('<head>') ? html.replace('<head>', `<head>${style}`) : style + html;
+}
+
 /** Open drift reports in main-area tabs; select a run's cell in its open notebook. */
 function shellActions(
   app: JupyterFrontEnd,
-  notebooks: INotebookTracker | null
+  notebooks: INotebookTracker | null,
+  themes: IThemeManager | null
 ): IShellActions {
+  // Open reports are re-rendered when the theme changes, so they never stay light in dark.
+  const reports = new Map<HTMLIFrameElement, string>();
+  themes?.themeChanged.connect(() => {
+    window.requestAnimationFrame(() => {
+      reports.forEach((html, node) => (node.srcdoc = themedReport(html)));
+    });
+  });
   return {
     openReport: (title: string, html: string) => {
       const frame = new Widget({ node: document.createElement('iframe') });
       const node = frame.node as HTMLIFrameElement;
       // The report is self-contained HTML from our own store; scripts stay sandboxed.
       node.setAttribute('sandbox', 'allow-scripts');
-      node.srcdoc = html;
+      node.srcdoc = themedReport(html);
       node.style.border = 'none';
       node.style.width = '100%';
       node.style.height = '100%';
+      reports.set(node, html);
       const widget = new MainAreaWidget({ content: frame });
       widget.addClass('jp-MlopsReport');
       widget.title.label = title;
       widget.title.icon = mlopsIcon;
       widget.title.closable = true;
+      widget.disposed.connect(() => reports.delete(node));
       app.shell.add(widget, 'main');
       app.shell.activateById(widget.id);
     },
@@ -112,7 +166,7 @@ function shellActions(
   };
 }
 
-/** Point the panel at the active notebook, and keep it there across renames. */
+/** Point the panel at the active notebook and its kernel; keep it there across renames. */
 function followCurrentNotebook(
   panel: MlopsPanel,
   notebooks: INotebookTracker
@@ -120,11 +174,21 @@ function followCurrentNotebook(
   let followed: NotebookPanel | null = null;
   const showFollowed = () => {
     panel.notebookPath = followed?.context.localPath ?? '';
+    panel.kernelId = followed?.sessionContext.session?.kernel?.id ?? '';
   };
   const follow = () => {
-    followed?.context.pathChanged.disconnect(showFollowed);
+    if (followed) {
+      followed.context.pathChanged.disconnect(showFollowed);
+      followed.sessionContext.kernelChanged.disconnect(showFollowed);
+      followed.sessionContext.sessionChanged.disconnect(showFollowed);
+    }
     followed = notebooks.currentWidget;
-    followed?.context.pathChanged.connect(showFollowed);
+    if (followed) {
+      followed.context.pathChanged.connect(showFollowed);
+      followed.sessionContext.kernelChanged.connect(showFollowed);
+      followed.sessionContext.sessionChanged.connect(showFollowed);
+      void followed.sessionContext.ready.then(showFollowed);
+    }
     showFollowed();
   };
   notebooks.currentChanged.connect(follow);

@@ -3,13 +3,13 @@ import { Message } from '@lumino/messaging';
 import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
 import React, { useEffect, useMemo, useState } from 'react';
 
-import { IPanelContext, PanelContext } from './context';
+import { IPanelContext, PanelContext, route, useApi, usePanel } from './context';
 import { requestAPI } from './request';
 import { DriftSection } from './sections/drift';
 import { ModelsSection } from './sections/models';
 import { RunsSection } from './sections/runs';
 import { SnapshotsSection } from './sections/snapshots';
-import { StoreInfo } from './types';
+import { ExperimentList, StoreInfo } from './types';
 
 /** What the panel asks of the application shell. */
 export interface IShellActions {
@@ -57,11 +57,24 @@ export class MlopsPanel extends ReactWidget {
     }
   }
 
+  /** Id of the followed notebook's kernel; '' while it has none. */
+  get kernelId(): string {
+    return this._kernelId;
+  }
+
+  set kernelId(id: string) {
+    if (id !== this._kernelId) {
+      this._kernelId = id;
+      this.update();
+    }
+  }
+
   protected render(): JSX.Element {
     return (
       <PanelView
         serverSettings={this.serverSettings}
         notebookPath={this._notebookPath}
+        kernelId={this._kernelId}
         refreshKey={this._refreshKey}
         actions={this.actions}
         onRefresh={() => this.refresh()}
@@ -70,6 +83,7 @@ export class MlopsPanel extends ReactWidget {
   }
 
   private _notebookPath = '';
+  private _kernelId = '';
   private _refreshKey = 0;
   private _stale = false;
 }
@@ -82,19 +96,33 @@ type StoreState =
 function PanelView(props: {
   serverSettings: ServerConnection.ISettings;
   notebookPath: string;
+  kernelId: string;
   refreshKey: number;
   actions: IShellActions;
   onRefresh: () => void;
 }): JSX.Element {
   const [state, setState] = useState<StoreState>({ status: 'loading' });
+  // The experiment picked in the selector, for this notebook and kernel only.
+  const [picked, setPicked] = useState({ scope: '', experiment: '' });
+  const scope = `${props.notebookPath}\n${props.kernelId}`;
+  const experiment = picked.scope === scope ? picked.experiment : '';
   const context = useMemo<IPanelContext>(
     () => ({
       serverSettings: props.serverSettings,
       notebookPath: props.notebookPath,
+      kernelId: props.kernelId,
+      experiment,
       refreshKey: props.refreshKey,
       ...props.actions
     }),
-    [props.serverSettings, props.notebookPath, props.refreshKey, props.actions]
+    [
+      props.serverSettings,
+      props.notebookPath,
+      props.kernelId,
+      experiment,
+      props.refreshKey,
+      props.actions
+    ]
   );
 
   useEffect(() => {
@@ -107,7 +135,7 @@ function PanelView(props: {
         : { status: 'loading' }
     );
     requestAPI<StoreInfo>(
-      `store?path=${encodeURIComponent(props.notebookPath)}`,
+      route({ ...context, experiment: '' }, 'store'),
       {},
       props.serverSettings
     ).then(
@@ -118,7 +146,7 @@ function PanelView(props: {
     return () => {
       stale = true;
     };
-  }, [props.notebookPath, props.serverSettings, props.refreshKey]);
+  }, [props.notebookPath, props.kernelId, props.serverSettings, props.refreshKey]);
 
   return (
     <div className="jp-MlopsPanel-content" data-testid="mlops-panel">
@@ -138,6 +166,13 @@ function PanelView(props: {
       <StoreView state={state} />
       {state.status !== 'error' && (
         <PanelContext.Provider value={context}>
+          {state.status === 'ready' && (
+            <ExperimentPicker
+              store={state.store}
+              chosen={experiment}
+              onChoose={name => setPicked({ scope, experiment: name })}
+            />
+          )}
           {/* Keyed by notebook: another notebook starts with every section closed. */}
           <React.Fragment key={props.notebookPath}>
             <RunsSection />
@@ -149,6 +184,16 @@ function PanelView(props: {
       )}
     </div>
   );
+}
+
+/** Where the shown store comes from, in words: the live kernel, or the notebook's folder. */
+function storeOrigin(store: StoreInfo): string {
+  if (store.sources.kernel) {
+    return 'as the notebook’s kernel reported it';
+  }
+  return store.notebook
+    ? 'resolved from the notebook’s folder (its kernel has not loaded jupyter_mlops)'
+    : 'resolved from the folder (no notebook open)';
 }
 
 function StoreView(props: { state: StoreState }): JSX.Element {
@@ -168,21 +213,63 @@ function StoreView(props: { state: StoreState }): JSX.Element {
     );
   }
   const { store } = state;
+  const live = Boolean(store.sources.kernel);
   return (
-    <dl className="jp-MlopsStore" data-testid="mlops-store">
-      <dt>Home</dt>
-      <dd title={store.home}>
-        {store.home}
-        {store.home_exists === false && (
-          <span className="jp-MlopsStore-note"> (created on first use)</span>
-        )}
-      </dd>
-      <dt>Tracking</dt>
-      <dd title={store.tracking_uri}>{store.tracking_uri}</dd>
-      <dt>Snapshots</dt>
-      <dd title={store.snapshot_store}>{store.snapshot_store}</dd>
-      <dt>Experiment</dt>
-      <dd title={store.experiment}>{store.experiment}</dd>
-    </dl>
+    <>
+      <p
+        className={`jp-MlopsStore-origin${live ? ' jp-mod-live' : ''}`}
+        data-testid="mlops-store-origin"
+        data-origin={live ? 'kernel' : 'folder'}
+      >
+        {live ? 'Kernel store' : 'Folder store'} · {storeOrigin(store)}
+      </p>
+      <dl className="jp-MlopsStore" data-testid="mlops-store">
+        <dt>Home</dt>
+        <dd title={store.home}>
+          {store.home}
+          {store.home_exists === false && (
+            <span className="jp-MlopsStore-note"> (created on first use)</span>
+          )}
+        </dd>
+        <dt>Tracking</dt>
+        <dd title={store.tracking_uri}>{store.tracking_uri}</dd>
+        <dt>Snapshots</dt>
+        <dd title={store.snapshot_store}>{store.snapshot_store}</dd>
+        <dt>Experiment</dt>
+        <dd title={`${store.experiment} (from ${store.sources.experiment ?? 'default'})`}>
+          {store.experiment}
+        </dd>
+      </dl>
+    </>
+  );
+}
+
+/** Choose which experiment the runs and drift sections show; '' is the kernel's own. */
+function ExperimentPicker(props: {
+  store: StoreInfo;
+  chosen: string;
+  onChoose: (experiment: string) => void;
+}): JSX.Element | null {
+  const panel = usePanel();
+  const state = useApi<ExperimentList>(route({ ...panel, experiment: '' }, 'experiments'));
+  const names = (state.data?.experiments ?? []).map(e => e.name);
+  const own = props.store.experiment;
+  const shown = props.chosen || own;
+  return (
+    <label className="jp-MlopsField jp-MlopsExperiment">
+      Showing experiment{' '}
+      <select
+        data-testid="mlops-experiment-select"
+        value={shown}
+        onChange={e => props.onChoose(e.target.value === own ? '' : e.target.value)}
+      >
+        {[own, ...names.filter(name => name !== own)].map(name => (
+          <option key={name} value={name}>
+            {name}
+            {name === own ? ' (the notebook’s)' : ''}
+          </option>
+        ))}
+      </select>
+    </label>
   );
 }

@@ -195,3 +195,18 @@ export interface DriftReport {
   report: string;
   html: string;
 }
+
+/** `GET experiments`: the shown experiment, then the store's, most recently updated first. */
+export interface ExperimentList {
+  current: string;
+  experiments: { name: string; last_update_time: number | null }[];
+}
+
+/** `GET runs/<id>/artifact?file=<path>`: one artifact's text, or why it is not shown. */
+export interface ArtifactText {
+  run_id: string;
+  path: string;
+  size: number | null;
+  text: string | null;
+  note: string | null;
+}

@@ -1,3 +1,4 @@
+import { Dialog, showDialog, showErrorMessage } from '@jupyterlab/apputils';
 import React, { useState } from 'react';
 
 import {
@@ -160,6 +161,24 @@ function GateHistory(props: { detail: ModelDetail }): JSX.Element {
   );
 }
 
+/** Ask before an alias moves (a dry run moves nothing, so it is not asked about). */
+async function confirmMove(detail: ModelDetail, body: PromoteRequest): Promise<boolean> {
+  if (body.dry_run) {
+    return true;
+  }
+  const target = body.version ?? detail.versions[0]?.version;
+  const now = detail.aliases[body.alias];
+  const from = now === undefined ? 'It is not set yet.' : `It points at v${now} now.`;
+  const result = await showDialog({
+    title: `Move ${body.alias}?`,
+    body:
+      `Point ${detail.name}@${body.alias} at v${target} if every check of the gate passes. ` +
+      `${from} The decision is recorded either way.`,
+    buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Promote' })]
+  });
+  return result.button.accept;
+}
+
 function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.Element {
   const panel = usePanel();
   const { detail } = props;
@@ -175,7 +194,6 @@ function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.El
   const [reason, setReason] = useState('');
   const [busy, setBusy] = useState(false);
   const [answer, setAnswer] = useState<PromoteAnswer | null>(null);
-  const [error, setError] = useState<string | null>(null);
 
   const submit = (event: React.FormEvent) => {
     event.preventDefault();
@@ -195,19 +213,22 @@ function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.El
       reason: reason.trim() || undefined
     };
     setBusy(true);
-    setError(null);
     setAnswer(null);
-    requestAPI<PromoteAnswer>(
-      route(panel, `models/${encodeURIComponent(detail.name)}/promote`),
-      { method: 'POST', body: JSON.stringify(body) },
-      panel.serverSettings
-    )
-      .then(
-        result => {
-          setAnswer(result);
-          props.onDone();
-        },
-        (e: Error) => setError(e.message)
+    void confirmMove(detail, body)
+      .then(confirmed =>
+        !confirmed
+          ? undefined
+          : requestAPI<PromoteAnswer>(
+              route(panel, `models/${encodeURIComponent(detail.name)}/promote`),
+              { method: 'POST', body: JSON.stringify(body) },
+              panel.serverSettings
+            ).then(
+              result => {
+                setAnswer(result);
+                props.onDone();
+              },
+              (e: Error) => showErrorMessage(`Promote ${detail.name} failed`, e.message)
+            )
       )
       .finally(() => setBusy(false));
   };
@@ -270,11 +291,6 @@ function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.El
       <button type="submit" className="jp-mod-styled jp-mod-accept jp-MlopsButton" disabled={busy}>
         {busy ? 'Running gate…' : 'Run gate and promote'}
       </button>
-      {error && (
-        <p className="jp-MlopsPanel-error" role="alert">
-          {error}
-        </p>
-      )}
       {answer && (
         <div data-testid="mlops-gate-result" data-passed={answer.passed} data-moved={answer.moved}>
           <p className={answer.passed ? 'jp-MlopsVerdict jp-mod-pass' : 'jp-MlopsVerdict jp-mod-fail'}>

@@ -1,3 +1,4 @@
+import { Dialog, showDialog } from '@jupyterlab/apputils';
 import React, { useEffect, useState } from 'react';
 
 import {
@@ -11,9 +12,12 @@ import {
 } from '../components';
 import { route, useApi, usePanel } from '../context';
 import { requestAPI } from '../request';
-import { Curve, RunDetail, RunSummary, RunsPage } from '../types';
+import { ArtifactText, Curve, RunDetail, RunSummary, RunsPage } from '../types';
 
 const PAGE_SIZE = 50;
+/** What a failed %%track records (jupyter_mlops.tracking.run). */
+const ERROR_TAG = 'mlops.error';
+const ERROR_ARTIFACT = 'error.txt';
 const SHOWN_METRICS = 3;
 const SHOWN_PARAMS = 2;
 const COLOURS = [
@@ -191,6 +195,7 @@ export function RunsSection(): JSX.Element {
 function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Element {
   const panel = usePanel();
   const state = useApi<RunDetail>(route(panel, `runs/${encodeURIComponent(props.runId)}`));
+  const [viewing, setViewing] = useState<string | null>(null);
   const detail = state.data;
   return (
     <Detail
@@ -210,12 +215,19 @@ function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Eleme
               className="jp-MlopsLink"
               onClick={() => {
                 if (!panel.goToCell(detail.notebook!, detail.cell_id!)) {
-                  window.alert(`Open ${detail.notebook} to go to its cell.`);
+                  void showDialog({
+                    title: 'Notebook not open',
+                    body: `Open ${detail.notebook} to go to the cell of ${detail.run.name}.`,
+                    buttons: [Dialog.okButton()]
+                  });
                 }
               }}
             >
               Go to cell
             </button>
+          )}
+          {detail.run.status === 'FAILED' && (
+            <RunError detail={detail} onOpen={setViewing} />
           )}
           <h4>Params</h4>
           <KeyValues values={detail.run.params} />
@@ -245,12 +257,26 @@ function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Eleme
             <ul className="jp-MlopsList">
               {detail.artifacts.map(path => (
                 <li key={path}>
-                  <code>{path}</code>
+                  <button
+                    className="jp-MlopsLink"
+                    data-testid="mlops-artifact"
+                    title={`Show ${path}`}
+                    onClick={() => setViewing(path)}
+                  >
+                    <code>{path}</code>
+                  </button>
                 </li>
               ))}
             </ul>
           ) : (
             <Placeholder>No artifacts.</Placeholder>
+          )}
+          {viewing !== null && (
+            <ArtifactView
+              runId={detail.run.run_id}
+              path={viewing}
+              onClose={() => setViewing(null)}
+            />
           )}
           {detail.cell_source && (
             <>
@@ -261,6 +287,46 @@ function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Eleme
         </>
       )}
     </Detail>
+  );
+}
+
+/** A failed run's error (the recorded one-liner), with the full text one click away. */
+function RunError(props: { detail: RunDetail; onOpen: (path: string) => void }): JSX.Element {
+  const { detail } = props;
+  const summary = detail.tags[ERROR_TAG] ?? 'The run failed without a recorded error.';
+  return (
+    <div className="jp-MlopsRunError" data-testid="mlops-run-error" role="alert">
+      <pre className="jp-MlopsCode">{summary}</pre>
+      {detail.artifacts.includes(ERROR_ARTIFACT) && (
+        <button className="jp-MlopsLink" onClick={() => props.onOpen(ERROR_ARTIFACT)}>
+          Show the full error
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** One artifact of a run, as text (or why it is not shown as text). */
+function ArtifactView(props: { runId: string; path: string; onClose: () => void }): JSX.Element {
+  const panel = usePanel();
+  const state = useApi<ArtifactText>(
+    route(panel, `runs/${encodeURIComponent(props.runId)}/artifact`, { file: props.path })
+  );
+  const artifact = state.data;
+  return (
+    <div className="jp-MlopsArtifact" data-testid="mlops-artifact-view" data-path={props.path}>
+      <div className="jp-MlopsToolbar">
+        <code title={props.path}>{props.path}</code>
+        <button className="jp-MlopsLink" onClick={props.onClose}>
+          close
+        </button>
+      </div>
+      <LoadState state={state} />
+      {artifact?.text !== null && artifact?.text !== undefined && (
+        <pre className="jp-MlopsCode">{artifact.text}</pre>
+      )}
+      {artifact?.note && <Placeholder>{artifact.note}</Placeholder>}
+    </div>
   );
 }
 

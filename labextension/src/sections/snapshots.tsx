@@ -9,7 +9,7 @@ import {
   formatValue
 } from '../components';
 import { route, useApi, usePanel } from '../context';
-import { SnapshotDetail, SnapshotList } from '../types';
+import { SnapshotDetail, SnapshotDiff, SnapshotList } from '../types';
 
 export function SnapshotsSection(): JSX.Element {
   const panel = usePanel();
@@ -84,11 +84,16 @@ function SnapshotView(props: {
   const panel = usePanel();
   const [version, setVersion] = useState(props.version);
   const [against, setAgainst] = useState<number | ''>('');
-  const state = useApi<SnapshotDetail>(
-    route(panel, `snapshots/${encodeURIComponent(props.name)}`, {
-      version,
-      diff: against === '' ? undefined : against
-    })
+  const path = `snapshots/${encodeURIComponent(props.name)}`;
+  const state = useApi<SnapshotDetail>(route(panel, path, { version }));
+  // A diff always runs from the older version to the newer one, whichever is shown.
+  const compared = useApi<SnapshotDetail>(
+    against === ''
+      ? null
+      : route(panel, path, {
+          version: Math.max(version, against),
+          diff: Math.min(version, against)
+        })
   );
   const detail = state.data;
   const versions = detail?.versions ?? [];
@@ -113,7 +118,10 @@ function SnapshotView(props: {
                 <tr
                   key={v.version}
                   className={v.version === version ? 'jp-mod-selected' : ''}
-                  onClick={() => setVersion(v.version)}
+                  onClick={() => {
+                    setVersion(v.version);
+                    setAgainst('');
+                  }}
                   title={`${v.ref} · ${v.id} · ${v.created ?? ''}`}
                 >
                   <td>v{v.version}</td>
@@ -159,7 +167,7 @@ function SnapshotView(props: {
           )}
           {versions.length > 1 && (
             <label className="jp-MlopsField">
-              Diff v{detail.version} against{' '}
+              Compare v{detail.version} with{' '}
               <select
                 data-testid="mlops-snapshot-diff-select"
                 value={against}
@@ -176,13 +184,81 @@ function SnapshotView(props: {
               </select>
             </label>
           )}
-          {detail.diff && (
-            <pre className="jp-MlopsCode" data-testid="mlops-snapshot-diff">
-              {detail.diff.text}
-            </pre>
-          )}
+          {against !== '' && <LoadState state={compared} />}
+          {against !== '' && compared.data?.diff && <DiffView diff={compared.data.diff} />}
         </>
       )}
     </Detail>
+  );
+}
+
+const CHANGE_CLASS: Record<string, string> = {
+  added: 'jp-mod-pass',
+  removed: 'jp-mod-fail',
+  retyped: 'jp-mod-warn',
+  changed: 'jp-mod-warn'
+};
+
+/** What changed from the older version to the newer: rows, then columns, then stats. */
+function DiffView(props: { diff: SnapshotDiff }): JSX.Element {
+  const { diff } = props;
+  const noun = diff.rows === null ? 'files' : 'columns';
+  return (
+    <div className="jp-MlopsDiff" data-testid="mlops-snapshot-diff">
+      <p>
+        <strong>
+          {diff.a} → {diff.b}
+        </strong>
+      </p>
+      {diff.identical ? (
+        <p data-testid="mlops-diff-identical">identical content</p>
+      ) : (
+        <>
+          {diff.rows && <p data-testid="mlops-diff-rows">rows {diff.rows}</p>}
+          {diff.changes.length > 0 && (
+            <div className="jp-MlopsScroll">
+              <table className="jp-MlopsTable" data-testid="mlops-diff-changes">
+                <tbody>
+                  {diff.changes.map(c => (
+                    <tr key={`${c.change}/${c.column}`} data-change={c.change}>
+                      <td className={CHANGE_CLASS[c.change] ?? ''}>{c.change}</td>
+                      <td title={c.column}>{c.column}</td>
+                      <td title={c.detail}>{c.detail}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+          <p className="jp-MlopsMuted" data-testid="mlops-diff-unchanged">
+            {diff.unchanged} {noun} unchanged
+          </p>
+          {diff.stat_shifts.length > 0 && (
+            <div className="jp-MlopsScroll">
+              <table className="jp-MlopsTable" data-testid="mlops-diff-stats">
+                <thead>
+                  <tr>
+                    <th>column</th>
+                    <th>stat</th>
+                    <th>before</th>
+                    <th>after</th>
+                  </tr>
+                </thead>
+                <tbody>
+                  {diff.stat_shifts.map(shift => (
+                    <tr key={`${shift.column}.${shift.stat}`}>
+                      <td>{shift.column}</td>
+                      <td>{shift.stat}</td>
+                      <td>{formatValue(shift.before)}</td>
+                      <td>{formatValue(shift.after)}</td>
+                    </tr>
+                  ))}
+                </tbody>
+              </table>
+            </div>
+          )}
+        </>
+      )}
+    </div>
   );
 }

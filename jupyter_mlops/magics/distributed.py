@@ -67,8 +67,10 @@ class DistributedMagics(Magics):
         The cell sees ``rank``, ``world_size``, ``local_rank`` and ``device`` plus the pushed
         variables; ``result`` (or the ``--pull`` names) from rank 0 are set in the notebook.
         Rank 0's output streams into the cell, prefixed ``[rank N]``; every rank's full log is in
-        ``<home>/jobs/<id>/logs/``. A failing rank raises ``DistributedCellError`` with its
-        traceback; an interrupt stops every rank.
+        ``<home>/jobs/<id>/logs/``. The cell is compiled first: a syntax error is reported
+        before any rank starts. A failing rank raises ``DistributedCellError`` naming the rank
+        that caused it (one that died names its exit code or signal) with its traceback; Ctrl-C
+        stops every rank and says so in one line.
 
         ``%%distributed sbatch --nnodes N ...`` writes a Slurm batch script that runs the same
         worker with ``srun torchrun`` and submits it (``--executor slurm``).

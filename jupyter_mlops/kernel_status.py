@@ -84,9 +84,13 @@ class StatusWriter:
             self.path.unlink()
 
 
-def read_status(connection_file: str | Path, experiment: str | None = None) -> Settings | None:
+def read_status(
+    connection_file: str | Path, experiment: str | None = None, pid: int | None = None
+) -> Settings | None:
     """The settings a kernel last reported, or None when it never reported (or not readably).
 
+    ``pid`` is the kernel's process now: a file left by an earlier process of the same kernel
+    (killed, then restarted by Jupyter) is not what the running one uses, so it counts as none.
     ``experiment`` replaces the reported experiment (the panel's experiment selector).
     ``sources["kernel"]`` names the status file, so callers can say where the store came from.
     """
@@ -95,7 +99,7 @@ def read_status(connection_file: str | Path, experiment: str | None = None) -> S
         if path.stat().st_size > MAX_STATUS_BYTES:
             return None
         record = json.loads(path.read_text())
-        if record.get("format") != FORMAT:
+        if record.get("format") != FORMAT or (pid is not None and record.get("pid") != pid):
             return None
         home = Path(record["home"])
         notebook = record.get("notebook")

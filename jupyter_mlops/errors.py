@@ -15,6 +15,10 @@ class MLOpsUsageError(MLOpsError, ValueError):
     """The user asked for something malformed: a bad flag, value, name or reference."""
 
 
+class MLOpsNotFound(MLOpsUsageError):
+    """A well-formed reference names nothing in this store (a run, model, version, alias...)."""
+
+
 class ConfigError(MLOpsUsageError):
     """A configuration value (flag, %config, env var or pyproject.toml) is invalid."""
 

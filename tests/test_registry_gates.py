@@ -387,3 +387,17 @@ def test_gate_on_a_run_can_compare_with_an_alias_holder() -> None:
         mlops.gate("metrics.val_acc > 0.9", vs="gate-vs@champion", min_delta=0.1)
     with pytest.raises(MLOpsUsageError, match="name the holder as MODEL@ALIAS"):
         mlops.gate("metrics.val_acc > 0.9", vs="champion")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["(" * 1000 + "metrics.val_acc > 0" + ")" * 1000, "not " * 1000 + "metrics.val_acc > 0"],
+    ids=["parentheses", "nots"],
+)
+def test_a_require_nested_a_thousand_deep_is_a_one_line_usage_error(text: str) -> None:
+    from jupyter_mlops.registry.checks import MAX_DEPTH, parse
+
+    with pytest.raises(MLOpsUsageError, match=f"nested more than {MAX_DEPTH} levels deep") as info:
+        parse(text)
+    assert "\n" not in str(info.value) and len(str(info.value)) < 1000
+    assert parse("(" * MAX_DEPTH + "metrics.val_acc > 0" + ")" * MAX_DEPTH)

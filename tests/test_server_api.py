@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import shutil
 from pathlib import Path
@@ -168,7 +169,8 @@ async def test_snapshots_versions_schema_and_diff(jp_fetch: Any, project: Path) 
         ("snapshots/" + quote("bad name", safe=""), {}, 400),
         ("snapshots/" + quote("..", safe=""), {}, 400),
         ("models/nothing", {}, 404),
-        ("models/" + quote("a/b@c", safe=""), {}, 400),
+        ("models/a@b", {}, 400),
+        ("models/x\n", {}, 400),
         ("drift/0123456789abcdef0123456789abcdef/report", {}, 404),
     ],
 )
@@ -183,7 +185,13 @@ async def test_unknown_names_404_and_invalid_names_400(
 async def test_models_list_versions_aliases_and_gate_history(jp_fetch: Any, project: Path) -> None:
     listing = await get(jp_fetch, "models")
     assert listing["models"] == [
-        {"name": "churn", "latest_version": 2, "versions": 2, "aliases": {"champion": 1}}
+        {
+            "name": "churn",
+            "latest_version": 2,
+            "versions": 2,
+            "aliases": {"champion": 1},
+            "error": None,
+        }
     ]
     detail = await get(jp_fetch, "models/churn")
     assert detail["aliases"] == {"champion": 1}
@@ -343,3 +351,104 @@ async def test_bad_lineage_refs_are_refused(
     error = await refused(jp_fetch, "lineage", params={"path": NOTEBOOK, "ref": ref})
     assert error.code == code
     assert json.loads(error.response.body)["message"]
+
+
+# --- hostile and damaged input: 4xx with a message, and one bad record never fails a list ---------
+
+TWO_HUNDRED_CLAUSES = " and ".join(f"metrics.m{i} > 0" for i in range(200))
+HUGE_OFFSET = base64.b64encode(json.dumps({"offset": 10**30}).encode()).decode()
+DEEP_REQUIRE = "(" * 1000 + "metrics.val_acc > 0" + ")" * 1000
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"filter": TWO_HUNDRED_CLAUSES}, "filter has 200 clauses; combine at most 50"),
+        ({"filter": "metrics.a > 0 and " * 600 + "metrics.a > 0"}, "keep it under 10,000"),
+        ({"page_token": "x" * 5000}, "pass the next_page_token of the previous page"),
+        ({"page_token": HUGE_OFFSET}, "pass the next_page_token of the previous page"),
+    ],
+    ids=["200-clauses", "long-filter", "huge-token", "huge-offset"],
+)
+async def test_hostile_run_queries_are_400(
+    jp_fetch: Any, project: Path, params: dict[str, str], message: str
+) -> None:
+    error = await refused(jp_fetch, "runs", params={"path": NOTEBOOK, **params})
+    assert error.code == 400
+    assert message in json.loads(error.response.body)["message"]
+
+
+async def test_a_require_nested_a_thousand_deep_is_400(jp_fetch: Any, project: Path) -> None:
+    body = {"alias": "champion", "require": [DEEP_REQUIRE]}
+    error = await refused(jp_fetch, "models/churn/promote", method="POST", body=json.dumps(body))
+    assert error.code == 400
+    message = json.loads(error.response.body)["message"]
+    assert "nested more than 32 levels deep" in message and len(message) < 1000
+
+
+@pytest.mark.parametrize(
+    ("route", "params", "method", "body"),
+    [
+        ("lineage", {"ref": "ghost"}, "GET", None),
+        ("lineage", {"ref": "churn/99"}, "GET", None),
+        ("lineage", {"ref": "churn@nobody"}, "GET", None),
+        (
+            "models/churn/promote",
+            {},
+            "POST",
+            {"alias": "staging", "version": 99, "require": ["metrics.val_acc > 0"]},
+        ),
+    ],
+    ids=["lineage-unknown-name", "lineage-unknown-version", "lineage-unknown-alias", "promote"],
+)
+async def test_unknown_refs_are_404(
+    jp_fetch: Any, project: Path, route: str, params: dict[str, str], method: str, body: Any
+) -> None:
+    extra = {"body": json.dumps(body)} if body is not None else {}
+    error = await refused(
+        jp_fetch, route, method=method, params={"path": NOTEBOOK, **params}, **extra
+    )
+    assert error.code == 404
+    assert json.loads(error.response.body)["message"]
+
+
+async def test_a_model_named_with_a_quote_by_plain_mlflow_is_listed_and_shown(
+    jp_fetch: Any, project: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{project / '.mlops' / 'mlflow.db'}"
+    plain = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    for name in ("o'brien model", 'say "hi"'):
+        plain.create_registered_model(name)
+        plain.create_model_version(name, source=(project / ".mlops").as_uri())
+    listing = {m["name"]: m for m in (await get(jp_fetch, "models"))["models"]}
+    assert listing["o'brien model"]["versions"] == 1 and listing["o'brien model"]["error"] is None
+    assert listing['say "hi"']["latest_version"] == 1
+    assert listing["churn"]["versions"] == 2
+    detail = await get(jp_fetch, "models/o'brien model")  # jp_fetch quotes each part
+    assert [v["version"] for v in detail["versions"]] == [1]
+
+
+async def test_a_truncated_drift_summary_is_a_row_with_its_error(
+    jp_fetch: Any, project: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    (summary,) = project.parent.parent.rglob("drift/*.json")  # the module's drift-check report
+    intact = summary.read_text()
+    uri = f"sqlite:///{project / '.mlops' / 'mlflow.db'}"
+    plain = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    experiment = plain.create_experiment(
+        "damaged", artifact_location=(project / ".mlops" / "damaged").as_uri()
+    )
+    run = plain.create_run(experiment, tags={"mlops.drift.reference": "customers@v1"})
+    plain.log_text(run.info.run_id, intact, "drift/good.json")
+    plain.log_text(run.info.run_id, intact[: len(intact) // 2], "drift/cut.json")
+    plain.set_terminated(run.info.run_id)
+    listing = await get(jp_fetch, "drift", experiment="damaged")
+    reports = {r["report"]: r for r in listing["reports"]}
+    assert reports["cut"]["error"].startswith("drift/cut.json is damaged")
+    assert "run %drift again" in reports["cut"]["error"] and reports["cut"]["drifted"] is None
+    assert reports["good"]["error"] is None
+    assert reports["good"]["share_drifted"] == pytest.approx(1 / 3)

@@ -13,7 +13,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
-from ..errors import MLOpsUsageError
+from ..errors import MLOpsNotFound, MLOpsUsageError
 from ..tracking.client import mlflow_client
 from . import records
 from .graph import Lineage, LineageBuilder, Node
@@ -438,7 +438,7 @@ def _resolve_text(walker: Walker, text: str) -> Any:
     try:
         walker.client.get_registered_model(name)
     except MlflowException:
-        raise MLOpsUsageError(
+        raise MLOpsNotFound(
             f"{text!r} is no snapshot, run id or registered model in this store; "
             "see %snapshot list, %runs and the Models panel"
         ) from None

@@ -39,6 +39,7 @@ OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
 }
 KEYWORDS = ("and", "or", "not", "true", "false")
+MAX_DEPTH = 32  # nested "not" and parentheses; deeper would exhaust Python's recursion
 
 _TOKEN = re.compile(
     r"""
@@ -119,8 +120,9 @@ class Incomparable(Exception):
 
 
 def _error(text: str, position: int, problem: str) -> MLOpsUsageError:
+    shown = repr(text) if len(text) <= 120 else repr(text[:120]) + f"... ({len(text):,} chars)"
     return MLOpsUsageError(
-        f"cannot read --require {text!r}: {problem} at position {position}; {USAGE}"
+        f"cannot read --require {shown}: {problem} at position {position}; {USAGE}"
     )
 
 
@@ -148,6 +150,7 @@ class _Parser:
         self.text = text
         self.tokens = tokenize(text)
         self.index = 0
+        self.depth = 0
 
     def peek(self) -> Token | None:
         return self.tokens[self.index] if self.index < len(self.tokens) else None
@@ -186,13 +189,24 @@ class _Parser:
             items.append(self.not_expr())
         return items[0] if len(items) == 1 else BoolOp("and", tuple(items))
 
+    def nest(self) -> Token:
+        """Take a "not" or "(": one level deeper, refused beyond MAX_DEPTH."""
+        token = self.take()
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _error(self.text, token.position, f"nested more than {MAX_DEPTH} levels deep")
+        return token
+
     def not_expr(self) -> Node:
         if self.at("keyword", "not"):
-            self.take()
-            return Not(self.not_expr())
+            self.nest()
+            node: Node = Not(self.not_expr())
+            self.depth -= 1
+            return node
         if self.at("paren", "("):
-            self.take()
+            self.nest()
             node = self.expr()
+            self.depth -= 1
             if not self.at("paren", ")"):
                 token = self.peek()
                 where = token.position if token else len(self.text)

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..context import current_notebook
-from ..errors import MLOpsUsageError
+from ..errors import MLOpsNotFound, MLOpsUsageError
 from ..tracking.active import active_run
 from ..tracking.client import mlflow_client
 from .flavors import folder_flavor, pick_flavor
@@ -233,24 +233,24 @@ def resolve_version(client: MlflowClient, ref: str) -> Any:
         registered = client.get_registered_model(name)
     except MlflowException:
         known = sorted(m.name for m in client.search_registered_models(max_results=20))
-        raise MLOpsUsageError(
+        raise MLOpsNotFound(
             f"no registered model {name!r}; known models: {', '.join(known) or 'none'} "
             "(register one with %register)"
         ) from None
     if alias is not None:
         if alias not in registered.aliases:
-            raise MLOpsUsageError(
+            raise MLOpsNotFound(
                 f"model {name!r} has no alias {alias!r} "
                 f"(aliases: {', '.join(sorted(registered.aliases)) or 'none'})"
             )
         return client.get_model_version(name, str(registered.aliases[alias]))
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
     if not versions:
-        raise MLOpsUsageError(f"model {name!r} has no versions; register one with %register")
+        raise MLOpsNotFound(f"model {name!r} has no versions; register one with %register")
     if version is None:
         version = versions[-1]
     if version not in versions:
-        raise MLOpsUsageError(
+        raise MLOpsNotFound(
             f"model {name!r} has no version {version} (versions: {', '.join(map(str, versions))})"
         )
     return client.get_model_version(name, str(version))

@@ -13,12 +13,11 @@ from jupyter_server.base.handlers import APIHandler
 
 from .. import __version__
 from ..config import Settings, resolve_settings
-from ..errors import MLOpsUsageError
+from ..errors import MLOpsNotFound, MLOpsUsageError
 from ..tracking import remote
 from . import actions, pools, queries, warmup
 from .kernels import reported_settings
 from .models import StoreInfo
-from .queries import NotFound
 
 T = TypeVar("T")
 DEADLINE_MARGIN_S = 10.0
@@ -103,7 +102,7 @@ class MLOpsHandler(APIHandler):
             raise ApiError(504, remote.unanswered(uri, deadline)) from None
         except remote.TrackingServerUnavailable as exc:
             raise ApiError(504, str(exc)) from None
-        except NotFound as exc:
+        except MLOpsNotFound as exc:
             raise ApiError(404, str(exc)) from None
         except MLOpsUsageError as exc:
             raise ApiError(400, str(exc)) from None

@@ -165,6 +165,7 @@ class ModelSummary:
     latest_version: int | None
     versions: int
     aliases: dict[str, int]
+    error: str | None = None  # why this model could not be read; the rest of the list stands
 
 
 @dataclass(frozen=True)
@@ -247,6 +248,7 @@ class DriftReportInfo:
     drifted: bool | None
     share_drifted: float | None
     start_time: int | None
+    error: str | None = None  # why this report's summary could not be read
 
 
 @dataclass(frozen=True)

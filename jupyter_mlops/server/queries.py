@@ -7,17 +7,18 @@ Unknown names raise :class:`NotFound`; malformed input raises ``MLOpsUsageError`
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import re
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings, is_url
-from ..errors import MLOpsError, MLOpsUsageError
+from ..errors import MLOpsNotFound, MLOpsUsageError
 from ..registry.decisions import REPORTS_DIRNAME
-from ..registry.models import check_name as check_model_name
 from ..registry.models import run_snapshots
 from ..tracking.client import mlflow_client, sqlite_path
 from ..tracking.query import order_by
@@ -51,11 +52,15 @@ MAX_PAGE = 1000
 MAX_CURVE_POINTS = 500
 MAX_ARTIFACTS = 200
 RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
+MAX_TOKEN_CHARS = 200
+MAX_FILTER_CHARS = 10_000
+MAX_FILTER_CLAUSES = 50
+MAX_MODEL_NAME_CHARS = 256
 DRIFT_FOLDER = "drift"
 DRIFT_TAG = "mlops.drift."
 
 
-class NotFound(MLOpsError):
+class NotFound(MLOpsNotFound):
     """The request names a run, snapshot, model or report this store does not hold (404)."""
 
 
@@ -112,7 +117,9 @@ def runs_page(
         return empty
     clauses = [f"tags.`{TAG_SUPERSEDED}` IS NULL"]
     if filter and filter.strip():
-        clauses.insert(0, filter.strip())
+        clauses.insert(0, check_filter(filter.strip()))
+    if page_token:
+        check_page_token(page_token, sqlite_path(settings.tracking_uri) is not None)
     try:
         found = client.search_runs(
             [experiment.experiment_id],
@@ -133,6 +140,44 @@ def runs_page(
         metric_keys=sorted({k for r in runs for k in r.metrics}),
         param_keys=sorted({k for r in runs for k in r.params}),
     )
+
+
+def check_filter(text: str) -> str:
+    """A filter MLflow can parse, of a size its SQL store can run (SQLite joins 200 tables)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.search_utils import SearchUtils
+
+    if len(text) > MAX_FILTER_CHARS:
+        raise MLOpsUsageError(
+            f"filter is {len(text):,} characters long; keep it under {MAX_FILTER_CHARS:,}"
+        )
+    try:
+        clauses = SearchUtils.parse_search_filter(text)
+    except MlflowException as exc:
+        raise MLOpsUsageError(str(exc.message).splitlines()[0]) from None
+    if len(clauses) > MAX_FILTER_CLAUSES:
+        raise MLOpsUsageError(
+            f"filter has {len(clauses)} clauses; combine at most {MAX_FILTER_CLAUSES} with 'and'"
+        )
+    return text
+
+
+def check_page_token(token: str, sql_store: bool) -> None:
+    """A token as a SQL store hands out (base64 of ``{"offset": N}``); others: bounded length."""
+    problem = MLOpsUsageError(
+        f"page_token {token[:40]!r}{'...' if len(token) > 40 else ''} is not a token this store "
+        "handed out; pass the next_page_token of the previous page, or leave it out"
+    )
+    if len(token) > MAX_TOKEN_CHARS:
+        raise problem
+    if not sql_store:
+        return
+    try:
+        offset = json.loads(base64.b64decode(token, validate=True)).get("offset")
+    except (ValueError, TypeError, AttributeError):
+        raise problem from None
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**62:
+        raise problem
 
 
 def _token_text(token: str | bytes | None) -> str | None:
@@ -313,25 +358,55 @@ def snapshot_detail(
 # --- models ---------------------------------------------------------------------------------------
 
 
+def model_versions(client: MlflowClient, name: str) -> list[Any]:
+    """Every version of model ``name``, whatever quotes the name holds (MLflow has no escape)."""
+    if "'" not in name or '"' not in name:
+        quote = '"' if "'" in name else "'"
+        return list(client.search_model_versions(f"name = {quote}{name}{quote}"))
+    return [v for v in client.search_model_versions(max_results=10_000) if v.name == name]
+
+
 def model_list(settings: Settings) -> ModelList:
+    """Every registered model; one that cannot be read is a row saying why, not a failed list."""
+    from mlflow.exceptions import MlflowException
+
     client = client_for(settings)
     if client is None:
         return ModelList([])
     models = []
     for model in client.search_registered_models(max_results=1000):
-        versions = [int(v.version) for v in model.latest_versions or []]
-        numbers = [
-            int(v.version) for v in client.search_model_versions(f"name = '{model.name}'")
-        ] or versions
+        aliases = {a: int(v) for a, v in sorted(model.aliases.items()) if str(v).isdigit()}
+        try:
+            numbers = [int(v.version) for v in model_versions(client, model.name)]
+        except (MlflowException, ValueError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            error = f"its versions cannot be read: {first}; check it with the MLflow UI"
+            models.append(ModelSummary(model.name, None, 0, aliases, error))
+            continue
         models.append(
             ModelSummary(
                 name=model.name,
                 latest_version=max(numbers) if numbers else None,
                 versions=len(numbers),
-                aliases={a: int(v) for a, v in sorted(model.aliases.items())},
+                aliases=aliases,
             )
         )
     return ModelList(sorted(models, key=lambda m: m.name.lower()))
+
+
+def check_model_name(name: str) -> str:
+    """Any name MLflow could hold (plain MLflow allows quotes); '/' and '@' separate refs."""
+    if (
+        not name.strip()
+        or len(name) > MAX_MODEL_NAME_CHARS
+        or any(c in name for c in "/@")
+        or not name.isprintable()
+    ):
+        raise MLOpsUsageError(
+            f"model name {name[:80]!r} is not valid: give a registered model's name "
+            "('/' and '@' separate versions and aliases)"
+        )
+    return name
 
 
 def get_registered(client: MlflowClient | None, name: str) -> Any:
@@ -369,9 +444,7 @@ def model_detail(settings: Settings, name: str) -> ModelDetail:
     aliases = {a: int(v) for a, v in sorted(registered.aliases.items())}
     history = gate_history(settings.home, name)
     versions = []
-    for mv in sorted(
-        client.search_model_versions(f"name = '{name}'"), key=lambda v: -int(v.version)
-    ):
+    for mv in sorted(model_versions(client, registered.name), key=lambda v: -int(v.version)):
         number = int(mv.version)
         run = None
         if mv.run_id:
@@ -415,23 +488,48 @@ def drift_list(settings: Settings) -> DriftList:
     reports = []
     for run in runs:
         for entry in client.list_artifacts(run.info.run_id, DRIFT_FOLDER):
-            if not entry.path.endswith(".json"):
-                continue
-            stem = entry.path.rsplit("/", 1)[-1][: -len(".json")]
-            data = json.loads(_artifact_text(client, run.info.run_id, entry.path))
-            reports.append(
-                DriftReportInfo(
-                    run_id=run.info.run_id,
-                    run_name=run.info.run_name or run.info.run_id[:8],
-                    report=stem,
-                    reference=(data.get("reference") or {}).get("label"),
-                    current=(data.get("current") or {}).get("label"),
-                    drifted=data.get("drifted"),
-                    share_drifted=data.get("share_drifted"),
-                    start_time=run.info.start_time,
-                )
-            )
+            if entry.path.endswith(".json"):
+                reports.append(_drift_info(client, run, entry.path))
     return DriftList(settings.experiment, reports)
+
+
+def _drift_info(client: MlflowClient, run: Any, path: str) -> DriftReportInfo:
+    """One report's row; a damaged summary is a row saying so, not a failed list."""
+    stem = path.rsplit("/", 1)[-1][: -len(".json")]
+    row = DriftReportInfo(
+        run_id=run.info.run_id,
+        run_name=run.info.run_name or run.info.run_id[:8],
+        report=stem,
+        reference=None,
+        current=None,
+        drifted=None,
+        share_drifted=None,
+        start_time=run.info.start_time,
+    )
+    try:
+        data = json.loads(_artifact_text(client, run.info.run_id, path))
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
+        return replace(
+            row,
+            reference=_label(data.get("reference")),
+            current=_label(data.get("current")),
+            drifted=data.get("drifted") if isinstance(data.get("drifted"), bool) else None,
+            share_drifted=_number(data.get("share_drifted")),
+        )
+    except (OSError, ValueError) as exc:  # UnicodeDecodeError and JSONDecodeError included
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:120]
+        return replace(row, error=f"{path} is damaged ({first}); run %drift again to replace it")
+
+
+def _label(side: Any) -> str | None:
+    label = side.get("label") if isinstance(side, dict) else None
+    return label if isinstance(label, str) else None
+
+
+def _number(value: Any) -> float | None:
+    ok = isinstance(value, int | float) and not isinstance(value, bool)
+    return _finite(float(value)) if ok else None
 
 
 def drift_report(settings: Settings, run_id: str, report: str) -> DriftReport:

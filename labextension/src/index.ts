@@ -129,8 +129,8 @@ function shellActions(
     openReport: (title: string, html: string) => {
       const frame = new Widget({ node: document.createElement('iframe') });
       const node = frame.node as HTMLIFrameElement;
-      // The report is self-contained HTML from our own store; scripts stay sandboxed.
-      node.setAttribute('sandbox', 'allow-scripts');
+      // The report is static HTML (no script): an empty sandbox runs nothing, not even that.
+      node.setAttribute('sandbox', '');
       node.srcdoc = themedReport(html);
       node.style.border = 'none';
       node.style.width = '100%';

@@ -40,12 +40,13 @@ def diff_html(d: SnapshotDiff) -> str:
         summary.append(f"rows {escape(d.rows_line() or '')}")
     noun = "columns" if d.kind == "dataframe" else "files"
     summary.append(f"{d.unchanged} {noun} unchanged")
-    changes = table(
-        ["", noun[:-1], "detail"],
-        [(badge(c.change), escape(str(c.column)), escape(c.detail)) for c in d.changes],
-        raw_columns=3,
-    )
-    body = f"<div>{' &middot; '.join(summary)}</div>{changes}"
+    body = f"<div>{' &middot; '.join(summary)}</div>"
+    if d.changes:  # columns that only gained or lost rows at the end are unchanged
+        body += table(
+            ["", noun[:-1], "detail"],
+            [(badge(c.change), escape(str(c.column)), escape(c.detail)) for c in d.changes],
+            raw_columns=3,
+        )
     if d.stat_shifts:
         body += table(
             ["column", "stat", "before", "after"],

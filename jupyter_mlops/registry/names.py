@@ -30,7 +30,7 @@ def _sqlite_aliases(path: Path) -> dict[str, list[str]]:
     if not path.is_file():
         return {}
     try:
-        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=1)) as db:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=0.25)) as db:
             names: dict[str, list[str]] = {
                 name: [] for (name,) in db.execute("SELECT name FROM registered_models")
             }

@@ -452,3 +452,21 @@ async def test_a_truncated_drift_summary_is_a_row_with_its_error(
     assert "run %drift again" in reports["cut"]["error"] and reports["cut"]["drifted"] is None
     assert reports["good"]["error"] is None
     assert reports["good"]["share_drifted"] == pytest.approx(1 / 3)
+
+
+async def test_cached_answers_follow_every_change_to_the_store(
+    jp_fetch: Any, project: Path
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    uri = f"sqlite:///{project / '.mlops' / 'mlflow.db'}"
+    plain = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    first = await get(jp_fetch, "runs")
+    assert await get(jp_fetch, "runs") == first  # answered again from the cache
+    experiment = plain.get_experiment_by_name("train").experiment_id
+    run = plain.create_run(experiment, run_name="written-meanwhile")
+    assert (await get(jp_fetch, "runs"))["runs"][0]["name"] == "written-meanwhile"
+    plain.log_metric(run.info.run_id, "val_acc", 0.99)
+    assert (await get(jp_fetch, "runs"))["runs"][0]["metrics"] == {"val_acc": 0.99}
+    plain.create_registered_model("fresh")
+    assert "fresh" in {m["name"] for m in (await get(jp_fetch, "models"))["models"]}

@@ -15,7 +15,7 @@ from .. import __version__
 from ..config import Settings, resolve_settings
 from ..errors import MLOpsNotFound, MLOpsUsageError
 from ..tracking import remote
-from . import actions, pools, queries, warmup
+from . import actions, cache, pools, queries, warmup
 from .kernels import reported_settings
 from .models import StoreInfo
 
@@ -133,15 +133,18 @@ class RunsHandler(MLOpsHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         settings, _ = self.store_settings(self.get_argument("experiment", None))
-        page = await self.call(
-            queries.runs_page,
-            settings,
-            limit=self.int_argument("limit", 100),
-            page_token=self.get_argument("page_token", None),
-            sort=self.get_argument("sort", None),
-            filter=self.get_argument("filter", None),
-        )
-        self.send(page.to_json())
+        limit = self.int_argument("limit", 100)
+        token, sort = self.get_argument("page_token", None), self.get_argument("sort", None)
+        filter_text = self.get_argument("filter", None)
+
+        def page() -> str:
+            found = queries.runs_page(
+                settings, limit=limit or 0, page_token=token, sort=sort, filter=filter_text
+            )
+            return json.dumps(found.to_json())
+
+        key = ("runs", settings.experiment, limit, token, sort, filter_text)
+        self.finish(await self.call(cache.answer, settings, key, page))
 
 
 class RunHandler(MLOpsHandler):
@@ -176,7 +179,11 @@ class ModelsHandler(MLOpsHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
         settings, _ = self.store_settings()
-        self.send((await self.call(queries.model_list, settings)).to_json())
+
+        def listing() -> str:
+            return json.dumps(queries.model_list(settings).to_json())
+
+        self.finish(await self.call(cache.answer, settings, ("models",), listing))
 
 
 class ModelHandler(MLOpsHandler):

@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import EXPERIMENT, PAGE, fill_store, free_port  # noqa: E402
+from bench_server import EXPERIMENT, PAGE, fill_store, free_port
 
 
 def quantile(samples: list[float], q: int) -> float:

@@ -76,3 +76,21 @@ def test_snapshot_progress_shows_only_slow_work_and_never_an_empty_box(
     assert stderr(fast) == []
     bar = "".join(stderr(slow))
     assert "snapshot slow" in last_line(bar) and "100%" in last_line(bar), repr(bar)
+
+
+def test_drift_gate_in_warn_mode_warns_in_one_line_without_our_path(isolated_store: Path) -> None:
+    cells = execute(
+        isolated_store,
+        "%load_ext jupyter_mlops\n"
+        "%config MLOps.gate_mode = 'warn'\n"
+        "import numpy as np, pandas as pd\n"
+        "rng = np.random.default_rng(0)\n"
+        "ref = pd.DataFrame({'a': rng.normal(0, 1, 3000)})\n"
+        "cur = pd.DataFrame({'a': rng.normal(1, 1, 3000)})",
+        '%drift ref cur --fail-on "share_drifted > 0.5"',
+    )
+    (warning,) = stderr(cells[1])
+    assert warning == (
+        "%drift:1: DriftGateWarning: drift gate failed: share_drifted > 0.5 (observed 1)\n"
+    )
+    assert "DriftResult: DRIFT DETECTED" in shown(cells[1])

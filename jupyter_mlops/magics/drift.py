@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, TypeVar
 
 from IPython.core.magic import Magics, line_magic, magics_class
@@ -10,7 +12,7 @@ from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
 from .. import api
-from ..drift.gate import DriftGateFailed
+from ..drift.gate import DriftGateFailed, DriftGateWarning
 from ..errors import MLOpsUsageError
 from .core import parse, usage_errors
 
@@ -47,6 +49,22 @@ def unquote(text: str | None) -> str | None:
     if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
         return text[1:-1]
     return text
+
+
+@contextmanager
+def gate_warning_from_magic() -> Iterator[None]:
+    """In ``gate_mode=warn`` a held --fail-on warns; name ``%drift`` as its origin, on one line,
+    instead of our install path and source line."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DriftGateWarning)
+        yield
+    for warning in caught:
+        if issubclass(warning.category, DriftGateWarning):
+            warnings.warn_explicit(warning.message, warning.category, "%drift", 1)
+        else:
+            warnings.warn_explicit(
+                warning.message, warning.category, warning.filename, warning.lineno
+            )
 
 
 @magics_class
@@ -119,7 +137,7 @@ class DriftMagics(Magics):
         for name in ("columns", "method", "threshold", "fail_on", "save"):
             setattr(args, name, unquote(getattr(args, name)))
         namespace = self.shell.user_ns if self.shell else {}
-        with usage_errors("drift"):
+        with usage_errors("drift"), gate_warning_from_magic():
             method, column_methods = per_column(args.method, str, "--method")
             threshold, column_thresholds = per_column(args.threshold, float, "--threshold")
             try:

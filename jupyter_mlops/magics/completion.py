@@ -1,7 +1,8 @@
 """Tab completion for the magics: sub-commands, flags, snapshot names, model names and aliases.
 
-One IPython custom completer (``set_hook("complete_command", ...)``) serves every magic, also
-after ``x = `` and under ``%mlops VERB``. Flags come from each magic's own argument parser, so
+One IPython matcher (in ``Completer.custom_matchers``, so the kernel's ``complete_request`` uses
+it too) serves every magic, also after ``x = `` and under ``%mlops VERB``; its candidates replace
+Python's for a magic's arguments. Flags come from each magic's own argument parser, so
 they never drift from ``%magic?``. Names are read cheaply when TAB is pressed: snapshot names
 from the store's ``refs/`` listing, models and aliases straight from a SQLite registry.
 """
@@ -13,7 +14,7 @@ import shlex
 from collections.abc import Callable, Iterable
 from typing import Any
 
-#: What a positional argument or a flag's value of each magic is: a kind of name (see NAMES).
+#: What each positional argument of a (sub-)command is: a kind of name, see ``names()``.
 POSITIONALS: dict[str, tuple[str, ...]] = {
     "snapshot": ("snapshot-verb",),
     "snapshot load": ("snapshot",),
@@ -28,6 +29,7 @@ POSITIONALS: dict[str, tuple[str, ...]] = {
     "distributed": ("distributed-verb",),
     "distributed pool": ("pool-verb",),
 }
+#: The kind of name a flag takes as its value.
 FLAG_VALUES: dict[str, str] = {
     "--to": "alias",
     "--vs": "model-alias",
@@ -85,6 +87,8 @@ def install_completer(shell: Any) -> None:
 
 
 class MagicCompleter:
+    """Works out what is being typed (magic, sub-command, flag, positional) and offers names."""
+
     def __init__(self, shell: Any, names: set[str]) -> None:
         self.shell = shell
         self.magic_names = names

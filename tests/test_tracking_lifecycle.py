@@ -298,3 +298,36 @@ def test_resume_refuses_to_change_params_and_leaves_the_run_as_it_was(ip: Any, s
     run = only_run(store)
     assert run.info.status == "FINISHED"
     assert run.data.params == {"lr": "0.1"}
+
+
+def schema(db: Path) -> list[tuple[str, str, str, str | None]]:
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        rows = con.execute(
+            "SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"
+        ).fetchall()
+        rows.append(
+            ("alembic", "head", "", con.execute("SELECT * FROM alembic_version").fetchone()[0])
+        )
+    return rows
+
+
+def test_a_new_store_has_exactly_the_schema_mlflows_own_creation_makes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """Ours is copied from a template built once by MLflow's migrations; nothing may differ."""
+    from mlflow.tracking import MlflowClient
+
+    from jupyter_mlops.tracking.client import mlflow_client
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the template too is new
+    ours, theirs, again = (tmp_path / name / "mlflow.db" for name in ("ours", "theirs", "again"))
+    mlflow_client(f"sqlite:///{ours}")
+    mlflow_client(f"sqlite:///{again}")  # from the cached template
+    theirs.parent.mkdir()
+    MlflowClient(f"sqlite:///{theirs}").search_experiments()  # MLflow creates it itself
+    assert schema(ours) == schema(theirs) == schema(again)
+    assert [p.name for p in ours.parent.iterdir() if p.name.startswith("mlflow.db.")] == [
+        "mlflow.db.lock"
+    ]  # nothing half-made is left beside it

@@ -19,7 +19,6 @@ import atexit
 import contextlib
 import hashlib
 import re
-import signal
 import threading
 import time
 import traceback
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..context import current_notebook, current_settings, user_namespace
 from ..errors import MLOpsUsageError
-from . import active, context, fluent, spill
+from . import active, context, fluent, spill, termination
 from .client import ARTIFACTS_DIRNAME, is_local_store, mlflow_client, sqlite_path
 from .logger import MetricLogger, MetricSeries
 from .owner import owner_tags
@@ -70,6 +69,8 @@ _last: list[RunSummary] = []
 def _end_at_exit() -> None:
     """Runs opened with ``mlops.track()`` and never ended are flushed and ended at exit."""
     for run in reversed(list(_open)):
+        # After a SIGTERM, SIGKILL follows soon: keep what is unwritten on disk instead.
+        run.logger.terminated = termination.requested.is_set()
         with contextlib.suppress(Exception):  # nothing is left to report to at exit
             run.end()
 
@@ -257,6 +258,7 @@ class TrackedRun:
         self._ended = threading.Event()
         active.push(self._handle)
         _open.append(self)
+        termination.guard()
 
     # --- what the cell calls -------------------------------------------------------------
     def log(self, step: int | None = None, **metrics: Any) -> None:
@@ -323,6 +325,8 @@ class TrackedRun:
             status = "FAILED"
         failure: BaseException | None = None
         abandoned: KeyboardInterrupt | None = None
+        if isinstance(exc, termination.Terminated):
+            self.logger.terminated = True  # no time to write everything: keep it on disk
         try:
             try:
                 self.logger.close()
@@ -369,6 +373,8 @@ class TrackedRun:
                 active.pop(self._handle)
                 if self in _open:
                     _open.remove(self)
+                if not _open:
+                    termination.release()
                 if self._fluent is not None:
                     fluent.detach(self._fluent)
         if failure is not None and self.error is None:
@@ -377,8 +383,10 @@ class TrackedRun:
         _last[:] = [summary]
         if self.on_end is not None:
             self.on_end(summary)
-        if self.logger.terminated:
-            signal.raise_signal(signal.SIGTERM)  # deferred while the values were written
+        if self.logger.terminated:  # a SIGTERM, held while this run ended
+            if _open:
+                raise termination.Terminated("SIGTERM: the process is being shut down")
+            termination.resend()
         if abandoned is not None or (self.logger.interrupted and exc is None):
             raise abandoned or KeyboardInterrupt()
         if failure is not None and exc is None:

@@ -254,6 +254,79 @@ def test_kernel_shutdown_during_the_final_flush_keeps_every_value(home, kernel):
     assert (status, count) == ("KILLED", n)
 
 
+TRAIN_UNTIL_STOPPED = """%%track training --experiment faults
+import time
+n = 0
+try:
+    while True:
+        mlops.log(x=n)
+        n += 1
+        if n == 2_000:
+            print("training", flush=True)
+        if n % 50 == 0:
+            time.sleep(0.005)
+finally:
+    open("logged.txt", "w").write(str(n))
+"""
+
+
+def test_kernel_shutdown_during_training_keeps_every_value_and_says_killed(
+    home, kernel, tmp_path: Path
+):
+    km, kc = kernel
+    assert execute(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops")["status"] == "ok"
+    msg_id = kc.execute(TRAIN_UNTIL_STOPPED)
+    wait_for_text(kc, msg_id, "training")
+    km.shutdown_kernel()  # graceful: the loop is still running
+    assert not km.is_alive()
+    logged = int((tmp_path / "logged.txt").read_text())
+    opened = next_use(home)
+    assert opened.returncode == 0, opened.stderr[-2000:]
+    _, status, count = run_row(home, "training")
+    # jupyter_client interrupts first, then asks, then sends SIGTERM after 2.5 s, SIGKILL at 5 s.
+    assert (status, count) == ("KILLED", logged)
+
+
+def test_sigterm_during_training_in_a_script_keeps_every_value_and_says_killed(
+    home: Path, tmp_path: Path
+):
+    script = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import jupyter_mlops as mlops\n"
+            "with mlops.track('scripted', experiment='faults'):\n"
+            "    n = 0\n"
+            "    try:\n"
+            "        while True:\n"
+            "            mlops.log(x=n)\n"
+            "            n += 1\n"
+            "            if n == 20_000:\n"
+            "                print('training', flush=True)\n"
+            "    finally:\n"
+            f"        open({str(tmp_path / 'logged.txt')!r}, 'w').write(str(n))\n",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        assert script.stdout is not None and script.stdout.readline().strip() == "training"
+        script.send_signal(signal.SIGTERM)
+        _, err = script.communicate(timeout=60)
+    finally:
+        script.kill()
+    assert script.returncode == -signal.SIGTERM  # it still ends as SIGTERM asks
+    assert "written at the store's next use" in err
+    logged = int((tmp_path / "logged.txt").read_text())
+    opened = next_use(home)
+    assert opened.returncode == 0, opened.stderr[-2000:]
+    run_id, status, count = run_row(home, "scripted")
+    assert (status, count) == ("KILLED", logged)
+    assert "SIGTERM" in (tag(home, run_id, "mlops.error") or "")
+
+
 def test_a_track_left_open_is_flushed_and_ended_at_exit(home: Path):
     n = 20_000
     done = python(
@@ -321,17 +394,16 @@ con.execute("COMMIT")
 """
 
 TRACK_ONE = """
-import time
+import sys, time
 from jupyter_mlops.tracking import client
 client.BUSY_BUDGET_S = {budget}
 import jupyter_mlops as mlops
-from jupyter_mlops.tracking.client import mlflow_client
-mlflow_client({uri!r})
+client.mlflow_client({uri!r})
 print("opened", flush=True)
-import sys; sys.stdin.readline()
+sys.stdin.readline()
 started = time.monotonic()
 try:
-    with mlops.track("busy", experiment="faults"):
+    with mlops.track({name!r}, experiment="faults"):
         mlops.log(x=1)
     print("ok", round(time.monotonic() - started, 1))
 except Exception as exc:
@@ -339,47 +411,44 @@ except Exception as exc:
 """
 
 
-def held_lock(home: Path, seconds: float) -> subprocess.Popen[str]:
-    locker = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(home / "mlflow.db"), str(seconds)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
-    return locker
-
-
-def track_while_locked(home: Path, hold_s: float, budget_s: float) -> str:
-    tracker = subprocess.Popen(
-        [sys.executable, "-c", TRACK_ONE.format(budget=budget_s, uri=uri(home))],
+def tracker(home: Path, name: str, budget_s: float) -> subprocess.Popen[str]:
+    """A process with the store open, that opens run ``name`` when told."""
+    process = subprocess.Popen(
+        [sys.executable, "-c", TRACK_ONE.format(budget=budget_s, uri=uri(home), name=name)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=ROOT,
     )
-    assert tracker.stdout is not None and tracker.stdin is not None
-    assert tracker.stdout.readline().strip() == "opened"  # the store exists, nothing is locked
-    locker = held_lock(home, hold_s)
+    assert process.stdout is not None and process.stdout.readline().strip() == "opened"
+    return process
+
+
+def test_a_busy_store_is_waited_out_and_one_that_stays_busy_gives_one_clear_error(home):
+    # MLflow's sessions wait 20 s for SQLite's lock; the lock is held longer than that.
+    patient, hasty = tracker(home, "patient", budget_s=60), tracker(home, "hasty", budget_s=1)
+    locker = subprocess.Popen(
+        [sys.executable, "-c", LOCKER, str(home / "mlflow.db"), "24"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
-        out, err = tracker.communicate("go\n", timeout=120)
+        assert locker.stdout is not None and locker.stdout.readline().strip() == "locked"
+        for process in (patient, hasty):
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        answers = [p.communicate(timeout=120)[0].strip() for p in (patient, hasty)]
     finally:
-        locker.kill()
-        locker.wait(10)
-    assert tracker.returncode == 0, err[-2000:]
-    return out.strip()
-
-
-def test_a_store_busy_for_longer_than_sqlites_wait_is_retried(home: Path):
-    answer = track_while_locked(home, hold_s=8, budget_s=30)
-    assert answer.startswith("ok"), answer
-    assert run_row(home, "busy")[1:] == ("FINISHED", 1)
-
-
-def test_a_store_that_stays_busy_gives_one_clear_error(home: Path):
-    answer = track_while_locked(home, hold_s=60, budget_s=6)
-    assert answer.startswith("error StoreError the MLflow store "), answer
-    assert "stayed locked by another process" in answer and "\n" not in answer
+        for process in (locker, patient, hasty):
+            process.kill()
+            process.wait(10)
+    waited, refused = answers
+    assert waited.startswith("ok"), waited
+    assert run_row(home, "patient")[1:] == ("FINISHED", 1)
+    assert refused.startswith("error StoreError the MLflow store "), refused
+    assert "stayed locked by another process" in refused and "\n" not in refused
 
 
 # --- 6. Ctrl-C while the first %%track of a kernel starts MLflow ----------------------------------

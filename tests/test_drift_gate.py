@@ -100,6 +100,18 @@ def test_broken_columns_fail_the_gate() -> None:
     ]
 
 
+def test_a_promotion_drift_check_fails_on_broken_columns() -> None:
+    from jupyter_mlops.context import current_settings
+    from jupyter_mlops.registry.gates import GateSpec, drift_check
+
+    reference, current = frames(shift=0.0)
+    broken = current.assign(x3=np.nan)
+    sound = drift_check(current_settings(), GateSpec(reference=reference, current=current))
+    check = drift_check(current_settings(), GateSpec(reference=reference, current=broken))
+    assert sound.passed and not check.passed
+    assert check.detail.startswith("DATA BROKEN: 1 column (x3); 0 of 4 columns drifted")
+
+
 def test_gate_raises_with_the_report_attached() -> None:
     reference, current = frames()
     with pytest.raises(GateFailed) as caught:

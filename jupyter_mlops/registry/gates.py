@@ -203,6 +203,8 @@ def drift_check(settings: Settings, spec: GateSpec) -> Check:
     else:
         passed = result.share_drifted <= spec.max_drift_share
         threshold = f"<= {spec.max_drift_share:g}"
+    if result.broken:  # all values missing, or a changed type: a failure of the data, not drift
+        passed, detail = False, f"{result.broken_summary()}; {detail}"
     return Check(name, float(result.share_drifted), threshold, passed, detail)
 
 

@@ -35,7 +35,7 @@ from tests.registry_support import (  # noqa: F401  (fixtures)
 # --- racing promoters over a dead owner's alias lock ---------------------------------------------
 
 RACERS = 4
-ROUNDS = 12
+ROUNDS = 8
 LINE_TIMEOUT_S = 60.0
 
 RACER = """
@@ -153,9 +153,13 @@ def registry_store(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path: 
 
 @pytest.fixture
 def workers(registry_store: Path, tmp_path: Path) -> Iterator[list[Worker]]:
-    make_run("race-run", val_acc=0.9)
-    for _ in range(RACERS):
-        mlops.register(lambda df: df, "race")
+    run_id = make_run("race-run", val_acc=0.9)
+    registry = client(registry_store)
+    registry.create_registered_model("race")
+    for _ in range(RACERS):  # versions of the run without a logged model: the gate reads the run
+        registry.create_model_version(
+            "race", source=(registry_store / "race").as_uri(), run_id=run_id
+        )
     env = {**os.environ, "MLOPS_HOME": str(registry_store)}
     started = [Worker(RACER, [f"race/{v}"], tmp_path, env) for v in range(1, RACERS + 1)] + [
         Worker(DEAD_OWNER, [str(registry_store)], tmp_path, env)

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..tracking.client import sqlite_path
 
 MAX_ANSWERS = 256
+MAX_PROBES = 32  # open SQLite connections, one per store
 STRIPES = 32
 
 Stamp = tuple[int, int, int, int]
@@ -43,7 +44,10 @@ def stamp(db: Path) -> Stamp | None:
             if probe is not None:
                 probe.close()
             probe = sqlite3.connect(db, check_same_thread=False)
+            _probes.pop(db, None)
             _probes[db] = (info.st_ino, probe)
+            while len(_probes) > MAX_PROBES:  # the least recently opened store's goes first
+                _probes.pop(next(iter(_probes)))[1].close()
         version = int(probe.execute("PRAGMA data_version").fetchone()[0])
     return info.st_ino, version, info.st_mtime_ns, info.st_size
 

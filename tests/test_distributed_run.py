@@ -16,7 +16,7 @@ import pytest
 
 import jupyter_mlops as mlops
 from jupyter_mlops.context import current_settings
-from jupyter_mlops.distributed import DistributedCellError, DistributedTimeout
+from jupyter_mlops.distributed import DistributedCellError, DistributedTimeout, job
 from jupyter_mlops.distributed.executors import LocalTorchrun
 from jupyter_mlops.distributed.job import JobSpec, create_job
 from jupyter_mlops.tracking import active
@@ -214,3 +214,13 @@ def test_two_nodes_rendezvous_on_loopback() -> None:
         for joiner in joiners:
             if joiner.poll() is None:  # the shell and the torchrun it started share a group
                 os.killpg(joiner.pid, signal.SIGKILL)
+
+
+def test_a_large_push_warns_at_the_callers_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(job, "LARGE_PUSH_BYTES", 1000)
+    with pytest.warns(UserWarning, match="to every rank") as caught:
+        out = mlops.distributed.run(
+            "result = len(big)", n=1, push={"big": b"x" * 2000}, sink=lambda line: None
+        )
+    assert out.values["result"] == 2000
+    assert [w.filename for w in caught if "to every rank" in str(w.message)] == [__file__]

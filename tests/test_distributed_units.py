@@ -15,9 +15,10 @@ import pytest
 from IPython.core.error import UsageError
 
 from jupyter_mlops.context import current_settings
-from jupyter_mlops.distributed import errors, job, launch, worker
+from jupyter_mlops.distributed import errors, job, oneshot, run, worker
 from jupyter_mlops.distributed.job import JobSpec, create_job, load_inputs, load_job
 from jupyter_mlops.distributed.logs import LogPump
+from jupyter_mlops.distributed.plan import JobRequest, plan
 from jupyter_mlops.errors import MLOpsUsageError
 
 
@@ -99,7 +100,7 @@ def test_root_cause_is_the_earliest_failing_rank(tmp_path: Path) -> None:
             "traceback": f'  File "<cell>", line {rank + 1}\n{kind}: from {rank}\n',
         }
         (created.errors_dir / f"rank-{rank}.json").write_text(json.dumps(report))
-    error = launch.failure_error(created, 1, [])
+    error = oneshot.failure_error(created, 1, [])
     assert error.rank == 2 and [f.rank for f in error.others] == [0, 1]
     rendered = error._render_traceback_()
     assert rendered[0].startswith("DistributedCellError: rank 2 of 3 failed: KeyError: from 2")
@@ -109,7 +110,7 @@ def test_root_cause_is_the_earliest_failing_rank(tmp_path: Path) -> None:
 
 def test_agent_death_without_rank_reports_names_the_signal(tmp_path: Path) -> None:
     created = create_job(tmp_path, "", JobSpec(nproc_per_node=2, backend="gloo"), {})
-    error = launch.failure_error(created, -9, ["rendezvous timed out"])
+    error = oneshot.failure_error(created, -9, ["rendezvous timed out"])
     assert error.rank is None
     assert "torchrun agent was killed by signal 9" in str(error)
     assert "rendezvous timed out" in str(error)
@@ -260,7 +261,7 @@ def test_a_rank_that_died_without_an_error_is_the_root_cause(tmp_path: Path) -> 
     exits = {"0": 1, "1": 3, "2": -int(signal.SIGTERM)}
     (created.errors_dir / job.EXITS_FILE).write_text(json.dumps(exits))
     (created.logs_dir / "rank-1.log").write_text("step 1\nstep 2\n")
-    error = launch.failure_error(created, 1, ["ChildFailedError: ..."])
+    error = oneshot.failure_error(created, 1, ["ChildFailedError: ..."])
     assert error.rank == 1
     assert error._render_traceback_()[0] == (
         "DistributedCellError: rank 1 of 3 exited with code 3 without raising a Python error "
@@ -298,14 +299,14 @@ def test_ranks_stopped_by_torchrun_or_that_reported_are_not_blamed_for_dying(
 
 def test_rank_traceback_keeps_cell_frames_and_drops_ours() -> None:
     """A cell calling one of our functions: the traceback shows the cell, not jupyter_mlops."""
-    source = "from jupyter_mlops.distributed import launch\nlaunch.split_names('1x', '--pull')\n"
+    source = "from jupyter_mlops.distributed import plan\nplan.split_names('1x', '--pull')\n"
     with pytest.raises(MLOpsUsageError) as caught:
         worker.run_cell(source, {})
     shown = worker.failure_report(0, caught.value)["traceback"]
     assert shown.splitlines() == [
         "Traceback (most recent call last):",
         '  File "<cell>", line 2, in <module>',
-        "    launch.split_names('1x', '--pull')",
+        "    plan.split_names('1x', '--pull')",
         "jupyter_mlops.errors.MLOpsUsageError: --pull takes comma-separated Python names, got '1x'",
     ]
 
@@ -338,3 +339,13 @@ def test_cell_that_does_not_compile_is_refused_before_any_rank(
     assert str(caught.value).startswith("%distributed: the cell does not compile")
     assert str(caught.value).endswith(message)
     assert not (current_settings().home / "jobs").exists()
+
+
+def test_flags_travel_as_one_request_object() -> None:
+    spec = plan(JobRequest(n=3, backend="gloo", pull="a,b", timeout=5))
+    assert (spec.nproc_per_node, spec.backend, spec.executor) == (3, "gloo", "local")
+    assert (spec.pull, spec.pull_explicit, spec.timeout) == (("a", "b"), True, 5)
+    with pytest.raises(
+        MLOpsUsageError, match=r"^distributed.run: no flag 'nodes'; the flags are n,"
+    ):
+        run("result = 1", nodes=2)

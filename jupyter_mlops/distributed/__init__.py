@@ -12,7 +12,9 @@ from __future__ import annotations
 from . import pool
 from .errors import DistributedCancelled, DistributedCellError, DistributedTimeout
 from .helpers import ddp, fsdp, sampler
-from .launch import cancel, run, status
+from .jobs import cancel, status
+from .launch import run
+from .plan import JobRequest
 from .rank_logging import log_every_rank
 from .results import DistributedResult, DistributedStatus
 
@@ -22,6 +24,7 @@ __all__ = [
     "DistributedResult",
     "DistributedStatus",
     "DistributedTimeout",
+    "JobRequest",
     "cancel",
     "ddp",
     "fsdp",

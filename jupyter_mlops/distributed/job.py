@@ -160,7 +160,7 @@ def encode_push(push: Mapping[str, Any]) -> dict[str, bytes]:
             f"%%distributed pushes {total / 2**20:.0f} MB ({biggest}: "
             f"{len(payload[biggest]) / 2**20:.0f} MB) to every rank; for large data save it to a "
             "file and push its path instead",
-            stacklevel=4,
+            stacklevel=5,  # the caller of distributed.run, past run_job/run_cell and create_job
         )
     return payload
 

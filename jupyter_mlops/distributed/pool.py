@@ -50,6 +50,7 @@ from .errors import (
 from .executors import PoolTorchrun, get_executor
 from .job import CONTROL_FILE, Job, JobSpec, create_job, encode_push, loads
 from .logs import LogPump
+from .plan import JobRequest, plan
 from .results import DistributedResult
 
 DEFAULT_TIMEOUT_S = 300.0  # a cell (and so a collective) that takes longer is reported as hung
@@ -361,14 +362,12 @@ def start(
     settings: Settings | None = None,
 ) -> PoolStatus:
     """Start the pool (``%distributed pool start``); ``timeout`` bounds every cell."""
-    from .launch import plan
-
     if running() is not None:
         raise MLOpsUsageError(
             "a pool is already running; %distributed pool restart replaces it, "
             "%distributed pool stop ends it"
         )
-    spec = plan(n=n, gpus=gpus, backend=backend, timeout=timeout)
+    spec = plan(JobRequest(n=n, gpus=gpus, backend=backend, timeout=timeout))
     cell_timeout = timeout or DEFAULT_TIMEOUT_S
     spec = replace(spec, executor="pool", timeout=cell_timeout + GROUP_TIMEOUT_MARGIN_S)
     _pool.append(Pool.start(spec, settings or current_settings(), cell_timeout))

@@ -95,23 +95,21 @@ class DistributedMagics(Magics):
                 f"%%distributed: unexpected argument {' '.join(args.action)!r}; "
                 "see %distributed? for usage"
             )
-        status_line = StatusLine()
+        request = distributed.JobRequest(
+            n=args.n,
+            gpus=args.gpus,
+            backend=args.backend,
+            nnodes=args.nnodes,
+            rdzv=args.rdzv,
+            executor=args.executor,
+            timeout=args.timeout,
+            push=args.push,
+            pull=args.pull,
+            all_logs=args.all_logs,
+            fresh=args.fresh,
+        )
         with usage_errors("distributed"):
-            result = distributed.run(
-                cell,
-                n=args.n,
-                push=args.push,
-                pull=args.pull,
-                gpus=args.gpus,
-                backend=args.backend,
-                nnodes=args.nnodes,
-                rdzv=args.rdzv,
-                executor=args.executor,
-                timeout=args.timeout,
-                all_logs=args.all_logs,
-                fresh=args.fresh,
-                on_status=status_line.update,
-            )
+            result = distributed.run(cell, request, on_status=StatusLine().update)
         if self.shell is not None:
             self.shell.user_ns.update(result.values)
         return result

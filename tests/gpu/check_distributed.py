@@ -115,7 +115,7 @@ def main() -> int:
         finally:
             signal.alarm(0)
         (job_dir,) = set((home / "jobs").glob("*")) - before
-        job = mlops.distributed.launch.list_jobs(home)[-1]
+        job = mlops.distributed.job.list_jobs(home)[-1]
         pids = set(job.worker_pids().values())
         assert len(pids) == gpus, pids
         time.sleep(1)

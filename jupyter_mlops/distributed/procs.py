@@ -34,26 +34,23 @@ def die_with_parent(sig: int = signal.SIGKILL) -> None:
 
 def alive(pid: int) -> bool:
     """Running (a zombie that nobody reaped yet counts as gone)."""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-        return state not in (b"Z", b"X")
-    except FileNotFoundError:
+        return psutil.Process(pid).status() not in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD)
+    except psutil.NoSuchProcess:
         return False
-    except OSError:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return False
+    except psutil.AccessDenied:
         return True
 
 
 def owned(pid: int, marker: str) -> bool:
     """Is ``pid`` still one of ours (its command line names the job folder), not a reused pid?"""
+    import psutil
+
     try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return marker.encode() in f.read()
-    except OSError:
+        return any(marker in arg for arg in psutil.Process(pid).cmdline())
+    except psutil.Error:
         return False
 
 

@@ -59,6 +59,8 @@ def completions(ip: Any, line: str) -> list[str]:
 def test_shell_completes_names_verbs_and_flags(
     ip: Any, named_store: Path, line: str, expected: list[str]
 ) -> None:
+    for name in [n for n, v in ip.user_ns.items() if isinstance(v, pd.DataFrame)]:
+        del ip.user_ns[name]  # the shared test shell keeps other tests' frames (also offered)
     assert completions(ip, line) == expected
     assert ip.complete("", line, len(line))[1] == expected
 

@@ -48,7 +48,7 @@ export function RunsSection(): JSX.Element {
   useEffect(() => {
     setTokens([]);
     setMore([]);
-  }, [sortParam, panel.notebookPath, panel.refreshKey]);
+  }, [sortParam, panel.notebookPath, panel.kernelId, panel.experiment, panel.refreshKey]);
 
   if (open !== null) {
     return (

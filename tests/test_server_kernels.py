@@ -15,7 +15,12 @@ NOTEBOOK = "project/nb.ipynb"
 
 async def start_kernel(jp_fetch: Any, path: str) -> str:
     """Open a session for the notebook, as JupyterLab does; the kernel id."""
-    body = {"path": path, "name": Path(path).name, "type": "notebook", "kernel": {"name": "python3"}}
+    body = {
+        "path": path,
+        "name": Path(path).name,
+        "type": "notebook",
+        "kernel": {"name": "python3"},
+    }
     response = await jp_fetch("api", "sessions", method="POST", body=json.dumps(body))
     return str(json.loads(response.body)["kernel"]["id"])
 

@@ -327,7 +327,11 @@ def test_a_new_store_has_exactly_the_schema_mlflows_own_creation_makes(
     mlflow_client(f"sqlite:///{again}")  # from the cached template
     theirs.parent.mkdir()
     MlflowClient(f"sqlite:///{theirs}").search_experiments()  # MLflow creates it itself
-    assert schema(ours) == schema(theirs) == schema(again)
-    assert [p.name for p in ours.parent.iterdir() if p.name.startswith("mlflow.db.")] == [
-        "mlflow.db.lock"
-    ]  # nothing half-made is left beside it
+    made, migrated = schema(ours), schema(theirs)
+    assert made == migrated, (
+        f"only ours: {sorted(set(made) - set(migrated))}; "
+        f"only MLflow's: {sorted(set(migrated) - set(made))}"
+    )
+    assert schema(again) == migrated
+    beside = sorted(p.name for p in ours.parent.iterdir() if p.name.startswith("mlflow.db."))
+    assert beside == ["mlflow.db.lock"]  # nothing half-made is left beside it

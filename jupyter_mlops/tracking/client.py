@@ -10,9 +10,12 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -20,7 +23,7 @@ from urllib.parse import unquote, urlparse
 
 from .owner import end_orphans
 from .spill import folder_for, replay
-from .store import ARTIFACTS_DIRNAME, StoreError, ensure_sqlite_store
+from .store import ARTIFACTS_DIRNAME, StoreError, ensure_sqlite_store, say
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -89,19 +92,49 @@ class BusyRetryingClient:
         return wrapped
 
 
-def _import_mlflow() -> None:
-    """Import MLflow's client and SQL store; an interrupted import is undone completely.
+@contextmanager
+def interrupt_afterwards(what: str) -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) until the block is done, then raise it.
 
-    A KeyboardInterrupt during the first import leaves half of MLflow's modules behind, and the
-    next import defines its SQLAlchemy tables a second time ("Table ... is already defined").
+    An import cut in half cannot be repeated: MLflow's modules would define their SQLAlchemy
+    tables twice ("Table ... is already defined") and numpy's core refuses a second load
+    ("cannot load module more than once per process"), so every later cell would fail.
     """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+
+    def note(signum: int, frame: Any) -> None:
+        if not caught:
+            say(f"interrupted: stopping as soon as {what}")
+        caught.append(signum)
+
     try:
-        import mlflow.store.tracking.sqlalchemy_store
-        import mlflow.tracking  # noqa: F401
-    except BaseException:
-        for name in [n for n in sys.modules if n == "mlflow" or n.startswith("mlflow.")]:
-            del sys.modules[name]
-        raise
+        previous = signal.signal(signal.SIGINT, note)
+    except ValueError:  # not the main interpreter
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught:
+        raise KeyboardInterrupt
+
+
+def _import_mlflow() -> None:
+    """Import MLflow's client and SQL store whole, even when Ctrl-C arrives meanwhile."""
+    if "mlflow.tracking" in sys.modules and "mlflow.store.tracking.sqlalchemy_store" in sys.modules:
+        return
+    with interrupt_afterwards("MLflow is imported"):
+        try:
+            import mlflow.store.tracking.sqlalchemy_store
+            import mlflow.tracking  # noqa: F401
+        except BaseException:  # undone completely, so that a later import starts afresh
+            for name in [n for n in sys.modules if n == "mlflow" or n.startswith("mlflow.")]:
+                del sys.modules[name]
+            raise
 
 
 def registry_uri_for(tracking_uri: str) -> str:

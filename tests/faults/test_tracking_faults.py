@@ -254,6 +254,18 @@ def test_kernel_shutdown_during_the_final_flush_keeps_every_value(home, kernel):
     assert (status, count) == ("KILLED", n)
 
 
+def assert_every_value_from_zero(home: Path, run_id: str, counted: int) -> None:
+    """x = 0, 1, ... with none missing, through the last value the cell counted.
+
+    The signal may land inside ``mlops.log`` after the value was taken but before the cell's
+    counter moved on: then one value more than counted is stored, also correctly.
+    """
+    rows = query(home, "SELECT value FROM metrics WHERE run_uuid = ? AND key = 'x'", run_id)
+    values = sorted(int(v) for (v,) in rows)
+    assert values == list(range(len(values)))
+    assert len(values) in (counted, counted + 1), (len(values), counted)
+
+
 TRAIN_UNTIL_STOPPED = """%%track training --experiment faults
 import time
 n = 0
@@ -282,9 +294,10 @@ def test_kernel_shutdown_during_training_keeps_every_value_and_says_killed(
     logged = int((tmp_path / "logged.txt").read_text())
     opened = next_use(home)
     assert opened.returncode == 0, opened.stderr[-2000:]
-    _, status, count = run_row(home, "training")
+    run_id, status, _ = run_row(home, "training")
     # jupyter_client interrupts first, then asks, then sends SIGTERM after 2.5 s, SIGKILL at 5 s.
-    assert (status, count) == ("KILLED", logged)
+    assert status == "KILLED"
+    assert_every_value_from_zero(home, run_id, logged)
 
 
 def test_sigterm_during_training_in_a_script_keeps_every_value_and_says_killed(
@@ -322,8 +335,9 @@ def test_sigterm_during_training_in_a_script_keeps_every_value_and_says_killed(
     logged = int((tmp_path / "logged.txt").read_text())
     opened = next_use(home)
     assert opened.returncode == 0, opened.stderr[-2000:]
-    run_id, status, count = run_row(home, "scripted")
-    assert (status, count) == ("KILLED", logged)
+    run_id, status, _ = run_row(home, "scripted")
+    assert status == "KILLED"
+    assert_every_value_from_zero(home, run_id, logged)
     assert "SIGTERM" in (tag(home, run_id, "mlops.error") or "")
 
 
@@ -452,7 +466,7 @@ def test_a_busy_store_is_waited_out_and_one_that_stays_busy_gives_one_clear_erro
 
 
 # --- 6. Ctrl-C while the first %%track of a kernel starts MLflow ----------------------------------
-@pytest.mark.parametrize("after_s", [0.4, 1.2])
+@pytest.mark.parametrize("after_s", [0.2, 0.5, 1.0, 2.0])
 def test_interrupting_the_first_track_leaves_later_cells_working(home, kernel, after_s: float):
     km, kc = kernel
     assert execute(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops")["status"] == "ok"

@@ -24,7 +24,6 @@ FRAMEWORKS = ("IPython", "tornado")
 # violation fails the test, and so does an entry here that no longer happens (delete it).
 # Names are relative to jupyter_mlops.
 KNOWN_VIOLATIONS = {
-    "drift.publish imports a face: display.drift",
     "tracking.compare imports a face: display.tracking",
     "distributed.rank_logging uses a private name: tracking.run._log_batch",
     "distributed.rank_logging uses a private name: tracking.run._open",

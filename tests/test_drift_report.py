@@ -15,7 +15,7 @@ from IPython.core.error import UsageError
 
 import jupyter_mlops as mlops
 from jupyter_mlops import GateFailed
-from jupyter_mlops.display.drift import drift_document, drift_html
+from jupyter_mlops.drift.report_html import drift_document, drift_html
 from jupyter_mlops.drift import DriftResult, compute_drift
 from jupyter_mlops.tracking import active
 from jupyter_mlops.tracking.client import mlflow_client

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from .engine import ENGINES, DriftOptions, compute_drift, register_engine
+from .engine import ENGINES, ColumnTests, compute_drift, register_engine
 from .result import ColumnDrift, DriftResult
 
 __all__ = [
     "ENGINES",
     "ColumnDrift",
-    "DriftOptions",
+    "ColumnTests",
     "DriftResult",
     "compute_drift",
     "register_engine",

@@ -1,6 +1,6 @@
 """Drift engines, registered by name: ``fast`` (ours, numpy/scipy) and ``evidently`` (optional).
 
-Both read the same :class:`DriftOptions` and return the same :class:`DriftResult`, so the promotion
+Both read the same :class:`ColumnTests` and return the same :class:`DriftResult`, so the promotion
 gate, the magic and the parity check never care which one ran.
 """
 
@@ -34,7 +34,7 @@ PLOT_CATEGORIES = 12
 
 
 @dataclass(frozen=True)
-class DriftOptions:
+class ColumnTests:
     """Which tests and thresholds to use; ``None`` means Evidently's default for the column."""
 
     method: str | None = None
@@ -58,7 +58,7 @@ class Engine(Protocol):
         reference: pd.DataFrame,
         current: pd.DataFrame,
         columns: Sequence[str],
-        options: DriftOptions,
+        options: ColumnTests,
     ) -> tuple[list[ColumnDrift], list[tuple[str, str]]]: ...
 
 
@@ -104,7 +104,7 @@ class FastEngine:
         reference: pd.DataFrame,
         current: pd.DataFrame,
         columns: Sequence[str],
-        options: DriftOptions,
+        options: ColumnTests,
     ) -> tuple[list[ColumnDrift], list[tuple[str, str]]]:
         kinds, skipped = typed_columns(current, columns, explicit=False)
 
@@ -123,7 +123,7 @@ class FastEngine:
         return results, skipped
 
 
-def score_column(column: PreparedColumn, options: DriftOptions) -> ColumnDrift:
+def score_column(column: PreparedColumn, options: ColumnTests) -> ColumnDrift:
     chosen = options.method_for(column.name)
     test = named_test(chosen, column) if chosen else default_test(column)
     threshold = options.threshold_for(column.name)
@@ -180,7 +180,7 @@ class EvidentlyEngine:
         reference: pd.DataFrame,
         current: pd.DataFrame,
         columns: Sequence[str],
-        options: DriftOptions,
+        options: ColumnTests,
     ) -> tuple[list[ColumnDrift], list[tuple[str, str]]]:
         evidently = import_evidently()
         kinds, skipped = typed_columns(current, columns, explicit=False)
@@ -318,7 +318,7 @@ def compute_drift(
     names = [name for name in names if name not in broken]
     if explicit:
         typed_columns(current, names, explicit=True)
-    options = DriftOptions(
+    options = ColumnTests(
         method=method,
         threshold=threshold,
         per_column_method={k: v for k, v in (per_column_method or {}).items() if k in names},

@@ -10,9 +10,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..display.drift import drift_document
 from ..errors import MLOpsUsageError
 from ..tracking.active import ActiveRun
+from .report_html import drift_document
 from .result import DriftResult
 
 ARTIFACT_FOLDER = "drift"

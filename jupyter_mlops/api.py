@@ -59,7 +59,11 @@ def track(
         source=source,
         code=code,
     )
-    attach_view(run)
+    try:
+        attach_view(run)
+    except BaseException as exc:  # e.g. Ctrl-C before the caller could enter the run
+        run.end(exc)
+        raise
     return run
 
 

@@ -103,21 +103,28 @@ class TrackingMagics(Magics):
         """
         args = parse(self.track, line, "track")
         code, body, last = self._compile(cell)  # a syntax error opens no run
-        with usage_errors("track"):
-            run = api.track(
-                args.name,
-                experiment=args.experiment,
-                param_names=args.params,
-                tags=parse_tags(args.tag),
-                policy=args.policy,
-                source=cell,
-                code=code,
-            )
         namespace = self.shell.user_ns if self.shell is not None else {}
-        with run:
+        run = None
+        try:  # not `with run:` after the call: a Ctrl-C in between would leave the run open
+            with usage_errors("track"):
+                run = api.track(
+                    args.name,
+                    experiment=args.experiment,
+                    param_names=args.params,
+                    tags=parse_tags(args.tag),
+                    policy=args.policy,
+                    source=cell,
+                    code=code,
+                )
             __tracebackhide__ = True
             exec(body, namespace)
-            return eval(last, namespace) if last is not None else None
+            value = eval(last, namespace) if last is not None else None
+        except BaseException as exc:
+            if run is not None:
+                run.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        run.__exit__(None, None, None)
+        return value
 
     @magic_arguments()
     @argument("--experiment", help="Experiment to list (default: the notebook's stem).")

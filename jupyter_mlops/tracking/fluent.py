@@ -14,7 +14,10 @@ A run the user opened with ``mlflow.start_run()`` stays below ours and is active
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import os
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -54,12 +57,16 @@ def attach(run: Run, tracking_uri: str) -> FluentState:
         env={name: os.environ.get(name) for name in ENV_VARS},
         thread=threading.get_ident(),
     )
-    # set_tracking_uri also resets MLflow's tracer, so traces follow the run into our store.
-    tracking_utils.set_tracking_uri(tracking_uri)
-    registry_utils.set_registry_uri(registry_uri_for(tracking_uri))
-    fluent._active_experiment_id = run.info.experiment_id  # type: ignore[assignment]
-    saved.pushed = fluent.ActiveRun(run)
-    fluent._active_run_stack.get().append(saved.pushed)
+    try:
+        # set_tracking_uri also resets MLflow's tracer, so traces follow the run into our store.
+        tracking_utils.set_tracking_uri(tracking_uri)
+        registry_utils.set_registry_uri(registry_uri_for(tracking_uri))
+        fluent._active_experiment_id = run.info.experiment_id  # type: ignore[assignment]
+        saved.pushed = fluent.ActiveRun(run)
+        fluent._active_run_stack.get().append(saved.pushed)
+    except BaseException:  # a Ctrl-C half way: put back what was changed
+        detach(saved)
+        raise
     return saved
 
 
@@ -85,3 +92,43 @@ def detach(saved: FluentState) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+def release_sessions(exc: BaseException, tracking_uri: str) -> None:
+    """After a Ctrl-C, free the SQLite write lock MLflow's own write may have left held.
+
+    A Ctrl-C that lands inside ``mlflow.log_metric`` at the wrong instruction can leave its
+    SQLAlchemy session open (kept alive by the traceback's frames) or return its connection to
+    the pool with the transaction still open: the run's final writes would then wait on the
+    lock. The sessions are closed and the store's pooled connections dropped (closing a SQLite
+    connection rolls back its unfinished write); connections in use elsewhere are untouched.
+    """
+    if not isinstance(exc, KeyboardInterrupt) or not tracking_uri.startswith("sqlite:"):
+        return
+    orm = sys.modules.get("sqlalchemy.orm")
+    engine = sys.modules.get("sqlalchemy.engine")
+    if orm is None or engine is None:
+        return
+    connections, sessions = [], []
+    tb = exc.__traceback__
+    while tb is not None:  # only frames the Ctrl-C unwound: nothing another thread uses
+        for value in list(tb.tb_frame.f_locals.values()):
+            if isinstance(value, orm.Session):
+                sessions.append(value)
+                value = value._transaction
+            if isinstance(value, orm.SessionTransaction):
+                connections.extend(entry[0] for entry in value._connections.values())
+            elif isinstance(value, engine.Connection):
+                connections.append(value)
+        tb = tb.tb_next
+    for item in (*connections, *sessions):
+        with contextlib.suppress(Exception):  # already closed, or closed half way
+            if isinstance(item, engine.Connection):
+                item.invalidate()  # closes the SQLite connection: its write is rolled back
+            else:
+                item.close()
+    gc.collect()  # a connection dropped half way through its reset is only closed when collected
+    from mlflow.tracking._tracking_service.utils import _get_store
+
+    with contextlib.suppress(Exception):
+        _get_store(tracking_uri).engine.dispose()

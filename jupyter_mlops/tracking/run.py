@@ -310,6 +310,8 @@ class TrackedRun:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        if exc is not None:
+            fluent.release_sessions(exc, self.tracking_uri)
         self.end(exc)
 
     def end(self, exc: BaseException | None = None) -> RunSummary:
@@ -481,25 +483,45 @@ def start(
         all_tags[TAG_REPLACES] = replaced
     if outer is not None and outer.tracking_uri == settings.tracking_uri and outer.run_id != run_id:
         all_tags["mlflow.parentRunId"] = outer.run_id
+    fluent_state = None
     try:
         _log_batch(client, run_id, recorded, all_tags)
         if code_as_written:
             client.log_text(run_id, code_as_written, CELL_ARTIFACT)
         fluent_state = fluent.attach(opened, settings.tracking_uri)
-    except BaseException:
-        client.set_terminated(run_id, status_if_aborted)
+        return TrackedRun(
+            client,
+            run_id,
+            name=run_name,
+            experiment=settings.experiment,
+            tracking_uri=settings.tracking_uri,
+            policy=policy,
+            replaced=replaced,
+            first_steps=first_steps,
+            params=recorded,
+            later_params=later_names,
+            namespace=namespace,
+            fluent_state=fluent_state,
+        )
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt) and opened is not previous:
+            status_if_aborted = "KILLED"
+        _abandon(client, run_id, fluent_state, exc, status_if_aborted)
         raise
-    return TrackedRun(
-        client,
-        run_id,
-        name=run_name,
-        experiment=settings.experiment,
-        tracking_uri=settings.tracking_uri,
-        policy=policy,
-        replaced=replaced,
-        first_steps=first_steps,
-        params=recorded,
-        later_params=later_names,
-        namespace=namespace,
-        fluent_state=fluent_state,
-    )
+
+
+def _abandon(
+    client: MlflowClient,
+    run_id: str,
+    fluent_state: fluent.FluentState | None,
+    exc: BaseException,
+    status: str,
+) -> None:
+    """Undo an opening that an error or a Ctrl-C cut short: nothing of the run stays open."""
+    half_made = next((r for r in _open if r.run_id == run_id), None)
+    if half_made is not None:  # stopped at the very end of TrackedRun.__init__
+        half_made.end(exc)
+        return
+    if fluent_state is not None:
+        fluent.detach(fluent_state)
+    client.set_terminated(run_id, status)

@@ -1,9 +1,9 @@
 """Ctrl-C while a %%track cell writes through MLflow's own API: MLflow's globals come back.
 
 A real kernel runs a cell that logs with ``mlflow.log_metric`` (and ``mlops.log``) in a loop;
-it is interrupted at a random moment, often inside MLflow's SQLite write. After every trial the
-run is KILLED, MLflow has no active run, its tracking URI and environment are as before the
-cell, and no second store appeared in the working folder.
+it is interrupted at a random moment: while the run opens, or inside MLflow's SQLite write.
+After every trial the run is KILLED, MLflow has no active run, its tracking URI and environment
+are as before the cell, and no second store appeared in the working folder.
 """
 
 from __future__ import annotations
@@ -50,7 +50,7 @@ def test_interrupts_inside_mlflow_writes_restore_its_globals(
         for trial in range(TRIALS):
             msg_id = kc.execute(SPIN)
             deadline = time.monotonic() + 60
-            while len(running_runs(home)) == 0:  # the run is open and the loop spins
+            while len(all_runs(home)) == trial:  # this trial's run is open: the cell runs
                 assert time.monotonic() < deadline, f"trial {trial}: the run never started"
                 time.sleep(0.05)
             time.sleep(rng.uniform(0.05, 0.6))  # the fault: Ctrl-C at a random moment
@@ -59,13 +59,15 @@ def test_interrupts_inside_mlflow_writes_restore_its_globals(
             while reply["parent_header"].get("msg_id") != msg_id:
                 reply = kc.get_shell_msg(timeout=60)
             state = run_cell(kc, STATE)
-            outcomes.append((reply["content"].get("ename"), state.text.strip()))
+            left_running = len(running_runs(home))
+            outcomes.append((reply["content"].get("ename"), state.text.strip(), left_running))
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
-    assert outcomes == [("KeyboardInterrupt", "None None True")] * TRIALS
+    assert outcomes == [("KeyboardInterrupt", "None None True", 0)] * TRIALS
     runs = all_runs(home)
     assert [r.info.status for r in runs] == ["KILLED"] * TRIALS
-    assert all(r.data.metrics.get("fluent") is not None for r in runs)
+    # Some interrupts land while the run is still being opened, before the loop logs anything.
+    assert any("fluent" in r.data.metrics for r in runs)
     assert running_runs(home) == []
     assert not (tmp_path / "mlflow.db").exists() and not (tmp_path / "mlruns").exists()

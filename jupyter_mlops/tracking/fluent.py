@@ -109,7 +109,8 @@ def release_sessions(exc: BaseException, tracking_uri: str) -> None:
     engine = sys.modules.get("sqlalchemy.engine")
     if orm is None or engine is None:
         return
-    connections, sessions = [], []
+    connections: list[Any] = []
+    sessions: list[Any] = []
     tb = exc.__traceback__
     while tb is not None:  # only frames the Ctrl-C unwound: nothing another thread uses
         for value in list(tb.tb_frame.f_locals.values()):

@@ -104,20 +104,16 @@ def runs(
     """One row per run of the experiment: run_id, name, status, params.*, metrics.*."""
     from .tracking.query import search
 
-    return search(
-        experiment=experiment,
-        filter=filter,
-        sort=sort,
-        limit=limit,
-        include_superseded=include_superseded,
-    )
+    settings = current_settings({"experiment": experiment})
+    return search(settings, filter, sort, limit, include_superseded, experiment is not None)
 
 
 def compare(*run_ids: str, metric: str | Sequence[str] | None = None) -> Comparison:
     """Params, metrics and metric curves of runs side by side."""
     from .tracking.compare import compare as run_compare
 
-    return run_compare(run_ids, metrics=[metric] if isinstance(metric, str) else metric)
+    metrics = [metric] if isinstance(metric, str) else metric
+    return run_compare(current_settings(), run_ids, metrics)
 
 
 def snapshot(

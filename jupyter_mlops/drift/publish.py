@@ -10,14 +10,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .. import records
 from ..errors import MLOpsUsageError
 from ..tracking.active import ActiveRun
 from .report_html import drift_document
 from .result import DriftResult
 
-ARTIFACT_FOLDER = "drift"
-TAG_PREFIX = "mlops.drift."
-MODEL_TAG = TAG_PREFIX + "model"  # on the run: the model version a report was checked for
+ARTIFACT_FOLDER = records.DRIFT_FOLDER
+TAG_PREFIX = records.TAG_DRIFT_PREFIX
+MODEL_TAG = records.TAG_DRIFT_MODEL  # on the run: the model version a report was checked for
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
@@ -69,12 +70,12 @@ def log_report(result: DriftResult, run: ActiveRun) -> str:
     }
     metrics = [Metric(k, v, now, 0) for k, v in values.items() if math.isfinite(v)]
     tags = [
-        RunTag(TAG_PREFIX + "reference", result.reference.label),
-        RunTag(TAG_PREFIX + "current", result.current.label),
-        RunTag(TAG_PREFIX + "drifted", str(result.drifted).lower()),
+        RunTag(records.TAG_DRIFT_REFERENCE, result.reference.label),
+        RunTag(records.TAG_DRIFT_CURRENT, result.current.label),
+        RunTag(records.TAG_DRIFT_DRIFTED, str(result.drifted).lower()),
     ]
     if result.broken:
-        tags.append(RunTag(TAG_PREFIX + "broken", ", ".join(c for c, _ in result.broken)))
+        tags.append(RunTag(records.TAG_DRIFT_BROKEN, ", ".join(c for c, _ in result.broken)))
     client = mlflow_client(run.tracking_uri)
     client.log_batch(run.run_id, metrics=metrics, tags=tags)
     with tempfile.TemporaryDirectory(prefix="mlops-drift-") as folder:

@@ -16,6 +16,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .. import records as names
 from ..context import current_notebook, current_settings
 from . import records
 
@@ -91,8 +92,8 @@ def record_on_runs_since(start_ms: int) -> list[str]:
     )
     done = []
     for run in runs:
-        ours = notebook is None or run.data.tags.get("mlops.notebook") == str(notebook)
-        if ours and records.is_tracked(run) and records.TAG_BATCH_PARAMETERS not in run.data.tags:
+        ours = notebook is None or run.data.tags.get(names.TAG_NOTEBOOK) == str(notebook)
+        if ours and records.is_tracked(run) and names.TAG_BATCH_PARAMETERS not in run.data.tags:
             record_on_run(client, run)
             done.append(run.info.run_id)
     return done
@@ -105,7 +106,7 @@ def record_on_run(client: Any, run: Any) -> None:
     client.log_batch(
         run.info.run_id,
         params=[Param(k, v) for k, v in new.items()],
-        tags=[RunTag(records.TAG_BATCH_PARAMETERS, ",".join(sorted(_parameters)))],
+        tags=[RunTag(names.TAG_BATCH_PARAMETERS, ",".join(sorted(_parameters)))],
     )
 
 

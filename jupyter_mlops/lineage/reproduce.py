@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import records as names
 from ..config import Settings
 from ..errors import MLOpsUsageError
 from ..tracking.client import mlflow_client
@@ -80,12 +81,12 @@ def reproduce(settings: Settings, run_id: str) -> Reproduction:
         run_id=run_id,
         run_name=run.info.run_name or run_id,
         experiment=client.get_experiment(run.info.experiment_id).name,
-        source=records.artifact_text(client, run, records.CELL_ARTIFACT),
+        source=records.artifact_text(client, run, names.CELL_ARTIFACT),
         params=dict(run.data.params),
         data=data,
         snapshot_ids=ids,
-        notebook=run.data.tags.get("mlops.notebook"),
+        notebook=run.data.tags.get(names.TAG_NOTEBOOK),
         batch_parameters=tuple(
-            n for n in run.data.tags.get(records.TAG_BATCH_PARAMETERS, "").split(",") if n
+            n for n in run.data.tags.get(names.TAG_BATCH_PARAMETERS, "").split(",") if n
         ),
     )

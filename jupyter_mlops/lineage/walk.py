@@ -12,8 +12,10 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from .. import records as names
 from ..config import Settings
 from ..errors import MLOpsNotFound, MLOpsUsageError
+from ..registry.history import version_decisions
 from ..tracking.client import mlflow_client
 from . import records
 from .graph import Lineage, LineageBuilder, Node
@@ -23,7 +25,6 @@ if TYPE_CHECKING:
 
 RUN_ID = re.compile(r"[0-9a-f]{32}")
 RELATIONS = {"saved": "saved in", "loaded": "loaded by"}
-DRIFT_CHECK = re.compile(r"drift (?P<reference>.+?) -> (?P<current>.+)")
 
 
 def snapshot_key(snapshot_id: str) -> str:
@@ -82,7 +83,7 @@ class Walker:
             ).name
         experiment = self._experiments[info.experiment_id]
         detail = f"id {info.run_id}, {info.status}, experiment {experiment!r}"
-        if tags.get(records.TAG_SUPERSEDED):
+        if tags.get(names.TAG_SUPERSEDED_BY):
             detail += ", superseded by a re-run"
         if not records.is_tracked(run):
             detail += ", not a %%track run"
@@ -98,8 +99,8 @@ class Walker:
                     "run_id": info.run_id,
                     "experiment": experiment,
                     "status": info.status,
-                    "notebook": tags.get("mlops.notebook"),
-                    "cell_id": tags.get("mlops.cell_id"),
+                    "notebook": tags.get(names.TAG_NOTEBOOK),
+                    "cell_id": tags.get(names.TAG_CELL_ID),
                     "params": dict(sorted(run.data.params.items())),
                     "metrics": dict(sorted(run.data.metrics.items())),
                 },
@@ -112,7 +113,7 @@ class Walker:
         if version.name not in self._aliases:
             self._aliases[version.name] = records.aliases_of(self.client, version.name)
         aliases = sorted(a for a, v in self._aliases[version.name].items() if v == number)
-        flavor = (version.tags or {}).get("mlops.flavor", "model")
+        flavor = (version.tags or {}).get(names.TAG_FLAVOR, "model")
         detail = flavor + (f", aliases: {', '.join(aliases)}" if aliases else "")
         return self.graph.add(
             Node(
@@ -247,7 +248,7 @@ class Walker:
             drift = self.drift_node(run, path, report)
             self.graph.link(key, drift, "logged")
             self.link_drift_to_snapshots(run, drift, report)
-        if records.TAG_GATE_LAST in run.data.tags:  # %gate ran on the run itself
+        if names.TAG_GATE_LAST in run.data.tags:  # %gate ran on the run itself
             for path, decision in records.gate_decisions(self.client, run):
                 if decision.get("model") is None:
                     self.graph.link(key, self.gate_node(decision, f"{run_id}:{path}"), "gated")
@@ -262,18 +263,7 @@ class Walker:
             return
         self._models_done.add(key)
         self.model_node(version)
-        decisions: list[tuple[str, dict[str, Any]]] = []
-        if run is not None:
-            decisions = [
-                (f"{run.info.run_id}:{path}", d)
-                for path, d in records.gate_decisions(self.client, run)
-                if d.get("model") == name and d.get("version") == number
-            ]
-        if not decisions:
-            decisions = [
-                (f"{key}:{d.get('at', '')}", d) for d in records.decisions_from_tags(version)
-            ]
-        for where, decision in decisions:
+        for where, decision in version_decisions(self.client, version, run):
             gate = self.gate_node(decision, where)
             self.graph.link(key, gate, "gate decision")
         for tag, summary in records.drift_checks(version):
@@ -321,10 +311,10 @@ class Walker:
 
     def link_gate_to_data(self, gate: str, decision: dict[str, Any]) -> None:
         for check in decision.get("checks") or []:
-            found = DRIFT_CHECK.fullmatch(str(check.get("name", "")))
-            if not found:
+            inputs = names.drift_inputs(check)
+            if inputs is None:
                 continue
-            labels = {found["reference"], found["current"]}
+            labels = set(inputs)
             for node in self.graph.nodes():
                 if node.kind == "snapshot" and node.label in labels:
                     self.graph.link(node.key, gate, "drift check")
@@ -336,7 +326,7 @@ class Walker:
     def from_snapshot(self, entry: records.SnapshotInput) -> str:
         key = self.snapshot_node(entry)
         users = self.users_of(entry.id)
-        live = [r for r in users if not r.data.tags.get(records.TAG_SUPERSEDED)]
+        live = [r for r in users if not r.data.tags.get(names.TAG_SUPERSEDED_BY)]
         hidden = len(users) - len(live)
         if hidden:
             self.graph.note(f"{hidden} run(s) superseded by a re-run of their cell are not shown")
@@ -362,7 +352,7 @@ class Walker:
         run = self.get_run(version.run_id) if version.run_id else None
         if run is None:
             self.graph.note(f"{version.name}/{version.version} has no run in this store")
-            for ref, snapshot_id in zip(*_tag_snapshots(version), strict=False):
+            for ref, snapshot_id in zip(*names.tag_snapshots(version), strict=False):
                 self.graph.link(
                     self.snapshot_node(records.SnapshotInput(snapshot_id, ref, "input")),
                     key,
@@ -372,13 +362,6 @@ class Walker:
             self.graph.link(self.upstream_of_run(run), key, "registered")
         self.downstream_of_model(version, run)
         return key
-
-
-def _tag_snapshots(version: Any) -> tuple[list[str], list[str]]:
-    tags = version.tags or {}
-    refs = [r for r in tags.get("mlops.snapshots", "").split(",") if r]
-    ids = [i for i in tags.get("mlops.snapshot_ids", "").split(",") if i]
-    return refs, ids
 
 
 # --- what the user named -------------------------------------------------------------------

@@ -14,14 +14,12 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import records
 from .results import GateResult
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-REPORTS_DIRNAME = "reports"
-ARTIFACT_DIR = "gates"
-TAG_LAST = "mlops.gate.last"
 TAG_VALUE_MAX = 5000  # MLflow's limit for model version tag values
 
 
@@ -66,7 +64,7 @@ def junit(result: GateResult) -> str:
         value = getattr(result, key)
         if value is not None:
             ET.SubElement(properties, "property", name=key, value=str(value))
-    classname = f"mlops.gate.{slug(result.model or 'run')}"
+    classname = f"{records.JUNIT_CLASS_PREFIX}{slug(result.model or 'run')}"
     for row in result.rows:
         case = ET.SubElement(suite, "testcase", classname=classname, name=row.name)
         if not row.passed:
@@ -92,7 +90,7 @@ def junit(result: GateResult) -> str:
 
 
 def write_reports(home: Path, result: GateResult) -> tuple[str, str]:
-    folder = home / REPORTS_DIRNAME
+    folder = home / records.REPORTS_DIRNAME
     folder.mkdir(parents=True, exist_ok=True)
     base = folder / stem(result)
     json_path, xml_path = base.with_suffix(".json"), base.with_suffix(".xml")
@@ -106,16 +104,16 @@ def record_in_mlflow(client: MlflowClient, result: GateResult) -> None:
     text = summary(result)
     if result.model is not None and result.version is not None:
         version = str(result.version)
-        tags: dict[str, Any] = {TAG_LAST: text}
+        tags: dict[str, Any] = {records.TAG_GATE_LAST: text}
         if result.alias:
-            tags[f"mlops.gate.{result.alias}"] = text
+            tags[records.gate_tag(result.alias)] = text
         for key, value in tags.items():
             client.set_model_version_tag(result.model, version, key, value)
     elif result.run_id is not None:
-        client.set_tag(result.run_id, TAG_LAST, text)
+        client.set_tag(result.run_id, records.TAG_GATE_LAST, text)
     if result.run_id is not None:
         client.log_text(
             result.run_id,
             json.dumps(result.record(), indent=2) + "\n",
-            f"{ARTIFACT_DIR}/{stem(result)}.json",
+            f"{records.GATES_FOLDER}/{stem(result)}.json",
         )

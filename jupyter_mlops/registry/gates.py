@@ -27,6 +27,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from .. import records
 from ..config import Settings
 from ..errors import MLOpsUsageError
 from ..tracking.client import mlflow_client
@@ -152,10 +153,17 @@ def require_check(text: str, node: checks.Node, values: checks.RunValues) -> Che
                 value = got
         passed = checks.evaluate(node, values)
     except (checks.MissingField, checks.Incomparable) as problem:
-        return Check(text, value if read else None, threshold, False, str(problem))
+        return Check(
+            text,
+            value if read else None,
+            threshold,
+            False,
+            str(problem),
+            kind=records.CHECK_KIND_REQUIRE,
+        )
     if threshold == "true" and len(read) != 1:
         value = ", ".join(read)
-    return Check(text, value, threshold, passed)
+    return Check(text, value, threshold, passed, kind=records.CHECK_KIND_REQUIRE)
 
 
 def versus_check(client: MlflowClient, spec: GateSpec, candidate_run: Any, holder: Any) -> Check:
@@ -165,6 +173,7 @@ def versus_check(client: MlflowClient, spec: GateSpec, candidate_run: Any, holde
     mine = candidate_run.data.metrics.get(metric)
     theirs = holder_run.data.metrics.get(metric)
     sign = "<=" if spec.lower_is_better else ">="
+    versus = records.CHECK_KIND_VERSUS
     if theirs is None:
         return Check(
             name,
@@ -172,14 +181,24 @@ def versus_check(client: MlflowClient, spec: GateSpec, candidate_run: Any, holde
             f"{sign} holder's value",
             False,
             f"the holder v{holder.version} has no metrics.{metric}",
+            kind=versus,
+            metric=metric,
         )
     need = theirs - spec.min_delta if spec.lower_is_better else theirs + spec.min_delta
     threshold = f"{sign} {need:.6g} (v{holder.version}: {theirs:.6g}, min delta {spec.min_delta:g})"
     if mine is None:
-        return Check(name, None, threshold, False, f"the candidate's run has no metrics.{metric}")
+        return Check(
+            name,
+            None,
+            threshold,
+            False,
+            f"the candidate's run has no metrics.{metric}",
+            kind=versus,
+            metric=metric,
+        )
     slack = TOLERANCE * max(1.0, abs(need))  # 0.3 - 0.1 must satisfy "<= 0.2"
     passed = mine <= need + slack if spec.lower_is_better else mine >= need - slack
-    return Check(name, float(mine), threshold, passed)
+    return Check(name, float(mine), threshold, passed, kind=versus, metric=metric)
 
 
 def drift_check(settings: Settings, spec: GateSpec) -> Check:
@@ -192,7 +211,7 @@ def drift_check(settings: Settings, spec: GateSpec) -> Check:
     result = compute_drift(
         frames[0][0], frames[1][0], reference_label=frames[0][1], current_label=frames[1][1]
     )
-    name = f"drift {frames[0][1]} -> {frames[1][1]}"
+    name = drift_label(frames[0][1], frames[1][1])
     drifted = [r.column for r in result.results if r.drifted]
     detail = f"{len(drifted)} of {len(result.results)} columns drifted" + (
         f": {', '.join(drifted[:8])}" if drifted else ""
@@ -205,7 +224,20 @@ def drift_check(settings: Settings, spec: GateSpec) -> Check:
         threshold = f"<= {spec.max_drift_share:g}"
     if result.broken:  # all values missing, or a changed type: a failure of the data, not drift
         passed, detail = False, f"{result.broken_summary()}; {detail}"
-    return Check(name, float(result.share_drifted), threshold, passed, detail)
+    return Check(
+        name,
+        float(result.share_drifted),
+        threshold,
+        passed,
+        detail,
+        kind=records.CHECK_KIND_DRIFT,
+        inputs=(frames[0][1], frames[1][1]),
+    )
+
+
+def drift_label(reference: str, current: str) -> str:
+    """The drift row's display name (for people; lineage reads the check's ``inputs``)."""
+    return f"drift {reference} -> {current}"
 
 
 def _frame(settings: Settings, data: Any, role: str) -> tuple[Any, str]:
@@ -317,6 +349,7 @@ def promote(
                     "unset" if expected is None else f"v{expected}",
                     unchanged,
                     "" if unchanged else MOVED_MEANWHILE,
+                    kind=records.CHECK_KIND_ALIAS,
                 )
             )
             if unchanged:

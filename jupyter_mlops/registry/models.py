@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import records
 from ..config import Settings
 from ..context import current_notebook
 from ..errors import MLOpsNotFound, MLOpsUsageError
@@ -29,13 +30,6 @@ from .results import ModelVersion
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-TAG_RUN = "mlops.run_id"
-TAG_SNAPSHOTS = "mlops.snapshots"
-TAG_SNAPSHOT_IDS = "mlops.snapshot_ids"
-TAG_NOTEBOOK = "mlops.notebook"
-TAG_FLAVOR = "mlops.flavor"
-TAG_BY = "mlops.registered_by"
-SUPERSEDED = "mlops.superseded_by"  # set by %%track's replace policy on the run it replaced
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.-][A-Za-z0-9_. -]*")
 
 
@@ -87,7 +81,9 @@ def latest_run(settings: Settings, client: MlflowClient) -> Any:
         runs = client.search_runs(
             [experiment.experiment_id],
             # Never a run still writing (or whose kernel died before ending it).
-            filter_string=f"tags.`{SUPERSEDED}` IS NULL and attributes.status != 'RUNNING'",
+            filter_string=(
+                f"tags.`{records.TAG_SUPERSEDED_BY}` IS NULL and attributes.status != 'RUNNING'"
+            ),
             order_by=["attributes.start_time DESC"],
             max_results=1,
         )
@@ -119,10 +115,10 @@ def run_snapshots(run: Any) -> tuple[list[str], list[str]]:
     refs, ids = [], []
     for dataset_input in run.inputs.dataset_inputs if run.inputs else []:
         tags = {t.key: t.value for t in dataset_input.tags}
-        ref = tags.get("snapshot.ref", dataset_input.dataset.name)
+        ref = tags.get(records.INPUT_TAG_REF, dataset_input.dataset.name)
         if ref not in refs:
             refs.append(ref)
-            ids.append(tags.get("snapshot.id", dataset_input.dataset.digest))
+            ids.append(tags.get(records.INPUT_TAG_ID, dataset_input.dataset.digest))
     return refs, ids
 
 
@@ -162,12 +158,15 @@ def register(
     run = get_run(client, run_id) if run_id else latest_run(settings, client)
     run_id = run.info.run_id
     refs, ids = run_snapshots(run)
-    notebook = run.data.tags.get("mlops.notebook") or (
+    notebook = run.data.tags.get(records.TAG_NOTEBOOK) or (
         str(current_notebook().path) if current_notebook().path else None
     )
 
     logged = client.create_logged_model(
-        run.info.experiment_id, name=name, source_run_id=run_id, tags={TAG_FLAVOR: chosen.name}
+        run.info.experiment_id,
+        name=name,
+        source_run_id=run_id,
+        tags={records.TAG_FLAVOR: chosen.name},
     )
     try:
         with tempfile.TemporaryDirectory(prefix="mlops-model-") as tmp:
@@ -185,14 +184,14 @@ def register(
 
     ensure_registered_model(client, name)
     tags = {
-        TAG_RUN: run_id,
-        TAG_SNAPSHOTS: ",".join(refs),
-        TAG_SNAPSHOT_IDS: ",".join(ids),
-        TAG_FLAVOR: flavor_name,
-        TAG_BY: user(),
+        records.TAG_RUN_ID: run_id,
+        records.TAG_SNAPSHOTS: ",".join(refs),
+        records.TAG_SNAPSHOT_IDS: ",".join(ids),
+        records.TAG_FLAVOR: flavor_name,
+        records.TAG_REGISTERED_BY: user(),
     }
     if notebook:
-        tags[TAG_NOTEBOOK] = notebook
+        tags[records.TAG_NOTEBOOK] = notebook
     version = client.create_model_version(
         name, source=logged.artifact_location, run_id=run_id, tags=tags, model_id=logged.model_id
     )

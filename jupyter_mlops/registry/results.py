@@ -52,6 +52,10 @@ class Check:
     threshold: str
     passed: bool
     detail: str = ""
+    # What the check is, as data (lineage reads these, never the display name):
+    kind: str = ""  # records.CHECK_KIND_*: require, versus, drift, alias
+    inputs: tuple[str, ...] = ()  # drift: (reference, current) labels or snapshot REFs
+    metric: str | None = None  # versus: the compared metric
 
     def value_text(self) -> str:
         if self.value is None:

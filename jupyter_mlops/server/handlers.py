@@ -219,6 +219,14 @@ class DriftReportHandler(MLOpsHandler):
         self.send((await self.call(queries.drift_report, settings, run_id, report)).to_json())
 
 
+class CompareHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        settings, _ = self.store_settings()
+        run_ids = self.get_arguments("run")
+        self.send((await self.call(queries.compare, settings, run_ids)).to_json())
+
+
 class LineageHandler(MLOpsHandler):
     @tornado.web.authenticated
     async def get(self) -> None:
@@ -239,4 +247,5 @@ ROUTES: list[tuple[str, type[MLOpsHandler]]] = [
     ("drift", DriftHandler),
     (f"drift/{NAME}/{NAME}", DriftReportHandler),
     ("lineage", LineageHandler),
+    ("compare", CompareHandler),
 ]

@@ -76,6 +76,27 @@ class Curve:
 
 
 @dataclass(frozen=True)
+class CompareRun:
+    run_id: str
+    label: str  # its name, with an id prefix where names repeat (as %compare labels it)
+
+
+@dataclass(frozen=True)
+class ComparePayload:
+    """``GET compare?run=ID&run=ID``: ``%compare``'s Comparison, every map keyed by run id."""
+
+    runs: list[CompareRun]  # in the order asked
+    params: dict[str, dict[str, Any]]  # param -> run id -> value (None: not logged)
+    metrics: dict[str, dict[str, float | None]]  # metric -> run id -> last value
+    param_differs: dict[str, bool]
+    metric_differs: dict[str, bool]
+    curves: dict[str, dict[str, Curve]]  # metric -> run id -> curve
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)
+
+
+@dataclass(frozen=True)
 class RunDetail:
     """``GET runs/<id>``: everything the run recorded, with its metric curves (thinned)."""
 

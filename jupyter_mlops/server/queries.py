@@ -7,24 +7,26 @@ Unknown names raise :class:`NotFound`; malformed input raises ``MLOpsUsageError`
 
 from __future__ import annotations
 
-import base64
 import json
 import math
-import re
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .. import records
 from ..config import Settings, is_url
 from ..errors import MLOpsNotFound, MLOpsUsageError
-from ..registry.decisions import REPORTS_DIRNAME
+from ..registry import service as registry
 from ..registry.models import run_snapshots
-from ..tracking.client import mlflow_client, sqlite_path
-from ..tracking.query import order_by
-from ..tracking.run import CELL_ARTIFACT, TAG_SUPERSEDED
+from ..registry.service import get_registered
+from ..tracking import compare as comparing
+from ..tracking import query
+from ..tracking.query import check_run_id, existing_client
 from .models import (
     ColumnInfo,
+    ComparePayload,
+    CompareRun,
     Curve,
     DiffPayload,
     DriftList,
@@ -48,40 +50,20 @@ if TYPE_CHECKING:
 
     from ..snapshots.repository import SnapshotStore
 
-MAX_PAGE = 1000
 MAX_CURVE_POINTS = 500
 MAX_ARTIFACTS = 200
-RUN_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
-MAX_TOKEN_CHARS = 200
-MAX_FILTER_CHARS = 10_000
-MAX_FILTER_CLAUSES = 50
-MAX_MODEL_NAME_CHARS = 256
-DRIFT_FOLDER = "drift"
-DRIFT_TAG = "mlops.drift."
-
-
-class NotFound(MLOpsNotFound):
-    """The request names a run, snapshot, model or report this store does not hold (404)."""
+MAX_COMPARE = 20
+DRIFT_FOLDER = records.DRIFT_FOLDER
+NotFound = MLOpsNotFound  # the server's 404: handlers.MLOpsHandler.call maps it once
+__all__ = ["check_run_id", "client_for", "get_registered", "tracking_store_exists"]
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def tracking_store_exists(settings: Settings) -> bool:
-    """False for a SQLite store not created yet (opening it would create and migrate it)."""
-    db = sqlite_path(settings.tracking_uri)
-    return db is None or db.exists()
-
-
-def client_for(settings: Settings) -> MlflowClient | None:
-    return mlflow_client(settings.tracking_uri) if tracking_store_exists(settings) else None
-
-
-def check_run_id(run_id: str) -> str:
-    if not RUN_ID.fullmatch(run_id):
-        raise MLOpsUsageError(f"invalid run id {run_id[:80]!r}: use the id shown in the runs table")
-    return run_id
+tracking_store_exists = query.store_exists
+client_for = existing_client
 
 
 # --- runs -----------------------------------------------------------------------------------------
@@ -106,97 +88,18 @@ def runs_page(
     sort: str | None = None,
     filter: str | None = None,
 ) -> RunsPage:
-    from mlflow.exceptions import MlflowException
-
-    if not 1 <= limit <= MAX_PAGE:
-        raise MLOpsUsageError(f"limit={limit}: give a number of runs between 1 and {MAX_PAGE}")
-    empty = RunsPage(settings.experiment, [], None, [], [])
-    client = client_for(settings)
-    experiment = client.get_experiment_by_name(settings.experiment) if client else None
-    if client is None or experiment is None:
-        return empty
-    clauses = [f"tags.`{TAG_SUPERSEDED}` IS NULL"]
-    if filter and filter.strip():
-        clauses.insert(0, check_filter(filter.strip()))
-    if page_token:
-        check_page_token(page_token, sqlite_path(settings.tracking_uri) is not None)
-    try:
-        found = client.search_runs(
-            [experiment.experiment_id],
-            filter_string=" and ".join(clauses),
-            order_by=[order_by(sort)] if sort else ["attributes.start_time DESC"],
-            max_results=limit,
-            page_token=page_token or None,
-        )
-    except MlflowException as exc:
-        if exc.error_code != "INVALID_PARAMETER_VALUE":
-            raise
-        raise MLOpsUsageError(str(exc.message).splitlines()[0]) from None
-    runs = [summary(run) for run in found]
+    found = query.page(settings, limit, page_token, sort, filter)
+    runs = [summary(run) for run in found.runs]
     return RunsPage(
-        experiment=settings.experiment,
+        experiment=found.experiment,
         runs=runs,
-        next_page_token=_token_text(found.token),
+        next_page_token=found.next_page_token,
         metric_keys=sorted({k for r in runs for k in r.metrics}),
         param_keys=sorted({k for r in runs for k in r.params}),
     )
 
 
-def check_filter(text: str) -> str:
-    """A filter MLflow can parse, of a size its SQL store can run (SQLite joins 200 tables)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.utils.search_utils import SearchUtils
-
-    if len(text) > MAX_FILTER_CHARS:
-        raise MLOpsUsageError(
-            f"filter is {len(text):,} characters long; keep it under {MAX_FILTER_CHARS:,}"
-        )
-    try:
-        clauses = SearchUtils.parse_search_filter(text)
-    except MlflowException as exc:
-        raise MLOpsUsageError(str(exc.message).splitlines()[0]) from None
-    if len(clauses) > MAX_FILTER_CLAUSES:
-        raise MLOpsUsageError(
-            f"filter has {len(clauses)} clauses; combine at most {MAX_FILTER_CLAUSES} with 'and'"
-        )
-    return text
-
-
-def check_page_token(token: str, sql_store: bool) -> None:
-    """A token as a SQL store hands out (base64 of ``{"offset": N}``); others: bounded length."""
-    problem = MLOpsUsageError(
-        f"page_token {token[:40]!r}{'...' if len(token) > 40 else ''} is not a token this store "
-        "handed out; pass the next_page_token of the previous page, or leave it out"
-    )
-    if len(token) > MAX_TOKEN_CHARS:
-        raise problem
-    if not sql_store:
-        return
-    try:
-        offset = json.loads(base64.b64decode(token, validate=True)).get("offset")
-    except (ValueError, TypeError, AttributeError):
-        raise problem from None
-    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**62:
-        raise problem
-
-
-def _token_text(token: str | bytes | None) -> str | None:
-    """MLflow's SQL store hands out bytes tokens and accepts them back as text."""
-    if not token:
-        return None
-    return token.decode("ascii") if isinstance(token, bytes) else token
-
-
-def _get_run(client: MlflowClient | None, run_id: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    check_run_id(run_id)
-    if client is None:
-        raise NotFound(f"no run {run_id!r}: this store has no runs yet")
-    try:
-        return client.get_run(run_id)
-    except MlflowException:
-        raise NotFound(f"no run {run_id!r} in this store") from None
+_get_run = query.get_run
 
 
 def _thin(history: list[Any]) -> Curve:
@@ -238,7 +141,7 @@ def run_detail(settings: Settings, run_id: str) -> RunDetail:
     assert client is not None
     artifacts = _artifacts(client, run_id)
     experiment = client.get_experiment(run.info.experiment_id).name
-    tags = {k: v for k, v in sorted(run.data.tags.items()) if k != "mlflow.log-model.history"}
+    tags = {k: v for k, v in sorted(run.data.tags.items()) if k not in records.HIDDEN_RUN_TAGS}
     return RunDetail(
         run=summary(run),
         experiment=experiment,
@@ -246,10 +149,12 @@ def run_detail(settings: Settings, run_id: str) -> RunDetail:
         inputs=run_snapshots(run)[0],
         artifacts=artifacts,
         cell_source=(
-            _artifact_text(client, run_id, CELL_ARTIFACT) if CELL_ARTIFACT in artifacts else None
+            _artifact_text(client, run_id, records.CELL_ARTIFACT)
+            if records.CELL_ARTIFACT in artifacts
+            else None
         ),
-        notebook=tags.get("mlops.notebook"),
-        cell_id=tags.get("mlops.cell_id"),
+        notebook=tags.get(records.TAG_NOTEBOOK),
+        cell_id=tags.get(records.TAG_CELL_ID),
         curves={
             key: _thin(client.get_metric_history(run_id, key)) for key in sorted(run.data.metrics)
         },
@@ -358,117 +263,64 @@ def snapshot_detail(
 # --- models ---------------------------------------------------------------------------------------
 
 
-def model_versions(client: MlflowClient, name: str) -> list[Any]:
-    """Every version of model ``name``, whatever quotes the name holds (MLflow has no escape)."""
-    if "'" not in name or '"' not in name:
-        quote = '"' if "'" in name else "'"
-        return list(client.search_model_versions(f"name = {quote}{name}{quote}"))
-    return [v for v in client.search_model_versions(max_results=10_000) if v.name == name]
-
-
 def model_list(settings: Settings) -> ModelList:
     """Every registered model; one that cannot be read is a row saying why, not a failed list."""
-    from mlflow.exceptions import MlflowException
-
-    client = client_for(settings)
-    if client is None:
-        return ModelList([])
-    models = []
-    for model in client.search_registered_models(max_results=1000):
-        aliases = {a: int(v) for a, v in sorted(model.aliases.items()) if str(v).isdigit()}
-        try:
-            numbers = [int(v.version) for v in model_versions(client, model.name)]
-        except (MlflowException, ValueError) as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            error = f"its versions cannot be read: {first}; check it with the MLflow UI"
-            models.append(ModelSummary(model.name, None, 0, aliases, error))
-            continue
-        models.append(
-            ModelSummary(
-                name=model.name,
-                latest_version=max(numbers) if numbers else None,
-                versions=len(numbers),
-                aliases=aliases,
-            )
-        )
-    return ModelList(sorted(models, key=lambda m: m.name.lower()))
-
-
-def check_model_name(name: str) -> str:
-    """Any name MLflow could hold (plain MLflow allows quotes); '/' and '@' separate refs."""
-    if (
-        not name.strip()
-        or len(name) > MAX_MODEL_NAME_CHARS
-        or any(c in name for c in "/@")
-        or not name.isprintable()
-    ):
-        raise MLOpsUsageError(
-            f"model name {name[:80]!r} is not valid: give a registered model's name "
-            "('/' and '@' separate versions and aliases)"
-        )
-    return name
-
-
-def get_registered(client: MlflowClient | None, name: str) -> Any:
-    from mlflow.exceptions import MlflowException
-
-    check_model_name(name)
-    if client is None:
-        raise NotFound(f"no registered model {name!r}: this store has no models yet")
-    try:
-        return client.get_registered_model(name)
-    except MlflowException:
-        raise NotFound(f"no registered model {name!r} in this store") from None
-
-
-def gate_history(home: Path, model: str) -> dict[int, list[dict[str, Any]]]:
-    """Every recorded decision on ``model``'s versions (from ``<home>/reports/``), newest first."""
-    folder = home / REPORTS_DIRNAME
-    found: dict[int, list[dict[str, Any]]] = {}
-    for path in sorted(folder.glob("gate-*.json")) if folder.is_dir() else []:
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if record.get("model") == model and isinstance(record.get("version"), int):
-            found.setdefault(record["version"], []).append(record)
-    for records in found.values():
-        records.sort(key=lambda r: str(r.get("at", "")), reverse=True)
-    return found
+    return ModelList([ModelSummary(**asdict(row)) for row in registry.models(settings)])
 
 
 def model_detail(settings: Settings, name: str) -> ModelDetail:
-    client = client_for(settings)
-    registered = get_registered(client, name)
-    assert client is not None
-    aliases = {a: int(v) for a, v in sorted(registered.aliases.items())}
-    history = gate_history(settings.home, name)
-    versions = []
-    for mv in sorted(model_versions(client, registered.name), key=lambda v: -int(v.version)):
-        number = int(mv.version)
-        run = None
-        if mv.run_id:
-            try:
-                run = client.get_run(mv.run_id)
-            except Exception:  # a deleted run leaves the version readable
-                run = None
-        versions.append(
-            ModelVersionInfo(
-                version=number,
-                run_id=mv.run_id or None,
-                run_name=run.info.run_name if run is not None else None,
-                created=mv.creation_timestamp,
-                aliases=sorted(a for a, v in aliases.items() if v == number),
-                snapshots=run_snapshots(run)[0] if run is not None else [],
-                metrics=(
-                    {k: _finite(v) for k, v in sorted(run.data.metrics.items())}
-                    if run is not None
-                    else {}
-                ),
-                gates=history.get(number, []),
-            )
-        )
-    return ModelDetail(registered.name, aliases, versions)
+    """A model's versions with their gate history, read from MLflow (as ``%lineage`` reads it)."""
+    found = registry.model(settings, name)
+    versions = [
+        ModelVersionInfo(**{**asdict(v), "metrics": {k: _finite(x) for k, x in v.metrics.items()}})
+        for v in found.versions
+    ]
+    return ModelDetail(found.name, found.aliases, versions)
+
+
+# --- compare --------------------------------------------------------------------------------------
+
+
+def compare(settings: Settings, run_ids: list[str]) -> ComparePayload:
+    """``%compare``'s Comparison keyed by run id (runs sharing a name stay apart)."""
+    if len(run_ids) > MAX_COMPARE:
+        raise MLOpsUsageError(f"{len(run_ids)} runs: compare at most {MAX_COMPARE} at a time")
+    for run_id in run_ids:
+        check_run_id(run_id)
+    if not query.store_exists(settings):
+        raise MLOpsNotFound(f"no run {run_ids[0]!r}: this store has no runs yet")
+    found = comparing.compare(settings, run_ids)
+    ids = dict(zip(found.labels, found.run_ids, strict=True))
+
+    def by_id(frame: Any) -> dict[str, dict[str, Any]]:
+        return {
+            str(key): {
+                ids[label]: (None if _missing(value) else _plain(value))
+                for label, value in row.items()
+            }
+            for key, row in frame.iterrows()
+        }
+
+    return ComparePayload(
+        runs=[CompareRun(ids[label], label) for label in found.labels],
+        params=by_id(found.params),
+        metrics=by_id(found.metrics),
+        param_differs=dict(zip(map(str, found.params.index), found.param_differs, strict=True)),
+        metric_differs=dict(zip(map(str, found.metrics.index), found.metric_differs, strict=True)),
+        curves={
+            metric: {
+                ids[label]: Curve(list(steps), [_finite(float(v)) for v in values])
+                for label, (steps, values) in per_run.items()
+            }
+            for metric, per_run in found.curves.items()
+        },
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, float):
+        return _finite(value)
+    return value.item() if hasattr(value, "item") else value
 
 
 # --- drift ----------------------------------------------------------------------------------------
@@ -481,7 +333,7 @@ def drift_list(settings: Settings) -> DriftList:
         return DriftList(settings.experiment, [])
     runs = client.search_runs(
         [experiment.experiment_id],
-        filter_string=f"tags.`{DRIFT_TAG}reference` IS NOT NULL",
+        filter_string=f"tags.`{records.TAG_DRIFT_REFERENCE}` IS NOT NULL",
         order_by=["attributes.start_time DESC"],
         max_results=200,
     )
@@ -553,7 +405,7 @@ def lineage(settings: Settings, ref: str) -> dict[str, Any]:
 
     if not ref.strip():
         raise MLOpsUsageError("give ref=: a snapshot REF, a run id, NAME/VERSION or NAME@ALIAS")
-    if not tracking_store_exists(settings):
+    if not query.store_exists(settings):
         raise NotFound(f"nothing named {ref[:80]!r}: this store has no runs or models yet")
     result: dict[str, Any] = walk(settings, ref).to_json()
     return result

@@ -10,15 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from .. import records
 from ..tracking.active import active_run
 from .results import Snapshot
 
-CONTEXT = "training"
-DIGEST_HEX = 32  # MLflow stores at most 36 characters of digest: "b3:" + 128 bits
-
-
-def mlflow_digest(snapshot_id: str) -> str:
-    return f"b3:{snapshot_id[:DIGEST_HEX]}"
+CONTEXT = records.INPUT_CONTEXT
 
 
 def _schema(manifest: dict[str, Any]) -> str | None:
@@ -27,7 +23,7 @@ def _schema(manifest: dict[str, Any]) -> str | None:
         return None
     return json.dumps(
         {
-            "snapshot_columns": [
+            records.SCHEMA_COLUMNS: [
                 {"name": c["label"], "type": c.get("pandas_dtype") or c["arrow_type"]}
                 for c in columns
                 if not c["index"]
@@ -49,14 +45,14 @@ def link_to_active_run(
 
     content = manifest["content"]
     profile = {
-        "num_rows": snapshot.rows,
-        "num_elements": (snapshot.rows or 0) * len(snapshot.columns),
+        records.PROFILE_ROWS: snapshot.rows,
+        records.PROFILE_ELEMENTS: (snapshot.rows or 0) * len(snapshot.columns),
     }
     if content["kind"] != "dataframe":
-        profile = {"files": snapshot.objects, "bytes": snapshot.bytes}
+        profile = {records.PROFILE_FILES: snapshot.objects, records.PROFILE_BYTES: snapshot.bytes}
     dataset = Dataset(
         name=snapshot.ref,
-        digest=mlflow_digest(snapshot.id),
+        digest=records.mlflow_digest(snapshot.id),
         source_type="local" if source_url.startswith("file://") else source_url.split("://")[0],
         source=json.dumps({"uri": source_url}),
         schema=_schema(manifest),
@@ -64,11 +60,13 @@ def link_to_active_run(
     )
     tags = [
         InputTag("mlflow.data.context", CONTEXT),
-        InputTag("snapshot.operation", operation),
-        InputTag("snapshot.ref", snapshot.ref),
-        InputTag("snapshot.id", snapshot.id),
+        InputTag(records.INPUT_TAG_OPERATION, operation),
+        InputTag(records.INPUT_TAG_REF, snapshot.ref),
+        InputTag(records.INPUT_TAG_ID, snapshot.id),
     ]
     client = mlflow_client(run.tracking_uri)
     client.log_inputs(run.run_id, datasets=[DatasetInput(dataset, tags)])
-    client.set_tag(run.run_id, f"snapshot.{snapshot.name}", f"{snapshot.ref}#{snapshot.short_id}")
+    client.set_tag(
+        run.run_id, records.run_snapshot_tag(snapshot.name), f"{snapshot.ref}#{snapshot.short_id}"
+    )
     return run.run_id

@@ -9,8 +9,8 @@ from typing import Any
 
 import pandas as pd
 
-from ..context import current_settings
-from ..errors import MLOpsUsageError
+from ..config import Settings
+from ..errors import MLOpsNotFound, MLOpsUsageError
 from .client import mlflow_client
 
 MAX_CURVE_POINTS = 2000
@@ -78,14 +78,15 @@ def resolve_runs(client: Any, refs: Sequence[str]) -> list[Any]:
         except MlflowException:
             pass
         if len(ref) < PREFIX_MIN:
-            raise MLOpsUsageError(f"no run {ref!r}; give a run id or at least {PREFIX_MIN} chars")
+            raise MLOpsNotFound(f"no run {ref!r}; give a run id or at least {PREFIX_MIN} chars")
         if candidates is None:
             ids = [e.experiment_id for e in client.search_experiments()]
             candidates = list(client.search_runs(ids, max_results=5000)) if ids else []
         matches = [r for r in candidates if r.info.run_id.startswith(ref)]
         if len(matches) != 1:
-            problem = "no run" if not matches else f"{len(matches)} runs"
-            raise MLOpsUsageError(f"{problem} with id {ref!r}; give a longer id prefix")
+            if not matches:
+                raise MLOpsNotFound(f"no run with id {ref!r}; give a run id shown by %runs")
+            raise MLOpsUsageError(f"{len(matches)} runs with id {ref!r}; give a longer id prefix")
         runs.append(matches[0])
     return runs
 
@@ -100,10 +101,13 @@ def _thin(steps: list[int], values: list[float]) -> tuple[list[int], list[float]
     return [steps[i] for i in keep], [values[i] for i in keep]
 
 
-def compare(run_ids: Sequence[str], metrics: Sequence[str] | None = None) -> Comparison:
+def compare(
+    settings: Settings, run_ids: Sequence[str], metrics: Sequence[str] | None = None
+) -> Comparison:
+    """``%compare`` and the panel's Compare: runs by id or unique id prefix, in the order given."""
     if len(run_ids) < 2:
         raise MLOpsUsageError("give at least two run ids to compare")
-    client = mlflow_client(current_settings().tracking_uri)
+    client = mlflow_client(settings.tracking_uri)
     runs = resolve_runs(client, run_ids)
     names = [r.info.run_name or r.info.run_id[:8] for r in runs]
     labels = [

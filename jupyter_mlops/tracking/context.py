@@ -16,7 +16,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from .. import environment
+from .. import environment, records
 from ..errors import MLOpsUsageError
 
 KEY_PACKAGES = (
@@ -165,7 +165,7 @@ def git_state(folder: Path) -> dict[str, str]:
     if not commit:
         return {}
     dirty = git("status", "--porcelain", "--untracked-files=no")
-    tags = {"mlflow.source.git.commit": commit, "mlops.git.dirty": str(bool(dirty)).lower()}
+    tags = {"mlflow.source.git.commit": commit, records.TAG_GIT_DIRTY: str(bool(dirty)).lower()}
     branch = git("rev-parse", "--abbrev-ref", "HEAD")
     if branch and branch != "HEAD":
         tags["mlflow.source.git.branch"] = branch
@@ -183,13 +183,13 @@ def user_tags() -> dict[str, str]:
 @cache
 def environment_tags() -> dict[str, str]:
     """Python, key packages and GPUs; asked once per process (they do not change under us)."""
-    tags = {"mlops.python": platform.python_version()}
+    tags = {records.TAG_PYTHON: platform.python_version()}
     for name in KEY_PACKAGES:
         version = environment.package_version(name)
         if version:
-            tags[f"mlops.pkg.{name}"] = version
+            tags[records.package_tag(name)] = version
     gpus = environment.gpu_inventory()
-    tags["mlops.gpus"] = json.dumps(
+    tags[records.TAG_GPUS] = json.dumps(
         [
             {"index": g.index, "name": g.name, "memory_mib": g.memory_mib, "uuid": g.uuid}
             for g in gpus
@@ -200,17 +200,17 @@ def environment_tags() -> dict[str, str]:
 
 def source_tags(notebook: Path | None, notebook_source: str, cell_id: str | None) -> dict[str, str]:
     """Where the code came from, in MLflow's own tags (so its UI shows the notebook) and ours."""
-    tags = {"mlops.notebook_source": notebook_source}
+    tags = {records.TAG_NOTEBOOK_SOURCE: notebook_source}
     if notebook is not None:
         tags.update(
             {
-                "mlops.notebook": str(notebook),
+                records.TAG_NOTEBOOK: str(notebook),
                 "mlflow.source.name": str(notebook),
                 "mlflow.source.type": "NOTEBOOK",
             }
         )
     if cell_id:
-        tags["mlops.cell_id"] = cell_id
+        tags[records.TAG_CELL_ID] = cell_id
     return tags
 
 

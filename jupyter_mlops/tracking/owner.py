@@ -13,11 +13,13 @@ import socket
 from functools import cache
 from typing import TYPE_CHECKING
 
+from .. import records
+
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
-TAG_OWNER = "mlops.owner"
-TAG_ERROR = "mlops.error"
+TAG_OWNER = records.TAG_OWNER
+TAG_ERROR = records.TAG_ERROR
 MAX_CHECKED = 1000  # RUNNING runs looked at per store opening
 
 

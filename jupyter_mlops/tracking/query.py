@@ -1,16 +1,31 @@
-"""``%runs``: an experiment's runs as a DataFrame (run_id, name, status, params.*, metrics.*)."""
+"""Reading runs: ``%runs`` as a DataFrame, and the panel's runs page.
+
+The functions take explicit :class:`Settings`; the faces resolve them. Reading never creates a
+store: a SQLite store not created yet reads as empty.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from ..context import current_settings
-from ..errors import MLOpsUsageError
-from .client import mlflow_client
-from .run import TAG_SUPERSEDED
+from .. import records
+from ..config import Settings
+from ..errors import MLOpsNotFound, MLOpsUsageError
+from .client import mlflow_client, sqlite_path
 
+if TYPE_CHECKING:
+    from mlflow.tracking import MlflowClient
+
+MAX_PAGE = 1000
+MAX_TOKEN_CHARS = 200
+MAX_FILTER_CHARS = 10_000
+MAX_FILTER_CLAUSES = 50
+RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 BASE_COLUMNS = ["run_id", "name", "status", "start_time"]
 SHORT_ATTRIBUTES = {"start_time", "end_time", "status", "run_name", "run_id"}
 
@@ -63,21 +78,23 @@ def frame(runs: list[Any]) -> RunsFrame:
 
 
 def search(
-    experiment: str | None = None,
+    settings: Settings,
     filter: str | None = None,
     sort: str | None = None,
     limit: int = 100,
     include_superseded: bool = False,
+    experiment_named: bool = False,
 ) -> RunsFrame:
+    """``%runs``: ``experiment_named`` when the user named the experiment (then it must exist)."""
     from mlflow.exceptions import MlflowException
 
     if limit < 1:
         raise MLOpsUsageError(f"--limit {limit}: give a positive number of runs")
-    settings = current_settings({"experiment": experiment})
+    experiment = settings.experiment
     client = mlflow_client(settings.tracking_uri)
     found = client.get_experiment_by_name(settings.experiment)
     if found is None:
-        if experiment is None:
+        if not experiment_named:
             return frame([])
         names = sorted(e.name for e in client.search_experiments(max_results=50))
         raise MLOpsUsageError(
@@ -85,7 +102,7 @@ def search(
         )
     clauses = [filter.strip()] if filter and filter.strip() else []
     if not include_superseded:
-        clauses.append(f"tags.`{TAG_SUPERSEDED}` IS NULL")
+        clauses.append(f"tags.`{records.TAG_SUPERSEDED_BY}` IS NULL")
     try:
         runs = client.search_runs(
             [found.experiment_id],
@@ -102,3 +119,126 @@ def search(
             "\"metrics.acc > 0.9 and params.lr = '0.1'\""
         ) from None
     return frame(list(runs))
+
+
+# --- the panel's runs page ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunPage:
+    """One page of an experiment's live runs (MLflow ``Run`` entities), newest first by default."""
+
+    experiment: str
+    runs: list[Any]
+    next_page_token: str | None
+
+
+def store_exists(settings: Settings) -> bool:
+    """False for a SQLite store not created yet (opening it would create and migrate it)."""
+    db = sqlite_path(settings.tracking_uri)
+    return db is None or db.exists()
+
+
+def existing_client(settings: Settings) -> MlflowClient | None:
+    """A client of the configured store, or None when it does not exist yet (nothing created)."""
+    return mlflow_client(settings.tracking_uri) if store_exists(settings) else None
+
+
+def check_run_id(run_id: str) -> str:
+    if not 1 <= len(run_id) <= 64 or not set(run_id) <= RUN_ID_CHARS:
+        raise MLOpsUsageError(f"invalid run id {run_id[:80]!r}: use the id shown in the runs table")
+    return run_id
+
+
+def get_run(client: MlflowClient | None, run_id: str) -> Any:
+    """The run ``run_id``, or :class:`MLOpsNotFound` saying the store lacks it."""
+    from mlflow.exceptions import MlflowException
+
+    check_run_id(run_id)
+    if client is None:
+        raise MLOpsNotFound(f"no run {run_id!r}: this store has no runs yet")
+    try:
+        return client.get_run(run_id)
+    except MlflowException:
+        raise MLOpsNotFound(f"no run {run_id!r} in this store") from None
+
+
+def page(
+    settings: Settings,
+    limit: int = 100,
+    page_token: str | None = None,
+    sort: str | None = None,
+    filter: str | None = None,
+) -> RunPage:
+    """The runs of ``settings.experiment`` not superseded by a re-run, one page at a time."""
+    from mlflow.exceptions import MlflowException
+
+    if not 1 <= limit <= MAX_PAGE:
+        raise MLOpsUsageError(f"limit={limit}: give a number of runs between 1 and {MAX_PAGE}")
+    client = existing_client(settings)
+    experiment = client.get_experiment_by_name(settings.experiment) if client else None
+    if client is None or experiment is None:
+        return RunPage(settings.experiment, [], None)
+    clauses = [f"tags.`{records.TAG_SUPERSEDED_BY}` IS NULL"]
+    if filter and filter.strip():
+        clauses.insert(0, check_filter(filter.strip()))
+    if page_token:
+        check_page_token(page_token, sqlite_path(settings.tracking_uri) is not None)
+    try:
+        found = client.search_runs(
+            [experiment.experiment_id],
+            filter_string=" and ".join(clauses),
+            order_by=[order_by(sort)] if sort else ["attributes.start_time DESC"],
+            max_results=limit,
+            page_token=page_token or None,
+        )
+    except MlflowException as exc:
+        if exc.error_code != "INVALID_PARAMETER_VALUE":
+            raise
+        raise MLOpsUsageError(str(exc.message).splitlines()[0]) from None
+    return RunPage(settings.experiment, list(found), _token_text(found.token))
+
+
+def check_filter(text: str) -> str:
+    """A filter MLflow can parse, of a size its SQL store can run (SQLite joins 200 tables)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.utils.search_utils import SearchUtils
+
+    if len(text) > MAX_FILTER_CHARS:
+        raise MLOpsUsageError(
+            f"filter is {len(text):,} characters long; keep it under {MAX_FILTER_CHARS:,}"
+        )
+    try:
+        clauses = SearchUtils.parse_search_filter(text)
+    except MlflowException as exc:
+        raise MLOpsUsageError(str(exc.message).splitlines()[0]) from None
+    if len(clauses) > MAX_FILTER_CLAUSES:
+        raise MLOpsUsageError(
+            f"filter has {len(clauses)} clauses; combine at most {MAX_FILTER_CLAUSES} with 'and'"
+        )
+    return text
+
+
+def check_page_token(token: str, sql_store: bool) -> None:
+    """A token as a SQL store hands out (base64 of ``{"offset": N}``); others: bounded length."""
+    problem = MLOpsUsageError(
+        f"page_token {token[:40]!r}{'...' if len(token) > 40 else ''} is not a token this store "
+        "handed out; pass the next_page_token of the previous page, or leave it out"
+    )
+    if len(token) > MAX_TOKEN_CHARS:
+        raise problem
+    if not sql_store:
+        return
+    try:
+        offset = json.loads(base64.b64decode(token, validate=True)).get("offset")
+    except (ValueError, TypeError, AttributeError):
+        raise problem from None
+    if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset < 2**62:
+        raise problem
+
+
+def _token_text(token: str | bytes | None) -> str | None:
+    """MLflow's SQL store hands out bytes tokens and accepts them back as text."""
+    if not token:
+        return None
+    return token.decode("ascii") if isinstance(token, bytes) else token

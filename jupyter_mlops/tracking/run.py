@@ -28,6 +28,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from .. import records
 from ..context import current_notebook, current_settings, user_namespace
 from ..errors import MLOpsUsageError
 from . import active, context, fluent, spill, termination
@@ -42,12 +43,12 @@ POLICIES = ("auto", "new", "replace", "resume")
 BATCH_SOURCES = frozenset(
     {"papermill", "nbconvert", "jupyter-execute", "pytest", "py.test", "nbclient"}
 )
-TAG_KEY = "mlops.run_key"
-TAG_SUPERSEDED = "mlops.superseded_by"
-TAG_REPLACES = "mlops.replaces"
-TAG_ERROR = "mlops.error"
-CELL_ARTIFACT = "cell.py"
-ERROR_ARTIFACT = "error.txt"
+TAG_KEY = records.TAG_RUN_KEY
+TAG_SUPERSEDED = records.TAG_SUPERSEDED_BY
+TAG_REPLACES = records.TAG_REPLACES
+TAG_ERROR = records.TAG_ERROR
+CELL_ARTIFACT = records.CELL_ARTIFACT
+ERROR_ARTIFACT = records.ERROR_ARTIFACT
 
 
 @dataclass

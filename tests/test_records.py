@@ -86,6 +86,15 @@ def test_mlflow_digest_is_defined_once() -> None:
     assert defining == ["records.py"]
 
 
+def test_snapshot_manifests_are_read_only_inside_snapshots() -> None:
+    readers = [
+        path.relative_to(PACKAGE).as_posix()
+        for path in PACKAGE.rglob("*.py")
+        if ".manifest(" in path.read_text(encoding="utf-8")
+    ]
+    assert readers and all(where.startswith("snapshots/") for where in readers), readers
+
+
 def frames() -> tuple[pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(0)
     train = pd.DataFrame(rng.normal(size=(200, 3)), columns=["x0", "x1", "x2"])

@@ -450,21 +450,12 @@ def _has_alias(client: MlflowClient, name: str, alias: str) -> bool:
 
 def _resolve_snapshot(settings: Settings, text: str) -> records.SnapshotInput | None:
     """A snapshot REF pinned in the configured store, or None when the store does not know it."""
-    from ..snapshots.service import open_store
+    from ..snapshots.service import describe, open_store
 
     try:
-        store = open_store(settings)
-        resolved = store.resolve(text)
-        manifest = store.manifest(resolved.id, resolved.ref)
+        found = describe(open_store(settings), text)
     except MLOpsUsageError:
         return None
-    content = manifest.get("content", {})
-    columns = [c for c in manifest.get("columns", []) if not c.get("index")]
-    rows = content.get("rows") if isinstance(content, dict) else None
     return records.SnapshotInput(
-        resolved.id,
-        resolved.ref,
-        "input",
-        rows=rows if isinstance(rows, int) else None,
-        columns=len(columns) if columns else None,
+        found.id, found.ref, "input", rows=found.rows, columns=found.data_columns or None
     )

@@ -216,6 +216,7 @@ def snapshot_detail(
 ) -> SnapshotDetail:
     from ..snapshots import diff as diffing
     from ..snapshots.names import check_name
+    from ..snapshots.service import describe
 
     check_name(name)
     store = _open_snapshots(settings)
@@ -227,17 +228,7 @@ def snapshot_detail(
         if wanted is not None and wanted not in numbers:
             raise NotFound(f"{name} has no version v{wanted}; it has v{numbers[0]}..v{numbers[-1]}")
     resolved = store.resolve(f"{name}@v{chosen}")
-    manifest = store.manifest(resolved.id, resolved.ref)
-    schema = [
-        ColumnInfo(
-            name=str(c.get("label", c["name"])),
-            type=str(c.get("pandas_dtype") or c.get("arrow_type") or ""),
-            index=bool(c.get("index")),
-            bytes=int(c.get("bytes", 0)),
-            stats=c.get("stats") or {},
-        )
-        for c in manifest.get("columns", [])
-    ]
+    schema = [ColumnInfo(**asdict(c)) for c in describe(store, resolved.ref).columns]
     comparison = None
     if against is not None:
         older = store.resolve(f"{name}@v{against}")

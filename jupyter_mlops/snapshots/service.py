@@ -5,6 +5,7 @@ Magics and the Python API both come here, so ``%snapshot`` and ``mlops.snapshot`
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -99,3 +100,54 @@ def collect_garbage(
     settings: Settings, *, dry_run: bool = False, grace_s: float = gc.GRACE_S
 ) -> GcReport:
     return gc.collect(open_store(settings), dry_run=dry_run, grace_s=grace_s)
+
+
+@dataclass(frozen=True)
+class ColumnSchema:
+    """One stored column of a DataFrame snapshot, as its manifest records it."""
+
+    name: str
+    type: str
+    index: bool
+    bytes: int
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a snapshot version holds, read from its manifest alone (no data is read)."""
+
+    id: str
+    ref: str
+    kind: str  # dataframe, file or dir
+    rows: int | None
+    columns: list[ColumnSchema]  # index columns included, flagged
+
+    @property
+    def data_columns(self) -> int:
+        return sum(1 for c in self.columns if not c.index)
+
+
+def describe(store: SnapshotStore, ref: str) -> Description:
+    """The version ``ref`` names, described by its manifest: the one reader of manifest fields
+    for code outside this package (lineage, the panel's server)."""
+    resolved = store.resolve(ref)
+    manifest = store.manifest(resolved.id, resolved.ref)
+    content = manifest.get("content", {})
+    rows = content.get("rows") if isinstance(content, dict) else None
+    return Description(
+        id=resolved.id,
+        ref=resolved.ref,
+        kind=str(content.get("kind", "")) if isinstance(content, dict) else "",
+        rows=rows if isinstance(rows, int) else None,
+        columns=[
+            ColumnSchema(
+                name=str(c.get("label", c["name"])),
+                type=str(c.get("pandas_dtype") or c.get("arrow_type") or ""),
+                index=bool(c.get("index")),
+                bytes=int(c.get("bytes", 0)),
+                stats=c.get("stats") or {},
+            )
+            for c in manifest.get("columns", [])
+        ],
+    )

@@ -54,6 +54,25 @@ export function LoadState<T>(props: { state: Loaded<T> }): JSX.Element | null {
   return null;
 }
 
+/**
+ * A damaged record as a table row of its own: what it is and what is wrong with it (the
+ * server's one-line `error`). The rest of the table stands.
+ */
+export function ErrorRow(props: {
+  label: React.ReactNode;
+  error: string;
+  colSpan: number;
+}): JSX.Element {
+  return (
+    <tr className="jp-MlopsRowError" data-testid="mlops-row-error">
+      <td colSpan={props.colSpan}>
+        <span className="jp-MlopsRowError-label">{props.label}</span>{' '}
+        <span role="alert">{props.error}</span>
+      </td>
+    </tr>
+  );
+}
+
 /** A sub-view with a back link (run details, a model, a snapshot). */
 export function Detail(props: {
   title: string;
@@ -130,7 +149,13 @@ export function formatBytes(n: number): string {
 
 /** The pass/fail table of a gate. */
 export function GateTable(props: {
-  checks: { name: string; value: unknown; threshold: string; passed: boolean; detail: string }[];
+  checks: {
+    name: string;
+    value: unknown;
+    threshold: string;
+    passed: boolean;
+    detail: string;
+  }[];
   testId?: string;
 }): JSX.Element {
   return (

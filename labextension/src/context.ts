@@ -1,17 +1,9 @@
-import { ServerConnection } from '@jupyterlab/services';
 import React, { useContext, useEffect, useState } from 'react';
 
-import { requestAPI } from './request';
+import { IScope } from './api';
 
 /** What every section needs: where to ask, for which notebook, and the shell actions. */
-export interface IPanelContext {
-  serverSettings: ServerConnection.ISettings;
-  /** Server-relative path of the followed notebook ('' for the server root). */
-  notebookPath: string;
-  /** Id of the followed notebook's kernel ('' when none): the server reads what it reported. */
-  kernelId: string;
-  /** The experiment chosen in the selector; '' shows the kernel's (or the folder's) own. */
-  experiment: string;
+export interface IPanelContext extends IScope {
   /** Bumped by the refresh button and whenever a notebook cell finishes running. */
   refreshKey: number;
   /** Open a drift report's HTML in a main-area tab. */
@@ -30,42 +22,29 @@ export function usePanel(): IPanelContext {
   return context;
 }
 
-/**
- * A route under `jupyter-mlops/api/` for the followed notebook: its path, its kernel (the
- * store the kernel uses), the chosen experiment, and extra query parameters.
- */
-export function route(
-  panel: Pick<IPanelContext, 'notebookPath' | 'kernelId' | 'experiment'>,
-  endPoint: string,
-  params: Record<string, string | number | undefined> = {}
-): string {
-  const query = new URLSearchParams({ path: panel.notebookPath });
-  const scope = { kernel: panel.kernelId, experiment: panel.experiment };
-  for (const [key, value] of Object.entries({ ...scope, ...params })) {
-    if (value !== undefined && value !== '') {
-      query.set(key, String(value));
-    }
-  }
-  return `${endPoint}?${query.toString()}`;
-}
-
 export type Loaded<T> =
   | { status: 'loading'; data?: T }
   | { status: 'error'; message: string; data?: T }
   | { status: 'ready'; data: T };
 
-/** GET a route; refetches when the route changes or the panel refreshes. `null` skips. */
-export function useApi<T>(endPoint: string | null): Loaded<T> {
+/**
+ * Call one `api` function for the panel's scope; calls again when `key` (what the call
+ * depends on besides the scope) or the scope changes, or the panel refreshes. `null` skips.
+ */
+export function useApi<T>(
+  load: ((scope: IScope) => Promise<T>) | null,
+  key: string = ''
+): Loaded<T> {
   const panel = usePanel();
   const [state, setState] = useState<Loaded<T>>({ status: 'loading' });
   useEffect(() => {
-    if (endPoint === null) {
+    if (load === null) {
       return;
     }
-    // A slow answer for a route the user has already left must not win.
+    // A slow answer for a request the user has already left must not win.
     let stale = false;
     setState(previous => ({ status: 'loading', data: previous.data }));
-    requestAPI<T>(endPoint, {}, panel.serverSettings).then(
+    load(panel).then(
       data => !stale && setState({ status: 'ready', data }),
       (error: Error) =>
         !stale && setState({ status: 'error', message: error.message })
@@ -73,6 +52,14 @@ export function useApi<T>(endPoint: string | null): Loaded<T> {
     return () => {
       stale = true;
     };
-  }, [endPoint, panel.serverSettings, panel.refreshKey]);
+  }, [
+    key,
+    load === null,
+    panel.serverSettings,
+    panel.notebookPath,
+    panel.kernelId,
+    panel.experiment,
+    panel.refreshKey
+  ]);
   return state;
 }

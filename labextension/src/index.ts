@@ -9,9 +9,10 @@ import {
   NotebookActions,
   NotebookPanel
 } from '@jupyterlab/notebook';
-import { LabIcon } from '@jupyterlab/ui-components';
-import { Widget } from '@lumino/widgets';
+import { IFrame, LabIcon } from '@jupyterlab/ui-components';
 
+// The side panel is created (and shown in the sidebar) as the plugin activates.
+// eslint-disable-next-line jupyter/prefer-lazy-imports
 import { IShellActions, MlopsPanel } from './panel';
 
 const PANEL_ID = 'jupyter-mlops-panel';
@@ -55,6 +56,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: 'Open the MLOps Panel',
       caption: 'Show the MLOps side panel',
       icon: mlopsIcon,
+      describedBy: { args: { type: 'object', properties: {} } },
       execute: () => app.shell.activateById(PANEL_ID)
     });
 
@@ -109,7 +111,9 @@ export function themedReport(html: string): string {
     `<style data-jp-mlops-theme>:root{${values}color-scheme:${dark ? 'dark' : 'light'}}` +
     'html,body{background:var(--jp-layout-color0,#fff);color:var(--jp-ui-font-color1,#000)}' +
     'a{color:var(--jp-content-link-color,#1976d2)}</style>';
-  return html.includes('<head>') ? html.replace('<head>', `<head>${style}`) : style + html;
+  return html.includes('<head>')
+    ? html.replace('<head>', `<head>${style}`)
+    : style + html;
 }
 
 /** Open drift reports in main-area tabs; select a run's cell in its open notebook. */
@@ -127,14 +131,10 @@ function shellActions(
   });
   return {
     openReport: (title: string, html: string) => {
-      const frame = new Widget({ node: document.createElement('iframe') });
-      const node = frame.node as HTMLIFrameElement;
       // The report is static HTML (no script): an empty sandbox runs nothing, not even that.
-      node.setAttribute('sandbox', '');
+      const frame = new IFrame({ sandbox: [], referrerPolicy: 'no-referrer' });
+      const node = frame.node.querySelector('iframe')!;
       node.srcdoc = themedReport(html);
-      node.style.border = 'none';
-      node.style.width = '100%';
-      node.style.height = '100%';
       reports.set(node, html);
       const widget = new MainAreaWidget({ content: frame });
       widget.addClass('jp-MlopsReport');
@@ -154,7 +154,9 @@ function shellActions(
       if (!panel) {
         return false;
       }
-      const index = panel.content.widgets.findIndex(cell => cell.model.id === cellId);
+      const index = panel.content.widgets.findIndex(
+        cell => cell.model.id === cellId
+      );
       if (index < 0) {
         return false;
       }

@@ -1,15 +1,20 @@
 import { ServerConnection } from '@jupyterlab/services';
+import {
+  ReactWidget,
+  SidePanel,
+  ToolbarButton,
+  refreshIcon
+} from '@jupyterlab/ui-components';
 import { Message } from '@lumino/messaging';
-import { ReactWidget, refreshIcon } from '@jupyterlab/ui-components';
+import { Panel, Widget } from '@lumino/widgets';
 import React, { useEffect, useMemo, useState } from 'react';
 
-import { IPanelContext, PanelContext, route, useApi, usePanel } from './context';
-import { requestAPI } from './request';
+import { IStoreInfo, getExperiments, getStore } from './api';
+import { IPanelContext, PanelContext, useApi } from './context';
 import { DriftSection } from './sections/drift';
 import { ModelsSection } from './sections/models';
 import { RunsSection } from './sections/runs';
 import { SnapshotsSection } from './sections/snapshots';
-import { ExperimentList, StoreInfo } from './types';
 
 /** What the panel asks of the application shell. */
 export interface IShellActions {
@@ -17,14 +22,30 @@ export interface IShellActions {
   goToCell: IPanelContext['goToCell'];
 }
 
-/** The left-sidebar panel: the store of the current notebook's folder and what it holds. */
-export class MlopsPanel extends ReactWidget {
+/**
+ * The left-sidebar panel: JupyterLab's side panel (title header, toolbar with the refresh
+ * button) holding the store of the current notebook's folder and what it holds.
+ */
+export class MlopsPanel extends SidePanel {
   constructor(
     private readonly serverSettings: ServerConnection.ISettings,
     private readonly actions: IShellActions
   ) {
-    super();
+    super({ content: new Panel() });
     this.addClass('jp-MlopsPanel');
+    const heading = document.createElement('h2');
+    heading.className = 'jp-MlopsPanel-title';
+    heading.textContent = 'MLOps';
+    this.header.addWidget(new Widget({ node: heading }));
+    const refresh = new ToolbarButton({
+      icon: refreshIcon,
+      tooltip: 'Refresh',
+      onClick: () => this.refresh()
+    });
+    refresh.node.dataset.testid = 'mlops-refresh';
+    this.toolbar.addItem('refresh', refresh);
+    this._view = new PanelViewWidget(this);
+    this.addWidget(this._view);
   }
 
   /** Reload every section (after a cell ran, or on the refresh button); deferred while hidden. */
@@ -35,7 +56,7 @@ export class MlopsPanel extends ReactWidget {
     }
     this._stale = false;
     this._refreshKey += 1;
-    this.update();
+    this._view.update();
   }
 
   protected onAfterShow(msg: Message): void {
@@ -53,7 +74,7 @@ export class MlopsPanel extends ReactWidget {
   set notebookPath(path: string) {
     if (path !== this._notebookPath) {
       this._notebookPath = path;
-      this.update();
+      this._view.update();
     }
   }
 
@@ -65,42 +86,54 @@ export class MlopsPanel extends ReactWidget {
   set kernelId(id: string) {
     if (id !== this._kernelId) {
       this._kernelId = id;
-      this.update();
+      this._view.update();
     }
   }
 
-  protected render(): JSX.Element {
-    return (
-      <PanelView
-        serverSettings={this.serverSettings}
-        notebookPath={this._notebookPath}
-        kernelId={this._kernelId}
-        refreshKey={this._refreshKey}
-        actions={this.actions}
-        onRefresh={() => this.refresh()}
-      />
-    );
+  /** The view's props: what the panel follows now. */
+  viewProps(): IPanelViewProps {
+    return {
+      serverSettings: this.serverSettings,
+      notebookPath: this._notebookPath,
+      kernelId: this._kernelId,
+      refreshKey: this._refreshKey,
+      actions: this.actions
+    };
   }
 
+  private _view: PanelViewWidget;
   private _notebookPath = '';
   private _kernelId = '';
   private _refreshKey = 0;
   private _stale = false;
 }
 
-type StoreState =
-  | { status: 'loading' }
-  | { status: 'error'; message: string }
-  | { status: 'ready'; store: StoreInfo };
+/** The panel's React content, rendered again whenever the panel's state changes. */
+class PanelViewWidget extends ReactWidget {
+  constructor(private readonly panel: MlopsPanel) {
+    super();
+    this.addClass('jp-MlopsPanel-view');
+  }
 
-function PanelView(props: {
+  protected render(): JSX.Element {
+    return <PanelView {...this.panel.viewProps()} />;
+  }
+}
+
+interface IPanelViewProps {
   serverSettings: ServerConnection.ISettings;
   notebookPath: string;
   kernelId: string;
   refreshKey: number;
   actions: IShellActions;
-  onRefresh: () => void;
-}): JSX.Element {
+}
+
+type StoreState =
+  | { status: 'loading' }
+  | { status: 'error'; message: string }
+  | { status: 'ready'; store: IStoreInfo };
+
+function PanelView(props: IPanelViewProps): JSX.Element {
   const [state, setState] = useState<StoreState>({ status: 'loading' });
   // The experiment picked in the selector, for this notebook and kernel only.
   const [picked, setPicked] = useState({ scope: '', experiment: '' });
@@ -130,15 +163,12 @@ function PanelView(props: {
     let stale = false;
     // A refresh keeps the sections (and what they have open) on screen while it reloads.
     setState(previous =>
-      previous.status === 'ready' && previous.store.notebook === (props.notebookPath || null)
+      previous.status === 'ready' &&
+      previous.store.notebook === (props.notebookPath || null)
         ? previous
         : { status: 'loading' }
     );
-    requestAPI<StoreInfo>(
-      route({ ...context, experiment: '' }, 'store'),
-      {},
-      props.serverSettings
-    ).then(
+    getStore(context).then(
       store => !stale && setState({ status: 'ready', store }),
       (error: Error) =>
         !stale && setState({ status: 'error', message: error.message })
@@ -146,23 +176,15 @@ function PanelView(props: {
     return () => {
       stale = true;
     };
-  }, [props.notebookPath, props.kernelId, props.serverSettings, props.refreshKey]);
+  }, [
+    props.notebookPath,
+    props.kernelId,
+    props.serverSettings,
+    props.refreshKey
+  ]);
 
   return (
     <div className="jp-MlopsPanel-content" data-testid="mlops-panel">
-      <header className="jp-MlopsPanel-header">
-        <h2 className="jp-MlopsPanel-title">MLOps</h2>
-        <button
-          className="jp-MlopsPanel-refresh"
-          data-testid="mlops-refresh"
-          title="Refresh"
-          aria-label="Refresh"
-          disabled={state.status === 'loading'}
-          onClick={props.onRefresh}
-        >
-          <refreshIcon.react tag="span" elementSize="normal" />
-        </button>
-      </header>
       <StoreView state={state} />
       {state.status !== 'error' && (
         <PanelContext.Provider value={context}>
@@ -187,7 +209,7 @@ function PanelView(props: {
 }
 
 /** Where the shown store comes from, in words: the live kernel, or the notebook's folder. */
-function storeOrigin(store: StoreInfo): string {
+function storeOrigin(store: IStoreInfo): string {
   if (store.sources.kernel) {
     return 'as the notebook’s kernel reported it';
   }
@@ -236,7 +258,9 @@ function StoreView(props: { state: StoreState }): JSX.Element {
         <dt>Snapshots</dt>
         <dd title={store.snapshot_store}>{store.snapshot_store}</dd>
         <dt>Experiment</dt>
-        <dd title={`${store.experiment} (from ${store.sources.experiment ?? 'default'})`}>
+        <dd
+          title={`${store.experiment} (from ${store.sources.experiment ?? 'default'})`}
+        >
           {store.experiment}
         </dd>
       </dl>
@@ -246,12 +270,11 @@ function StoreView(props: { state: StoreState }): JSX.Element {
 
 /** Choose which experiment the runs and drift sections show; '' is the kernel's own. */
 function ExperimentPicker(props: {
-  store: StoreInfo;
+  store: IStoreInfo;
   chosen: string;
   onChoose: (experiment: string) => void;
 }): JSX.Element | null {
-  const panel = usePanel();
-  const state = useApi<ExperimentList>(route({ ...panel, experiment: '' }, 'experiments'));
+  const state = useApi(getExperiments);
   const names = (state.data?.experiments ?? []).map(e => e.name);
   const own = props.store.experiment;
   const shown = props.chosen || own;
@@ -261,7 +284,9 @@ function ExperimentPicker(props: {
       <select
         data-testid="mlops-experiment-select"
         value={shown}
-        onChange={e => props.onChoose(e.target.value === own ? '' : e.target.value)}
+        onChange={e =>
+          props.onChoose(e.target.value === own ? '' : e.target.value)
+        }
       >
         {[own, ...names.filter(name => name !== own)].map(name => (
           <option key={name} value={name}>

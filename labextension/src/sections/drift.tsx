@@ -1,27 +1,29 @@
 import React, { useState } from 'react';
 
-import { LoadState, Placeholder, Section, formatTime } from '../components';
-import { route, useApi, usePanel } from '../context';
-import { requestAPI } from '../request';
-import { DriftList, DriftReport, DriftReportInfo } from '../types';
+import { IDriftReportInfo, getDrift, getDriftReport } from '../api';
+import {
+  ErrorRow,
+  LoadState,
+  Placeholder,
+  Section,
+  formatTime
+} from '../components';
+import { useApi, usePanel } from '../context';
 
 export function DriftSection(): JSX.Element {
   const panel = usePanel();
-  const state = useApi<DriftList>(route(panel, 'drift'));
+  const state = useApi(getDrift);
   const [error, setError] = useState<string | null>(null);
   const reports = state.data?.reports ?? [];
 
-  const open = (info: DriftReportInfo) => {
+  const open = (info: IDriftReportInfo) => {
     setError(null);
-    requestAPI<DriftReport>(
-      route(
-        panel,
-        `drift/${encodeURIComponent(info.run_id)}/${encodeURIComponent(info.report)}`
-      ),
-      {},
-      panel.serverSettings
-    ).then(
-      report => panel.openReport(`Drift: ${info.reference} → ${info.current}`, report.html),
+    getDriftReport(panel, info.run_id, info.report).then(
+      report =>
+        panel.openReport(
+          `Drift: ${info.reference} → ${info.current}`,
+          report.html
+        ),
       (e: Error) => setError(e.message)
     );
   };
@@ -37,7 +39,8 @@ export function DriftSection(): JSX.Element {
       {state.data && reports.length === 0 && (
         <Placeholder>
           No drift reports in <code>{state.data.experiment}</code> yet — run{' '}
-          <code>%drift REFERENCE CURRENT</code> inside a <code>%%track</code> cell.
+          <code>%drift REFERENCE CURRENT</code> inside a <code>%%track</code>{' '}
+          cell.
         </Placeholder>
       )}
       {reports.length > 0 && (
@@ -50,25 +53,37 @@ export function DriftSection(): JSX.Element {
             </tr>
           </thead>
           <tbody>
-            {reports.map(info => (
-              <tr key={`${info.run_id}/${info.report}`} data-testid="mlops-drift-row">
-                <td>
-                  <button
-                    className="jp-MlopsLink"
-                    title="Open the report in a tab"
-                    onClick={() => open(info)}
-                  >
-                    {info.reference} → {info.current}
-                  </button>
-                </td>
-                <td className={info.drifted ? 'jp-mod-fail' : 'jp-mod-pass'}>
-                  {info.share_drifted === null
-                    ? '–'
-                    : `${Math.round(info.share_drifted * 100)}%${info.drifted ? ' (drift)' : ''}`}
-                </td>
-                <td title={formatTime(info.start_time)}>{info.run_name}</td>
-              </tr>
-            ))}
+            {reports.map(info =>
+              info.error !== null ? (
+                <ErrorRow
+                  key={`${info.run_id}/${info.report}`}
+                  label={`${info.run_name}: ${info.report}`}
+                  error={info.error}
+                  colSpan={3}
+                />
+              ) : (
+                <tr
+                  key={`${info.run_id}/${info.report}`}
+                  data-testid="mlops-drift-row"
+                >
+                  <td>
+                    <button
+                      className="jp-MlopsLink"
+                      title="Open the report in a tab"
+                      onClick={() => open(info)}
+                    >
+                      {info.reference} → {info.current}
+                    </button>
+                  </td>
+                  <td className={info.drifted ? 'jp-mod-fail' : 'jp-mod-pass'}>
+                    {info.share_drifted === null
+                      ? '–'
+                      : `${Math.round(info.share_drifted * 100)}%${info.drifted ? ' (drift)' : ''}`}
+                  </td>
+                  <td title={formatTime(info.start_time)}>{info.run_name}</td>
+                </tr>
+              )
+            )}
           </tbody>
         </table>
       )}

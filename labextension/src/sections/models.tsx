@@ -3,6 +3,7 @@ import React, { useState } from 'react';
 
 import {
   Detail,
+  ErrorRow,
   GateTable,
   LoadState,
   Placeholder,
@@ -10,18 +11,18 @@ import {
   formatTime,
   formatValue
 } from '../components';
-import { route, useApi, usePanel } from '../context';
-import { requestAPI } from '../request';
 import {
-  ModelDetail,
-  ModelSummary,
-  PromoteAnswer,
-  PromoteRequest
-} from '../types';
+  IModelDetail,
+  IPromoteAnswer,
+  IPromoteRequest,
+  getModel,
+  getModels,
+  promoteModel
+} from '../api';
+import { useApi, usePanel } from '../context';
 
 export function ModelsSection(): JSX.Element {
-  const panel = usePanel();
-  const state = useApi<{ models: ModelSummary[] }>(route(panel, 'models'));
+  const state = useApi(getModels);
   const [open, setOpen] = useState<string | null>(null);
 
   if (open !== null) {
@@ -51,23 +52,32 @@ export function ModelsSection(): JSX.Element {
             </tr>
           </thead>
           <tbody>
-            {models.map(model => (
-              <tr key={model.name} data-testid="mlops-model-row">
-                <td>
-                  <button
-                    className="jp-MlopsLink"
-                    title={`Versions, gates and Promote for ${model.name}`}
-                    onClick={() => setOpen(model.name)}
-                  >
-                    {model.name}
-                  </button>
-                </td>
-                <td>v{model.latest_version}</td>
-                <td>
-                  <Aliases aliases={model.aliases} />
-                </td>
-              </tr>
-            ))}
+            {models.map(model =>
+              model.error !== null ? (
+                <ErrorRow
+                  key={model.name}
+                  label={model.name}
+                  error={model.error}
+                  colSpan={3}
+                />
+              ) : (
+                <tr key={model.name} data-testid="mlops-model-row">
+                  <td>
+                    <button
+                      className="jp-MlopsLink"
+                      title={`Versions, gates and Promote for ${model.name}`}
+                      onClick={() => setOpen(model.name)}
+                    >
+                      {model.name}
+                    </button>
+                  </td>
+                  <td>v{model.latest_version}</td>
+                  <td>
+                    <Aliases aliases={model.aliases} />
+                  </td>
+                </tr>
+              )
+            )}
           </tbody>
         </table>
       )}
@@ -79,7 +89,12 @@ function Aliases(props: { aliases: Record<string, number> }): JSX.Element {
   return (
     <span data-testid="mlops-model-aliases">
       {Object.entries(props.aliases).map(([alias, version]) => (
-        <span key={alias} className="jp-MlopsBadge" data-alias={alias} data-version={version}>
+        <span
+          key={alias}
+          className="jp-MlopsBadge"
+          data-alias={alias}
+          data-version={version}
+        >
           {alias} → v{version}
         </span>
       ))}
@@ -88,14 +103,18 @@ function Aliases(props: { aliases: Record<string, number> }): JSX.Element {
 }
 
 function ModelView(props: { name: string; onClose: () => void }): JSX.Element {
-  const panel = usePanel();
   const [reloads, setReloads] = useState(0);
-  const state = useApi<ModelDetail>(
-    route(panel, `models/${encodeURIComponent(props.name)}`, { r: reloads || undefined })
+  const state = useApi(
+    scope => getModel(scope, props.name),
+    `${props.name}#${reloads}`
   );
   const detail = state.data;
   return (
-    <Detail title={props.name} testId="mlops-model-detail" onClose={props.onClose}>
+    <Detail
+      title={props.name}
+      testId="mlops-model-detail"
+      onClose={props.onClose}
+    >
       <LoadState state={state} />
       {detail && (
         <>
@@ -118,12 +137,26 @@ function ModelView(props: { name: string; onClose: () => void }): JSX.Element {
                 return (
                   <tr key={v.version} title={formatTime(v.created)}>
                     <td>v{v.version}</td>
-                    <td title={Object.entries(v.metrics).map(([k, x]) => `${k}=${formatValue(x)}`).join(', ')}>
+                    <td
+                      title={Object.entries(v.metrics)
+                        .map(([k, x]) => `${k}=${formatValue(x)}`)
+                        .join(', ')}
+                    >
                       {v.run_name ?? '–'}
                     </td>
                     <td>{v.aliases.join(', ')}</td>
-                    <td className={last ? (last.passed ? 'jp-mod-pass' : 'jp-mod-fail') : ''}>
-                      {last ? `${last.decision}${last.alias ? ` → ${last.alias}` : ''}` : '–'}
+                    <td
+                      className={
+                        last
+                          ? last.passed
+                            ? 'jp-mod-pass'
+                            : 'jp-mod-fail'
+                          : ''
+                      }
+                    >
+                      {last
+                        ? `${last.decision}${last.alias ? ` → ${last.alias}` : ''}`
+                        : '–'}
                     </td>
                   </tr>
                 );
@@ -139,21 +172,33 @@ function ModelView(props: { name: string; onClose: () => void }): JSX.Element {
   );
 }
 
-function GateHistory(props: { detail: ModelDetail }): JSX.Element {
+function GateHistory(props: { detail: IModelDetail }): JSX.Element {
   const decisions = props.detail.versions.flatMap(v =>
     v.gates.map(g => ({ ...g, version: v.version }))
   );
   decisions.sort((a, b) => (a.at < b.at ? 1 : -1));
   if (decisions.length === 0) {
-    return <Placeholder>No gate has run yet — use Promote below or <code>%promote</code>.</Placeholder>;
+    return (
+      <Placeholder>
+        No gate has run yet — use Promote below or <code>%promote</code>.
+      </Placeholder>
+    );
   }
   return (
     <ul className="jp-MlopsList" data-testid="mlops-gate-history">
       {decisions.map((d, i) => (
-        <li key={i} className={d.passed ? 'jp-mod-pass' : 'jp-mod-fail'} title={d.checks.map(c => `${c.passed ? 'pass' : 'FAIL'} ${c.name}`).join('\n')}>
-          v{d.version} {d.alias ? `→ ${d.alias}` : ''}: <strong>{d.decision}</strong>{' '}
+        <li
+          key={i}
+          className={d.passed ? 'jp-mod-pass' : 'jp-mod-fail'}
+          title={d.checks
+            .map(c => `${c.passed ? 'pass' : 'FAIL'} ${c.name}`)
+            .join('\n')}
+        >
+          v{d.version} {d.alias ? `→ ${d.alias}` : ''}:{' '}
+          <strong>{d.decision}</strong>{' '}
           <span className="jp-MlopsMuted">
-            {d.at.slice(0, 16).replace('T', ' ')} {d.user} {d.reason ? `· ${d.reason}` : ''}
+            {d.at.slice(0, 16).replace('T', ' ')} {d.user}{' '}
+            {d.reason ? `· ${d.reason}` : ''}
           </span>
         </li>
       ))}
@@ -162,13 +207,17 @@ function GateHistory(props: { detail: ModelDetail }): JSX.Element {
 }
 
 /** Ask before an alias moves (a dry run moves nothing, so it is not asked about). */
-async function confirmMove(detail: ModelDetail, body: PromoteRequest): Promise<boolean> {
+async function confirmMove(
+  detail: IModelDetail,
+  body: IPromoteRequest
+): Promise<boolean> {
   if (body.dry_run) {
     return true;
   }
   const target = body.version ?? detail.versions[0]?.version;
   const now = detail.aliases[body.alias];
-  const from = now === undefined ? 'It is not set yet.' : `It points at v${now} now.`;
+  const from =
+    now === undefined ? 'It is not set yet.' : `It points at v${now} now.`;
   const result = await showDialog({
     title: `Move ${body.alias}?`,
     body:
@@ -179,10 +228,15 @@ async function confirmMove(detail: ModelDetail, body: PromoteRequest): Promise<b
   return result.button.accept;
 }
 
-function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.Element {
+function PromoteForm(props: {
+  detail: IModelDetail;
+  onDone: () => void;
+}): JSX.Element {
   const panel = usePanel();
   const { detail } = props;
-  const [version, setVersion] = useState(String(detail.versions[0]?.version ?? ''));
+  const [version, setVersion] = useState(
+    String(detail.versions[0]?.version ?? '')
+  );
   const [alias, setAlias] = useState('champion');
   const [require, setRequire] = useState('');
   const [vs, setVs] = useState('');
@@ -193,11 +247,11 @@ function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.El
   const [dryRun, setDryRun] = useState(false);
   const [reason, setReason] = useState('');
   const [busy, setBusy] = useState(false);
-  const [answer, setAnswer] = useState<PromoteAnswer | null>(null);
+  const [answer, setAnswer] = useState<IPromoteAnswer | null>(null);
 
   const submit = (event: React.FormEvent) => {
     event.preventDefault();
-    const body: PromoteRequest = {
+    const body: IPromoteRequest = {
       alias: alias.trim(),
       version: version ? Number(version) : undefined,
       require: require
@@ -218,27 +272,32 @@ function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.El
       .then(confirmed =>
         !confirmed
           ? undefined
-          : requestAPI<PromoteAnswer>(
-              route(panel, `models/${encodeURIComponent(detail.name)}/promote`),
-              { method: 'POST', body: JSON.stringify(body) },
-              panel.serverSettings
-            ).then(
+          : promoteModel(panel, detail.name, body).then(
               result => {
                 setAnswer(result);
                 props.onDone();
               },
-              (e: Error) => showErrorMessage(`Promote ${detail.name} failed`, e.message)
+              (e: Error) =>
+                showErrorMessage(`Promote ${detail.name} failed`, e.message)
             )
       )
       .finally(() => setBusy(false));
   };
 
   return (
-    <form className="jp-MlopsForm" data-testid="mlops-promote" onSubmit={submit}>
+    <form
+      className="jp-MlopsForm"
+      data-testid="mlops-promote"
+      onSubmit={submit}
+    >
       <h4>Promote</h4>
       <label className="jp-MlopsField">
         version
-        <select value={version} onChange={e => setVersion(e.target.value)} name="version">
+        <select
+          value={version}
+          onChange={e => setVersion(e.target.value)}
+          name="version"
+        >
           {detail.versions.map(v => (
             <option key={v.version} value={v.version}>
               v{v.version}
@@ -248,7 +307,12 @@ function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.El
       </label>
       <label className="jp-MlopsField">
         to alias
-        <input name="alias" value={alias} onChange={e => setAlias(e.target.value)} required />
+        <input
+          name="alias"
+          value={alias}
+          onChange={e => setAlias(e.target.value)}
+          required
+        />
       </label>
       <label className="jp-MlopsField jp-mod-wide">
         require (one check per line)
@@ -262,38 +326,90 @@ function PromoteForm(props: { detail: ModelDetail; onDone: () => void }): JSX.El
       </label>
       <label className="jp-MlopsField">
         vs alias
-        <input name="vs" value={vs} placeholder="champion" onChange={e => setVs(e.target.value)} />
+        <input
+          name="vs"
+          value={vs}
+          placeholder="champion"
+          onChange={e => setVs(e.target.value)}
+        />
       </label>
       <label className="jp-MlopsField">
         min delta
-        <input name="min_delta" type="number" step="any" value={minDelta} onChange={e => setMinDelta(e.target.value)} />
+        <input
+          name="min_delta"
+          type="number"
+          step="any"
+          value={minDelta}
+          onChange={e => setMinDelta(e.target.value)}
+        />
       </label>
       <label className="jp-MlopsField">
         reference
-        <input name="reference" value={reference} placeholder="train@v1" onChange={e => setReference(e.target.value)} />
+        <input
+          name="reference"
+          value={reference}
+          placeholder="train@v1"
+          onChange={e => setReference(e.target.value)}
+        />
       </label>
       <label className="jp-MlopsField">
         current
-        <input name="current" value={current} placeholder="live@v3" onChange={e => setCurrent(e.target.value)} />
+        <input
+          name="current"
+          value={current}
+          placeholder="live@v3"
+          onChange={e => setCurrent(e.target.value)}
+        />
       </label>
       <label className="jp-MlopsField">
         max drift share
-        <input name="max_drift_share" type="number" step="any" min="0" max="1" value={maxDrift} onChange={e => setMaxDrift(e.target.value)} />
+        <input
+          name="max_drift_share"
+          type="number"
+          step="any"
+          min="0"
+          max="1"
+          value={maxDrift}
+          onChange={e => setMaxDrift(e.target.value)}
+        />
       </label>
       <label className="jp-MlopsField">
         reason
-        <input name="reason" value={reason} onChange={e => setReason(e.target.value)} />
+        <input
+          name="reason"
+          value={reason}
+          onChange={e => setReason(e.target.value)}
+        />
       </label>
       <label className="jp-MlopsCheck">
-        <input type="checkbox" name="dry_run" checked={dryRun} onChange={e => setDryRun(e.target.checked)} />
+        <input
+          type="checkbox"
+          name="dry_run"
+          checked={dryRun}
+          onChange={e => setDryRun(e.target.checked)}
+        />
         dry run
       </label>
-      <button type="submit" className="jp-mod-styled jp-mod-accept jp-MlopsButton" disabled={busy}>
+      <button
+        type="submit"
+        className="jp-mod-styled jp-mod-accept jp-MlopsButton"
+        disabled={busy}
+      >
         {busy ? 'Running gate…' : 'Run gate and promote'}
       </button>
       {answer && (
-        <div data-testid="mlops-gate-result" data-passed={answer.passed} data-moved={answer.moved}>
-          <p className={answer.passed ? 'jp-MlopsVerdict jp-mod-pass' : 'jp-MlopsVerdict jp-mod-fail'}>
+        <div
+          data-testid="mlops-gate-result"
+          data-passed={answer.passed}
+          data-moved={answer.moved}
+        >
+          <p
+            className={
+              answer.passed
+                ? 'jp-MlopsVerdict jp-mod-pass'
+                : 'jp-MlopsVerdict jp-mod-fail'
+            }
+          >
             {answer.headline}
           </p>
           <GateTable checks={answer.checks} />

@@ -10,9 +10,16 @@ import {
   formatTime,
   formatValue
 } from '../components';
-import { route, useApi, usePanel } from '../context';
-import { requestAPI } from '../request';
-import { ArtifactText, Curve, RunDetail, RunSummary, RunsPage } from '../types';
+import {
+  ICurve,
+  IRunDetail,
+  IRunSummary,
+  getCompare,
+  getRun,
+  getRunArtifact,
+  getRuns
+} from '../api';
+import { useApi, usePanel } from '../context';
 
 const PAGE_SIZE = 50;
 /** What a failed %%track records (jupyter_mlops.tracking.run). */
@@ -34,21 +41,31 @@ type Sort = { key: string; descending: boolean };
 
 export function RunsSection(): JSX.Element {
   const panel = usePanel();
-  const [sort, setSort] = useState<Sort>({ key: 'start_time', descending: true });
+  const [sort, setSort] = useState<Sort>({
+    key: 'start_time',
+    descending: true
+  });
   const [tokens, setTokens] = useState<string[]>([]); // page tokens of the pages after the first
   const [selected, setSelected] = useState<string[]>([]);
   const [open, setOpen] = useState<string | null>(null);
   const [comparing, setComparing] = useState(false);
   const sortParam = `${sort.descending ? '-' : ''}${sort.key}`;
-  const first = useApi<RunsPage>(
-    route(panel, 'runs', { limit: PAGE_SIZE, sort: sortParam })
+  const first = useApi(
+    scope => getRuns(scope, { limit: PAGE_SIZE, sort: sortParam }),
+    sortParam
   );
-  const [more, setMore] = useState<RunSummary[]>([]);
+  const [more, setMore] = useState<IRunSummary[]>([]);
 
   useEffect(() => {
     setTokens([]);
     setMore([]);
-  }, [sortParam, panel.notebookPath, panel.kernelId, panel.experiment, panel.refreshKey]);
+  }, [
+    sortParam,
+    panel.notebookPath,
+    panel.kernelId,
+    panel.experiment,
+    panel.refreshKey
+  ]);
 
   if (open !== null) {
     return (
@@ -67,8 +84,11 @@ export function RunsSection(): JSX.Element {
 
   const page = first.data;
   const runs = page ? [...page.runs, ...more] : [];
-  const nextToken = tokens.length > 0 ? tokens[tokens.length - 1] : page?.next_page_token;
-  const metricKeys = (page?.metric_keys ?? []).filter(k => !k.startsWith('drift.'));
+  const nextToken =
+    tokens.length > 0 ? tokens[tokens.length - 1] : page?.next_page_token;
+  const metricKeys = (page?.metric_keys ?? []).filter(
+    k => !k.startsWith('drift.')
+  );
   const shownMetrics = metricKeys.slice(0, SHOWN_METRICS);
   const shownParams = (page?.param_keys ?? []).slice(0, SHOWN_PARAMS);
 
@@ -76,11 +96,11 @@ export function RunsSection(): JSX.Element {
     if (!nextToken) {
       return;
     }
-    requestAPI<RunsPage>(
-      route(panel, 'runs', { limit: PAGE_SIZE, sort: sortParam, page_token: nextToken }),
-      {},
-      panel.serverSettings
-    ).then(next => {
+    getRuns(panel, {
+      limit: PAGE_SIZE,
+      sort: sortParam,
+      page_token: nextToken
+    }).then(next => {
       setMore(previous => [...previous, ...next.runs]);
       setTokens(previous => [...previous, next.next_page_token ?? '']);
     });
@@ -139,16 +159,24 @@ export function RunsSection(): JSX.Element {
                   {header('status', 'status')}
                   {header('start', 'start_time')}
                   {shownMetrics.map(k => (
-                    <React.Fragment key={k}>{header(k, `metrics.${k}`)}</React.Fragment>
+                    <React.Fragment key={k}>
+                      {header(k, `metrics.${k}`)}
+                    </React.Fragment>
                   ))}
                   {shownParams.map(k => (
-                    <React.Fragment key={k}>{header(k, `params.${k}`)}</React.Fragment>
+                    <React.Fragment key={k}>
+                      {header(k, `params.${k}`)}
+                    </React.Fragment>
                   ))}
                 </tr>
               </thead>
               <tbody>
                 {runs.map(run => (
-                  <tr key={run.run_id} data-testid="mlops-run-row" data-run-id={run.run_id}>
+                  <tr
+                    key={run.run_id}
+                    data-testid="mlops-run-row"
+                    data-run-id={run.run_id}
+                  >
                     <td>
                       <input
                         type="checkbox"
@@ -166,7 +194,9 @@ export function RunsSection(): JSX.Element {
                         {run.name}
                       </button>
                     </td>
-                    <td className={`jp-MlopsStatus jp-mod-${run.status.toLowerCase()}`}>
+                    <td
+                      className={`jp-MlopsStatus jp-mod-${run.status.toLowerCase()}`}
+                    >
                       {run.status}
                     </td>
                     <td>{formatTime(run.start_time)}</td>
@@ -192,9 +222,12 @@ export function RunsSection(): JSX.Element {
   );
 }
 
-function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Element {
+function RunDetailView(props: {
+  runId: string;
+  onClose: () => void;
+}): JSX.Element {
   const panel = usePanel();
-  const state = useApi<RunDetail>(route(panel, `runs/${encodeURIComponent(props.runId)}`));
+  const state = useApi(scope => getRun(scope, props.runId), props.runId);
   const [viewing, setViewing] = useState<string | null>(null);
   const detail = state.data;
   return (
@@ -233,10 +266,16 @@ function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Eleme
           <KeyValues values={detail.run.params} />
           <h4>Metrics</h4>
           <KeyValues values={detail.run.metrics} />
-          {Object.keys(detail.curves).some(k => detail.curves[k].steps.length > 1) && (
+          {Object.keys(detail.curves).some(
+            k => detail.curves[k].steps.length > 1
+          ) && (
             <Charts
+              runs={[{ run_id: detail.run.run_id, label: detail.run.name }]}
               curves={Object.fromEntries(
-                Object.entries(detail.curves).map(([k, c]) => [k, { [detail.run.name]: c }])
+                Object.entries(detail.curves).map(([k, c]) => [
+                  k,
+                  { [detail.run.run_id]: c }
+                ])
               )}
             />
           )}
@@ -291,14 +330,25 @@ function RunDetailView(props: { runId: string; onClose: () => void }): JSX.Eleme
 }
 
 /** A failed run's error (the recorded one-liner), with the full text one click away. */
-function RunError(props: { detail: RunDetail; onOpen: (path: string) => void }): JSX.Element {
+function RunError(props: {
+  detail: IRunDetail;
+  onOpen: (path: string) => void;
+}): JSX.Element {
   const { detail } = props;
-  const summary = detail.tags[ERROR_TAG] ?? 'The run failed without a recorded error.';
+  const summary =
+    detail.tags[ERROR_TAG] ?? 'The run failed without a recorded error.';
   return (
-    <div className="jp-MlopsRunError" data-testid="mlops-run-error" role="alert">
+    <div
+      className="jp-MlopsRunError"
+      data-testid="mlops-run-error"
+      role="alert"
+    >
       <pre className="jp-MlopsCode">{summary}</pre>
       {detail.artifacts.includes(ERROR_ARTIFACT) && (
-        <button className="jp-MlopsLink" onClick={() => props.onOpen(ERROR_ARTIFACT)}>
+        <button
+          className="jp-MlopsLink"
+          onClick={() => props.onOpen(ERROR_ARTIFACT)}
+        >
           Show the full error
         </button>
       )}
@@ -307,14 +357,22 @@ function RunError(props: { detail: RunDetail; onOpen: (path: string) => void }):
 }
 
 /** One artifact of a run, as text (or why it is not shown as text). */
-function ArtifactView(props: { runId: string; path: string; onClose: () => void }): JSX.Element {
-  const panel = usePanel();
-  const state = useApi<ArtifactText>(
-    route(panel, `runs/${encodeURIComponent(props.runId)}/artifact`, { file: props.path })
+function ArtifactView(props: {
+  runId: string;
+  path: string;
+  onClose: () => void;
+}): JSX.Element {
+  const state = useApi(
+    scope => getRunArtifact(scope, props.runId, props.path),
+    `${props.runId}/${props.path}`
   );
   const artifact = state.data;
   return (
-    <div className="jp-MlopsArtifact" data-testid="mlops-artifact-view" data-path={props.path}>
+    <div
+      className="jp-MlopsArtifact"
+      data-testid="mlops-artifact-view"
+      data-path={props.path}
+    >
       <div className="jp-MlopsToolbar">
         <code title={props.path}>{props.path}</code>
         <button className="jp-MlopsLink" onClick={props.onClose}>
@@ -330,82 +388,71 @@ function ArtifactView(props: { runId: string; path: string; onClose: () => void 
   );
 }
 
-function CompareView(props: { runIds: string[]; onClose: () => void }): JSX.Element {
-  const panel = usePanel();
-  const [details, setDetails] = useState<RunDetail[] | null>(null);
-  const [error, setError] = useState<string | null>(null);
-  useEffect(() => {
-    let stale = false;
-    Promise.all(
-      props.runIds.map(id =>
-        requestAPI<RunDetail>(
-          route(panel, `runs/${encodeURIComponent(id)}`),
-          {},
-          panel.serverSettings
-        )
-      )
-    ).then(
-      all => !stale && setDetails(all),
-      (e: Error) => !stale && setError(e.message)
-    );
-    return () => {
-      stale = true;
-    };
-  }, [props.runIds.join(','), panel.refreshKey]);
-
-  const curves: Record<string, Record<string, Curve>> = {};
-  for (const detail of details ?? []) {
-    for (const [metric, curve] of Object.entries(detail.curves)) {
-      if (!metric.startsWith('drift.')) {
-        (curves[metric] ??= {})[detail.run.name] = curve;
-      }
-    }
-  }
-  const params = [...new Set((details ?? []).flatMap(d => Object.keys(d.run.params)))].sort();
+/** `%compare` of the selected runs, from the server: every column and curve is one run. */
+function CompareView(props: {
+  runIds: string[];
+  onClose: () => void;
+}): JSX.Element {
+  const state = useApi(
+    scope => getCompare(scope, props.runIds),
+    props.runIds.join(',')
+  );
+  const found = state.data;
+  const curves = Object.fromEntries(
+    Object.entries(found?.curves ?? {}).filter(
+      ([metric]) => !metric.startsWith('drift.')
+    )
+  );
+  const params = Object.keys(found?.params ?? {}).sort();
   return (
     <Detail
       title={`Compare ${props.runIds.length} runs`}
       testId="mlops-compare"
       onClose={props.onClose}
     >
-      {error && (
-        <p className="jp-MlopsPanel-error" role="alert">
-          {error}
-        </p>
-      )}
-      {details === null && !error && <p className="jp-MlopsPanel-status">Loading…</p>}
-      {details && (
+      <LoadState state={state} />
+      {found && (
         <>
           {params.length > 0 && (
             <div className="jp-MlopsScroll">
-              <table className="jp-MlopsTable">
+              <table
+                className="jp-MlopsTable"
+                data-testid="mlops-compare-params"
+              >
                 <thead>
                   <tr>
                     <th>param</th>
-                    {details.map(d => (
-                      <th key={d.run.run_id}>{d.run.name}</th>
+                    {found.runs.map(run => (
+                      <th
+                        key={run.run_id}
+                        data-run-id={run.run_id}
+                        title={run.run_id}
+                      >
+                        {run.label}
+                      </th>
                     ))}
                   </tr>
                 </thead>
                 <tbody>
-                  {params.map(p => {
-                    const values = details.map(d => d.run.params[p]);
-                    const differs = new Set(values).size > 1;
-                    return (
-                      <tr key={p} className={differs ? 'jp-mod-differs' : ''}>
-                        <td>{p}</td>
-                        {values.map((v, i) => (
-                          <td key={i}>{formatValue(v)}</td>
-                        ))}
-                      </tr>
-                    );
-                  })}
+                  {params.map(p => (
+                    <tr
+                      key={p}
+                      className={found.param_differs[p] ? 'jp-mod-differs' : ''}
+                    >
+                      <td>{p}</td>
+                      {found.runs.map(run => (
+                        <td key={run.run_id} data-run-id={run.run_id}>
+                          {formatValue(found.params[p][run.run_id])}
+                        </td>
+                      ))}
+                    </tr>
+                  ))}
                 </tbody>
               </table>
             </div>
           )}
           {Object.keys(curves).length > 0 ? (
-            <Charts curves={curves} />
+            <Charts runs={found.runs} curves={curves} />
           ) : (
             <Placeholder>These runs logged no metrics.</Placeholder>
           )}
@@ -416,15 +463,17 @@ function CompareView(props: { runIds: string[]; onClose: () => void }): JSX.Elem
 }
 
 /** One small line chart per metric, a line per run, drawn as inline SVG. */
-function Charts(props: { curves: Record<string, Record<string, Curve>> }): JSX.Element {
-  const labels = [
-    ...new Set(Object.values(props.curves).flatMap(perRun => Object.keys(perRun)))
-  ];
+function Charts(props: {
+  /** The lines, in order: a run's id and its label. */
+  runs: { run_id: string; label: string }[];
+  /** metric -> run id -> curve. */
+  curves: Record<string, Record<string, ICurve>>;
+}): JSX.Element {
   return (
     <div className="jp-MlopsCharts">
       <div className="jp-MlopsLegend">
-        {labels.map((label, i) => (
-          <span key={label}>
+        {props.runs.map(({ run_id, label }, i) => (
+          <span key={run_id} title={run_id}>
             <span
               className="jp-MlopsSwatch"
               style={{ background: COLOURS[i % COLOURS.length] }}
@@ -437,8 +486,13 @@ function Charts(props: { curves: Record<string, Record<string, Curve>> }): JSX.E
         <LineChart
           key={metric}
           metric={metric}
-          lines={labels
-            .map((label, i) => ({ label, colour: COLOURS[i % COLOURS.length], curve: perRun[label] }))
+          lines={props.runs
+            .map(({ run_id, label }, i) => ({
+              runId: run_id,
+              label,
+              colour: COLOURS[i % COLOURS.length],
+              curve: perRun[run_id]
+            }))
             .filter(line => line.curve !== undefined)}
         />
       ))}
@@ -452,7 +506,7 @@ const PAD = { left: 36, right: 8, top: 8, bottom: 18 };
 
 function LineChart(props: {
   metric: string;
-  lines: { label: string; colour: string; curve: Curve }[];
+  lines: { runId: string; label: string; colour: string; curve: ICurve }[];
 }): JSX.Element {
   const points = props.lines.flatMap(line =>
     line.curve.steps
@@ -466,11 +520,22 @@ function LineChart(props: {
   const sx = (x: number) =>
     PAD.left + ((x - x0) / (x1 - x0 || 1)) * (WIDTH - PAD.left - PAD.right);
   const sy = (y: number) =>
-    HEIGHT - PAD.bottom - ((y - y0) / (y1 - y0 || 1)) * (HEIGHT - PAD.top - PAD.bottom);
+    HEIGHT -
+    PAD.bottom -
+    ((y - y0) / (y1 - y0 || 1)) * (HEIGHT - PAD.top - PAD.bottom);
   return (
-    <figure className="jp-MlopsChart" data-testid="mlops-chart" data-metric={props.metric}>
+    <figure
+      className="jp-MlopsChart"
+      data-testid="mlops-chart"
+      data-metric={props.metric}
+    >
       <figcaption>{props.metric}</figcaption>
-      <svg viewBox={`0 0 ${WIDTH} ${HEIGHT}`} width="100%" role="img" aria-label={props.metric}>
+      <svg
+        viewBox={`0 0 ${WIDTH} ${HEIGHT}`}
+        width="100%"
+        role="img"
+        aria-label={props.metric}
+      >
         <line
           className="jp-MlopsChart-axis"
           x1={PAD.left}
@@ -485,16 +550,31 @@ function LineChart(props: {
           x2={PAD.left}
           y2={HEIGHT - PAD.bottom}
         />
-        <text className="jp-MlopsChart-tick" x={PAD.left - 3} y={PAD.top + 8} textAnchor="end">
+        <text
+          className="jp-MlopsChart-tick"
+          x={PAD.left - 3}
+          y={PAD.top + 8}
+          textAnchor="end"
+        >
           {formatValue(y1)}
         </text>
-        <text className="jp-MlopsChart-tick" x={PAD.left - 3} y={HEIGHT - PAD.bottom} textAnchor="end">
+        <text
+          className="jp-MlopsChart-tick"
+          x={PAD.left - 3}
+          y={HEIGHT - PAD.bottom}
+          textAnchor="end"
+        >
           {formatValue(y0)}
         </text>
         <text className="jp-MlopsChart-tick" x={PAD.left} y={HEIGHT - 4}>
           {x0}
         </text>
-        <text className="jp-MlopsChart-tick" x={WIDTH - PAD.right} y={HEIGHT - 4} textAnchor="end">
+        <text
+          className="jp-MlopsChart-tick"
+          x={WIDTH - PAD.right}
+          y={HEIGHT - 4}
+          textAnchor="end"
+        >
           {x1}
         </text>
         {props.lines.map(line => {
@@ -505,8 +585,9 @@ function LineChart(props: {
             .join(' ');
           return (
             <polyline
-              key={line.label}
+              key={line.runId}
               data-run={line.label}
+              data-run-id={line.runId}
               points={path}
               fill="none"
               stroke={line.colour}

@@ -2,19 +2,21 @@ import React, { useState } from 'react';
 
 import {
   Detail,
+  ErrorRow,
   LoadState,
   Placeholder,
   Section,
   formatBytes,
   formatValue
 } from '../components';
-import { route, useApi, usePanel } from '../context';
-import { SnapshotDetail, SnapshotDiff, SnapshotList } from '../types';
+import { IDiffPayload, getSnapshot, getSnapshots } from '../api';
+import { useApi } from '../context';
 
 export function SnapshotsSection(): JSX.Element {
-  const panel = usePanel();
-  const state = useApi<SnapshotList>(route(panel, 'snapshots'));
-  const [open, setOpen] = useState<{ name: string; version: number } | null>(null);
+  const state = useApi(getSnapshots);
+  const [open, setOpen] = useState<{ name: string; version: number } | null>(
+    null
+  );
 
   if (open !== null) {
     return (
@@ -29,7 +31,8 @@ export function SnapshotsSection(): JSX.Element {
       <LoadState state={state} />
       {state.data && names.length === 0 && (
         <Placeholder>
-          No snapshots yet — save one with <code>%snapshot df --name NAME</code>.
+          No snapshots yet — save one with <code>%snapshot df --name NAME</code>
+          .
         </Placeholder>
       )}
       {names.length > 0 && (
@@ -48,24 +51,40 @@ export function SnapshotsSection(): JSX.Element {
               {names.map(({ name, versions }) => {
                 const latest = versions[versions.length - 1];
                 return (
-                  <tr key={name} data-testid="mlops-snapshot-row">
-                    <td>
-                      <button
-                        className="jp-MlopsLink"
-                        title={`Schema and versions of ${name}`}
-                        onClick={() => setOpen({ name, version: latest.version })}
-                      >
-                        {name}
-                      </button>
-                    </td>
-                    <td>
-                      v{latest.version}
-                      {versions.length > 1 ? ` (${versions.length})` : ''}
-                    </td>
-                    <td>{formatValue(latest.rows)}</td>
-                    <td>{formatBytes(latest.bytes)}</td>
-                    <td title={latest.notebook}>{(latest.created ?? '').slice(0, 16)}</td>
-                  </tr>
+                  <React.Fragment key={name}>
+                    <tr data-testid="mlops-snapshot-row">
+                      <td>
+                        <button
+                          className="jp-MlopsLink"
+                          title={`Schema and versions of ${name}`}
+                          onClick={() =>
+                            setOpen({ name, version: latest.version })
+                          }
+                        >
+                          {name}
+                        </button>
+                      </td>
+                      <td>
+                        v{latest.version}
+                        {versions.length > 1 ? ` (${versions.length})` : ''}
+                      </td>
+                      <td>{formatValue(latest.rows)}</td>
+                      <td>{formatBytes(latest.bytes)}</td>
+                      <td title={latest.notebook}>
+                        {(latest.created ?? '').slice(0, 16)}
+                      </td>
+                    </tr>
+                    {versions
+                      .filter(v => v.error !== null)
+                      .map(v => (
+                        <ErrorRow
+                          key={v.version}
+                          label={v.ref}
+                          error={v.error!}
+                          colSpan={5}
+                        />
+                      ))}
+                  </React.Fragment>
                 );
               })}
             </tbody>
@@ -81,24 +100,31 @@ function SnapshotView(props: {
   version: number;
   onClose: () => void;
 }): JSX.Element {
-  const panel = usePanel();
   const [version, setVersion] = useState(props.version);
   const [against, setAgainst] = useState<number | ''>('');
-  const path = `snapshots/${encodeURIComponent(props.name)}`;
-  const state = useApi<SnapshotDetail>(route(panel, path, { version }));
+  const state = useApi(
+    scope => getSnapshot(scope, props.name, { version }),
+    `${props.name}@${version}`
+  );
   // A diff always runs from the older version to the newer one, whichever is shown.
-  const compared = useApi<SnapshotDetail>(
+  const compared = useApi(
     against === ''
       ? null
-      : route(panel, path, {
-          version: Math.max(version, against),
-          diff: Math.min(version, against)
-        })
+      : scope =>
+          getSnapshot(scope, props.name, {
+            version: Math.max(version, against),
+            diff: Math.min(version, against)
+          }),
+    `${props.name}@${version}-${against}`
   );
   const detail = state.data;
   const versions = detail?.versions ?? [];
   return (
-    <Detail title={`${props.name}@v${version}`} testId="mlops-snapshot-detail" onClose={props.onClose}>
+    <Detail
+      title={`${props.name}@v${version}`}
+      testId="mlops-snapshot-detail"
+      onClose={props.onClose}
+    >
       <LoadState state={state} />
       {detail && (
         <>
@@ -114,30 +140,42 @@ function SnapshotView(props: {
               </tr>
             </thead>
             <tbody>
-              {versions.map(v => (
-                <tr
-                  key={v.version}
-                  className={v.version === version ? 'jp-mod-selected' : ''}
-                  onClick={() => {
-                    setVersion(v.version);
-                    setAgainst('');
-                  }}
-                  title={`${v.ref} · ${v.id} · ${v.created ?? ''}`}
-                >
-                  <td>v{v.version}</td>
-                  <td>{formatValue(v.rows)}</td>
-                  <td>{formatValue(v.columns)}</td>
-                  <td>{formatBytes(v.bytes)}</td>
-                  <td>{v.message}</td>
-                  <td title={v.notebook}>{v.notebook.split('/').pop()}</td>
-                </tr>
-              ))}
+              {versions.map(v =>
+                v.error !== null ? (
+                  <ErrorRow
+                    key={v.version}
+                    label={`v${v.version}`}
+                    error={v.error}
+                    colSpan={6}
+                  />
+                ) : (
+                  <tr
+                    key={v.version}
+                    className={v.version === version ? 'jp-mod-selected' : ''}
+                    onClick={() => {
+                      setVersion(v.version);
+                      setAgainst('');
+                    }}
+                    title={`${v.ref} · ${v.id} · ${v.created ?? ''}`}
+                  >
+                    <td>v{v.version}</td>
+                    <td>{formatValue(v.rows)}</td>
+                    <td>{formatValue(v.columns)}</td>
+                    <td>{formatBytes(v.bytes)}</td>
+                    <td>{v.message}</td>
+                    <td title={v.notebook}>{v.notebook.split('/').pop()}</td>
+                  </tr>
+                )
+              )}
             </tbody>
           </table>
           <h4>Schema and stats of v{detail.version}</h4>
           {detail.schema.length > 0 ? (
             <div className="jp-MlopsScroll">
-              <table className="jp-MlopsTable" data-testid="mlops-snapshot-schema">
+              <table
+                className="jp-MlopsTable"
+                data-testid="mlops-snapshot-schema"
+              >
                 <thead>
                   <tr>
                     <th>column</th>
@@ -171,7 +209,11 @@ function SnapshotView(props: {
               <select
                 data-testid="mlops-snapshot-diff-select"
                 value={against}
-                onChange={e => setAgainst(e.target.value === '' ? '' : Number(e.target.value))}
+                onChange={e =>
+                  setAgainst(
+                    e.target.value === '' ? '' : Number(e.target.value)
+                  )
+                }
               >
                 <option value="">—</option>
                 {versions
@@ -185,7 +227,9 @@ function SnapshotView(props: {
             </label>
           )}
           {against !== '' && <LoadState state={compared} />}
-          {against !== '' && compared.data?.diff && <DiffView diff={compared.data.diff} />}
+          {against !== '' && compared.data?.diff && (
+            <DiffView diff={compared.data.diff} />
+          )}
         </>
       )}
     </Detail>
@@ -200,7 +244,7 @@ const CHANGE_CLASS: Record<string, string> = {
 };
 
 /** What changed from the older version to the newer: rows, then columns, then stats. */
-function DiffView(props: { diff: SnapshotDiff }): JSX.Element {
+function DiffView(props: { diff: IDiffPayload }): JSX.Element {
   const { diff } = props;
   const noun = diff.rows === null ? 'files' : 'columns';
   return (
@@ -221,7 +265,9 @@ function DiffView(props: { diff: SnapshotDiff }): JSX.Element {
                 <tbody>
                   {diff.changes.map(c => (
                     <tr key={`${c.change}/${c.column}`} data-change={c.change}>
-                      <td className={CHANGE_CLASS[c.change] ?? ''}>{c.change}</td>
+                      <td className={CHANGE_CLASS[c.change] ?? ''}>
+                        {c.change}
+                      </td>
                       <td title={c.column}>{c.column}</td>
                       <td title={c.detail}>{c.detail}</td>
                     </tr>

@@ -132,6 +132,33 @@ def test_log_pump_splits_ranks_into_files_and_rate_limits(tmp_path: Path) -> Non
     assert (tmp_path / "agent.log").read_text() == "agent banner\n"
 
 
+# What gloo and c10d print themselves (copied from real rank logs): file and line, not news.
+NATIVE_LINES = (
+    "[../third_party/gloo/gloo/transport/tcp/pair.cc:553] Connection closed by peer "
+    "[127.0.0.1]:8910. This is typically caused by a remote worker crashing. GLHF!",
+    "[E1130 12:00:01.164 ProcessGroupGloo.cpp:143] Gloo connectFullMesh failed with "
+    "[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:144] no error",
+    "[I1130 12:59:57.774093295 socket.cpp:955] [c10d] The client socket has connected to "
+    "[::ffff:127.0.0.1]:40841 on SocketImpl(fd=3)",
+    "Exception raised from recvBytes at /pytorch/torch/csrc/distributed/c10d/Utils.hpp:670 "
+    "(most recent call first):",
+    "frame #0: c10::Error::Error(c10::SourceLocation, std::string) + 0x96",
+)
+
+
+def test_log_pump_shows_no_gloo_or_c10d_lines_but_keeps_them_in_the_file(
+    tmp_path: Path,
+) -> None:
+    shown: list[str] = []
+    pump = LogPump(tmp_path, shown.append, ranks=None)
+    user = ("step 1 loss 0.5", "see model.cc:12 for the C++ op", '  File "<cell>", line 4')
+    for line in (*NATIVE_LINES, *user):
+        pump.feed(f"[rank0]:{line}")
+    pump.close()
+    assert shown == [f"[rank 0] {line}" for line in user]
+    assert (tmp_path / "rank-0.log").read_text().splitlines() == [*NATIVE_LINES, *user]
+
+
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """``sbatch``/``scancel`` stand-ins that record what they were given."""
     bin_dir = tmp_path / "fake-bin"

@@ -21,12 +21,23 @@ STOPPED_BY_AGENT = -signal.SIGTERM
 SOURCE_LOCATION = re.compile(r"\[[^\]\s]+\.(?:cc|cpp|cu|h|hpp):\d+\]\s*")
 GLOO_ADVICE = re.compile(r"\s*This is typically caused by a remote worker[^\n]*")
 CPP_STACK_LINE = re.compile(r"^(?:Exception raised from .*|frame #\d+: .*)$")
+# A line gloo or c10d printed itself names its C++ file and line: "[W1130 12:00:01 pair.cc:553]".
+NATIVE_LOG_LINE = re.compile(r"\S+\.(?:cc|cpp|cu|h|hpp):\d+\]")
 
 
 def clean_message(text: str) -> str:
     """An error message without the C++ source locations, stack and advice gloo adds."""
     text = GLOO_ADVICE.sub("", SOURCE_LOCATION.sub("", text))
     return "\n".join(line for line in text.splitlines() if not CPP_STACK_LINE.match(line)).strip()
+
+
+def is_native_noise(line: str) -> bool:
+    """A line printed by gloo/c10d's C++ code, not by the cell: kept in the log file only.
+
+    A peer that leaves early makes a rank's gloo print its connection errors (file, line and
+    advice) before Python sees them; the error the cell raises already says what happened.
+    """
+    return bool(NATIVE_LOG_LINE.search(line) or CPP_STACK_LINE.match(line.strip()))
 
 
 @dataclass(frozen=True)

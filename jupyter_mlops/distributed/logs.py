@@ -3,7 +3,9 @@
 Workers' stdout and stderr reach the agent through torchrun's ``--tee``, each line prefixed by
 ``TORCHELASTIC_LOG_LINE_PREFIX_TEMPLATE`` with the global rank. Every line goes to
 ``logs/rank-N.log`` (the agent's own lines to ``logs/agent.log``); the cell shows the chosen
-ranks, at most ``max_lines_per_s`` lines a second, so a chatty loop cannot flood the browser.
+ranks, at most ``max_lines_per_s`` lines a second, so a chatty loop cannot flood the browser,
+and never the lines gloo and c10d print themselves (C++ file:line, stacks): those are in the
+files, and the cell's error says what they mean.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ from collections import deque
 from collections.abc import Callable, Container
 from pathlib import Path
 from typing import IO
+
+from .errors import is_native_noise
 
 PREFIX_TEMPLATE = "[rank${rank}]:"
 PREFIXED = re.compile(r"^\[rank(\d+)\]:(.*)$")
@@ -55,7 +59,7 @@ class LogPump:
             return
         rank, text = int(match.group(1)), match.group(2)
         self._file(f"rank-{rank}.log").write(text + "\n")
-        if self.ranks is None or rank in self.ranks:
+        if (self.ranks is None or rank in self.ranks) and not is_native_noise(text):
             self._show(f"[rank {rank}] {text}")
 
     def mute(self) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -130,6 +131,26 @@ def test_one_shot_rank_that_dies_is_named_not_the_survivor(how: str) -> None:
     (row,) = mlops.distributed.status().jobs
     assert row.state == "failed"
     assert job_processes(current_settings().home / "jobs" / row.job_id) == []
+
+
+def test_a_rank_failing_at_once_streams_no_gloo_or_c10d_lines(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Rank 1 raises before any collective; rank 0's native log lines stay in its log file.
+
+    TORCH_CPP_LOG_LEVEL=INFO makes c10d print its own lines on every start, so what gloo prints
+    after a peer left early (seen sometimes, by timing) is certain here.
+    """
+    monkeypatch.setenv("TORCH_CPP_LOG_LEVEL", "INFO")
+    shown: list[str] = []
+    cell = "import torch.distributed as dist\nif rank == 1:\n    raise ValueError('early')\n"
+    with pytest.raises(DistributedCellError, match="rank 1 of 2 failed: ValueError: early"):
+        mlops.distributed.run(cell + "dist.barrier()\n", n=2, fresh=True, sink=shown.append)
+    (row,) = mlops.distributed.status().jobs
+    logs = current_settings().home / "jobs" / row.job_id / "logs"
+    native = re.compile(r"\S+\.(?:cc|cpp|h|hpp):\d+\]")
+    assert any(native.search(line) for line in (logs / "rank-0.log").read_text().splitlines())
+    assert [line for line in shown if native.search(line)] == []
 
 
 # --- through a real kernel ---------------------------------------------------------------------

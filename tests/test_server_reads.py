@@ -14,24 +14,31 @@ from tornado.httpclient import HTTPClientError
 import jupyter_mlops as mlops
 from jupyter_mlops import records
 from jupyter_mlops.registry.errors import GateWarning
-from tests.server_support import populate, project_settings
+from tests.server_support import identity, populate, project_settings
 
 NOTEBOOK = "project/train.ipynb"
 
 
 @pytest.fixture(scope="module")
-def filled_project(
-    template_store: Path,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Path:
+def filled_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     project = tmp_path_factory.mktemp("server-reads") / "project"
-    populate(project, template_store)
+    populate(project)
     return project
 
 
 @pytest.fixture
 def project(filled_project: Path, jp_root_dir: Path) -> Path:
     return Path(shutil.copytree(filled_project, jp_root_dir / "project"))
+
+
+def fresh_model(project: Path, name: str) -> None:
+    """Two versions of a model of this test's own (a copied project shares its source's artifact
+    folders, so decisions on the populated models would be seen by every copy)."""
+    with project_settings(project):
+        for accuracy in (0.8, 0.9):
+            with mlops.track(f"{name}-fit"):
+                mlops.log(val_acc=accuracy)
+            mlops.register(identity, name)
 
 
 async def get(jp_fetch: Any, route: str, params: list[tuple[str, str]]) -> dict[str, Any]:
@@ -45,15 +52,17 @@ async def get(jp_fetch: Any, route: str, params: list[tuple[str, str]]) -> dict[
 async def test_gate_history_is_mlflows_as_lineage_shows_it_with_reports_deleted(
     jp_fetch: Any, project: Path
 ) -> None:
+    fresh_model(project, "gated")
     with project_settings(project), warnings.catch_warnings():
         warnings.simplefilter("ignore", GateWarning)
-        mlops.promote("churn/2", "champion", "metrics.val_acc >= 0.99", warn_only=True)
-        mlops.promote("churn/2", "staging", "metrics.val_acc >= 0.5")
+        mlops.promote("gated/1", "champion", "metrics.val_acc >= 0.5")
+        mlops.promote("gated/2", "champion", "metrics.val_acc >= 0.99", warn_only=True)
+        mlops.promote("gated/2", "staging", "metrics.val_acc >= 0.5")
     reports = project / ".mlops" / records.REPORTS_DIRNAME
-    assert len(list(reports.glob("gate-*.json"))) == 3  # still written, for CI
+    assert len(list(reports.glob("gate-gated-*.json"))) == 3  # still written, for CI
     shutil.rmtree(reports)
 
-    detail = await get(jp_fetch, "models/churn", [])
+    detail = await get(jp_fetch, "models/gated", [])
     panel = {
         v["version"]: [(g["at"], g["decision"], g.get("alias")) for g in v["gates"]]
         for v in detail["versions"]
@@ -61,7 +70,7 @@ async def test_gate_history_is_mlflows_as_lineage_shows_it_with_reports_deleted(
     with project_settings(project):
         shown: dict[int, list[tuple[str, str, str | None]]] = {}
         for number in (1, 2):
-            for node in mlops.lineage(f"churn/{number}").of_kind("gate"):
+            for node in mlops.lineage(f"gated/{number}").of_kind("gate"):
                 if node.attrs["version"] == number:
                     shown.setdefault(number, []).append(
                         (node.attrs["at"], node.attrs["decision"], node.attrs["alias"])
@@ -111,3 +120,24 @@ async def test_compare_refuses_what_it_cannot_answer(
         await get(jp_fetch, "compare", [("run", r) for r in runs])
     assert info.value.code == code
     assert message in json.loads(info.value.response.body)["message"]
+
+
+async def test_two_homes_on_one_tracking_store_show_the_same_gate_history(
+    jp_fetch: Any, project: Path, jp_root_dir: Path
+) -> None:
+    other = jp_root_dir / "other"
+    (other / ".mlops").mkdir(parents=True)
+    shared = project / ".mlops" / "mlflow.db"
+    (other / "pyproject.toml").write_text(
+        f'[tool.jupyter-mlops]\ntracking_uri = "sqlite:///{shared}"\n', encoding="utf-8"
+    )
+    fresh_model(project, "shared")
+    with project_settings(project):
+        mlops.promote("shared/2", "staging", "metrics.val_acc >= 0.5")
+
+    here = await get(jp_fetch, "models/shared", [])
+    response = await jp_fetch("jupyter-mlops", "api", "models", "shared", params={"path": "other"})
+    there = json.loads(response.body)
+    assert not (other / ".mlops" / records.REPORTS_DIRNAME).exists()  # nothing written there
+    assert there["versions"] == here["versions"]
+    assert [g["alias"] for g in there["versions"][0]["gates"]] == ["staging"]

@@ -202,58 +202,29 @@ def drift(
     """Data drift between DataFrames or snapshot REFs, Evidently's verdicts (``%drift``).
 
     Inside a tracked run the report is logged to it; ``save`` writes the HTML and JSON;
-    ``fail_on`` ("share_drifted > 0.3", "column:age > 0.2") raises GateFailed, or warns when
-    ``gate_mode`` is ``warn``, after the report was logged and saved. ``model``
-    (``NAME@ALIAS`` or ``NAME/VERSION``) records the verdict on that model version.
+    ``fail_on`` ("share_drifted > 0.3", "column:age > 0.2") is a gate: its decision is recorded
+    like a promotion's (``<home>/reports/``, MLflow, ``%lineage``) and a held condition raises
+    GateFailed, or warns when ``gate_mode`` is ``warn``, after the report was logged and saved.
+    ``model`` (``NAME@ALIAS`` or ``NAME/VERSION``) records the verdict on that model version.
     """
-    from .drift import compute_drift
-    from .drift.gate import apply_gate, parse_fail_on
-    from .drift.publish import link_model, log_report, save_report
-    from .registry.models import resolve_version
-    from .tracking.active import active_run
-    from .tracking.client import mlflow_client
+    from .drift.service import DriftOptions
+    from .drift.service import drift as run_drift
 
-    run = active_run()
-    tracking_uri = run.tracking_uri if run else current_settings().tracking_uri
-    # A typo in --fail-on or --model must not cost a long computation first.
-    if fail_on is not None:
-        parse_fail_on(fail_on)
-    version = resolve_version(mlflow_client(tracking_uri), model) if model else None
-    reference_label, current_label = labels or ("reference", "current")
-    reference, reference_label = _drift_input(reference, reference_label)
-    current, current_label = _drift_input(current, current_label)
-    result = compute_drift(
-        reference,
-        current,
-        columns,
+    options = DriftOptions(
+        columns=tuple(columns) if columns is not None else None,
         engine=engine,
         method=method,
         threshold=threshold,
-        per_column_method=per_column_method,
-        per_column_threshold=per_column_threshold,
+        per_column_method=dict(per_column_method or {}),
+        per_column_threshold=dict(per_column_threshold or {}),
         drift_share=drift_share,
         sample=sample,
-        reference_label=reference_label,
-        current_label=current_label,
+        fail_on=fail_on,
+        save=save,
+        labels=labels or ("reference", "current"),
+        model=model,
     )
-    artifact = log_report(result, run) if run is not None else None
-    if version is not None:
-        link_model(result, version, tracking_uri, run.run_id if run else None, artifact)
-    if save is not None:
-        save_report(result, save)
-    if fail_on is not None:
-        apply_gate(result, fail_on, current_settings().gate_mode)
-    return result
-
-
-def _drift_input(data: Any, label: str) -> tuple[Any, str]:
-    """A DataFrame as given, or the DataFrame of a snapshot REF (then labelled by the REF)."""
-    if isinstance(data, str):
-        loaded = load(data)
-        if hasattr(loaded, "to_pandas") and not hasattr(loaded, "columns"):
-            loaded = loaded.to_pandas()
-        return loaded, data
-    return data, label
+    return run_drift(current_settings(), reference, current, options)
 
 
 # --- model registry and gates (jupyter_mlops/registry) -------------------------------------------
@@ -292,23 +263,21 @@ def promote(
     labels: tuple[str, str] | None = None,
 ) -> GateResult:
     """Gate a model version and move alias ``to`` only if every check passes (``%promote``)."""
+    from .drift.gate import gate_spec
     from .registry.gates import promote as run_promotion
 
-    return run_promotion(
-        current_settings(),
-        model,
-        to,
-        require=[require] if isinstance(require, str) else list(require),
+    spec = gate_spec(
+        require,
         vs=vs,
         min_delta=min_delta,
         metric=metric,
         reference=reference,
         current=current,
         max_drift_share=max_drift_share,
-        dry_run=dry_run,
-        warn_only=warn_only,
-        reason=reason,
         labels=labels,
+    )
+    return run_promotion(
+        current_settings(), model, to, spec, dry_run=dry_run, warn_only=warn_only, reason=reason
     )
 
 
@@ -326,22 +295,20 @@ def gate(
     labels: tuple[str, str] | None = None,
 ) -> GateResult:
     """The promotion checks on a run (default: this notebook's latest), for CI (``%gate``)."""
+    from .drift.gate import gate_spec
     from .registry.gates import gate as run_gate
 
-    return run_gate(
-        current_settings(),
-        list(require),
-        run_id=run,
+    spec = gate_spec(
+        require,
         vs=vs,
         min_delta=min_delta,
         metric=metric,
         reference=reference,
         current=current,
         max_drift_share=max_drift_share,
-        warn_only=warn_only,
-        reason=reason,
         labels=labels,
     )
+    return run_gate(current_settings(), spec, run_id=run, warn_only=warn_only, reason=reason)
 
 
 def load_model(ref: str, flavor: str = "pyfunc") -> Any:

@@ -15,8 +15,8 @@ from IPython.core.error import UsageError
 
 import jupyter_mlops as mlops
 from jupyter_mlops import GateFailed
-from jupyter_mlops.drift.report_html import drift_document, drift_html
 from jupyter_mlops.drift import DriftResult, compute_drift
+from jupyter_mlops.drift.report_html import drift_document, drift_html
 from jupyter_mlops.tracking import active
 from jupyter_mlops.tracking.client import mlflow_client
 
@@ -103,7 +103,9 @@ def test_magic_fail_on_shows_the_report_then_raises(
     ip.user_ns["live_df"] = wide(3000, 8, 0.8, 10)
     shown: list[Any] = []
     monkeypatch.setattr(ip.display_pub, "publish", lambda data, **kw: shown.append(data))
-    with pytest.raises(GateFailed, match=r"drift gate failed: share_drifted > 0.1 \(observed"):
+    with pytest.raises(
+        GateFailed, match=r"gate FAILED: drift train_df vs live_df .*: share_drifted > 0.1 \(value"
+    ):
         ip.run_line_magic("drift", 'train_df live_df --fail-on "share_drifted > 0.1"')
     assert len(shown) == 1 and "1 of 8 columns drifted" in shown[0]["text/plain"]
     assert "<svg" in shown[0]["text/html"]
@@ -182,16 +184,18 @@ def test_fail_on_fails_an_executed_notebook(isolated_store: Path) -> None:
         kernel_name="python3",
         resources={"metadata": {"path": str(isolated_store)}},
     )
-    with pytest.raises(CellExecutionError, match="GateFailed: drift gate failed"):
+    with pytest.raises(CellExecutionError, match="GateFailed: gate FAILED: drift ref vs cur"):
         client.execute()
     outputs = nb.cells[2].outputs
     html = [o for o in outputs if o.get("output_type") == "display_data"]
     assert html and "<svg" in html[0]["data"]["text/html"]
     # the report says the rest: the error is one line, not a traceback through our frames
     (error,) = [o for o in outputs if o.get("output_type") == "error"]
-    assert error["traceback"] == [
-        "GateFailed: drift gate failed: share_drifted >= 0.5 (observed 0.5)"
-    ]
+    headline, row, json_report, xml_report = error["traceback"]
+    assert headline == "GateFailed: gate FAILED: drift ref vs cur (1 of 1 checks failed)"
+    assert row == "  [FAIL] share_drifted >= 0.5  value 0.5        need < 0.5"
+    assert json_report.startswith("  report: ") and json_report.endswith(".json")
+    assert Path(xml_report.removeprefix("  report: ")).parent.name == "reports"
     assert not [o for o in outputs if o.get("name") == "stderr"]
     assert not nb.cells[3].outputs
 
@@ -228,6 +232,9 @@ def test_broken_columns_head_the_report_in_a_kernel(isolated_store: Path) -> Non
     assert ">broken</span>" in headline and ">ok</span>" not in headline
     assert "DATA BROKEN: 2 columns (b, c)" in headline
     errors = [o for o in nb.cells[2].outputs if o.get("output_type") == "error"]
-    assert [e["traceback"] for e in errors] == [
-        ["GateFailed: drift gate failed: broken_columns > 0 (observed 2)"]
+    assert [e["traceback"][:2] for e in errors] == [
+        [
+            "GateFailed: gate FAILED: drift ref vs cur (1 of 1 checks failed)",
+            "  [FAIL] broken_columns > 0  value 2          need <= 0",
+        ]
     ]

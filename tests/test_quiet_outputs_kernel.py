@@ -91,6 +91,7 @@ def test_drift_gate_in_warn_mode_warns_in_one_line_without_our_path(isolated_sto
     )
     (warning,) = stderr(cells[1])
     assert warning == (
-        "%drift:1: DriftGateWarning: drift gate failed: share_drifted > 0.5 (observed 1)\n"
+        "%drift:1: GateWarning: gate FAILED: drift ref vs cur (1 of 1 checks failed): "
+        "share_drifted > 0.5 (value 1, need <= 0.5)\n"
     )
     assert "DriftResult: DRIFT DETECTED" in shown(cells[1])

@@ -8,6 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from jupyter_mlops.drift.gate import gate_spec
 from jupyter_mlops.errors import MLOpsUsageError
 from jupyter_mlops.registry import checks
 from jupyter_mlops.registry.checks import Compare, Field, Literal, RunValues, evaluate, parse
@@ -138,7 +139,9 @@ def test_vs_metric_and_direction_come_from_the_first_require() -> None:
     with pytest.raises(MLOpsUsageError, match="--min-delta needs --vs"):
         build_spec(["metrics.a > 1"], min_delta=0.1)
     with pytest.raises(MLOpsUsageError, match="give both, or neither"):
-        build_spec(reference="train@v1")
+        gate_spec(reference="train@v1")
+    with pytest.raises(MLOpsUsageError, match="--max-drift-share needs --reference"):
+        gate_spec(["metrics.a > 1"], max_drift_share=0.2)
     with pytest.raises(MLOpsUsageError, match="nothing to check"):
         build_spec([])
 

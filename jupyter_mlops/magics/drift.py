@@ -11,9 +11,9 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 from IPython.display import display
 
-from .. import api
-from ..drift.gate import DriftGateFailed, DriftGateWarning
-from ..errors import MLOpsUsageError
+from ..context import current_settings
+from ..errors import GateFailed, MLOpsUsageError
+from ..registry.errors import GateWarning
 from .core import parse, usage_errors
 
 T = TypeVar("T")
@@ -56,10 +56,10 @@ def gate_warning_from_magic() -> Iterator[None]:
     """In ``gate_mode=warn`` a held --fail-on warns; name ``%drift`` as its origin, on one line,
     instead of our install path and source line."""
     with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", DriftGateWarning)
+        warnings.simplefilter("always", GateWarning)
         yield
     for warning in caught:
-        if issubclass(warning.category, DriftGateWarning):
+        if issubclass(warning.category, GateWarning):
             warnings.warn_explicit(warning.message, warning.category, "%drift", 1)
         else:
             warnings.warn_explicit(
@@ -105,7 +105,8 @@ class DriftMagics(Magics):
     @argument(
         "--fail-on",
         default=None,
-        help='Gate: "share_drifted > 0.3", "column:age > 0.2", joined by "," or "or".',
+        help='Gate: "share_drifted > 0.3", "column:age > 0.2", joined by "," or "or"; '
+        "recorded like a promotion (<home>/reports/, MLflow, %%lineage).",
     )
     @argument(
         "--model",
@@ -130,9 +131,13 @@ class DriftMagics(Magics):
         distance (categorical, or at most 5 distinct values), drift at >= 0.1; up to 1,000,
         K-S (p <= 0.05), chi-square or, for two values, a Z-test (p < 0.05). The dataset drifted
         when at least --drift-share of the columns did. Inside ``%%track`` the share, each
-        column's statistic and the HTML/JSON report are logged to the run. A --fail-on condition
-        that holds shows the report, then raises GateFailed (a warning with gate_mode=warn).
+        column's statistic and the HTML/JSON report are logged to the run. --fail-on is a gate
+        recorded like a promotion's (<home>/reports/, the run or --model version, %lineage); a
+        condition that holds shows the report, then raises GateFailed (a warning with
+        gate_mode=warn).
         """
+        from ..drift import service
+
         args = parse(self.drift, line, "drift")
         for name in ("columns", "method", "threshold", "fail_on", "save"):
             setattr(args, name, unquote(getattr(args, name)))
@@ -140,25 +145,32 @@ class DriftMagics(Magics):
         with usage_errors("drift"), gate_warning_from_magic():
             method, column_methods = per_column(args.method, str, "--method")
             threshold, column_thresholds = per_column(args.threshold, float, "--threshold")
+            options = service.DriftOptions(
+                columns=tuple(c.strip() for c in args.columns.split(",") if c.strip())
+                if args.columns
+                else None,
+                engine=args.engine,
+                method=method,
+                threshold=threshold,
+                per_column_method=column_methods,
+                per_column_threshold=column_thresholds,
+                drift_share=args.drift_share,
+                sample=args.sample,
+                fail_on=args.fail_on,
+                save=args.save,
+                labels=(args.reference, args.current),
+                model=unquote(args.model),
+            )
+            settings = current_settings()
+            result = service.compare(
+                settings,
+                namespace.get(args.reference, args.reference),
+                namespace.get(args.current, args.current),
+                options,
+            )
             try:
-                return api.drift(
-                    namespace.get(args.reference, args.reference),
-                    namespace.get(args.current, args.current),
-                    [c.strip() for c in args.columns.split(",") if c.strip()]
-                    if args.columns
-                    else None,
-                    engine=args.engine,
-                    method=method,
-                    threshold=threshold,
-                    per_column_method=column_methods,
-                    per_column_threshold=column_thresholds,
-                    drift_share=args.drift_share,
-                    sample=args.sample,
-                    fail_on=args.fail_on,
-                    save=args.save,
-                    labels=(args.reference, args.current),
-                    model=unquote(args.model),
-                )
-            except DriftGateFailed as failed:  # show what failed, then fail the cell
-                display(failed.result)
+                service.gate(settings, result, options)
+            except GateFailed:  # show the report, then fail the cell with the gate's table
+                display(result)
                 raise
+            return result

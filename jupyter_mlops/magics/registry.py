@@ -12,6 +12,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import api
+from ..context import current_settings
 from ..registry.errors import GateWarning
 from .core import parse, usage_errors
 from .drift import unquote
@@ -103,17 +104,20 @@ class RegistryMagics(Magics):
         text = unquote(name) or name
         return namespace.get(text, text)
 
-    def _checks(self, args: Any) -> dict[str, Any]:
-        return {
-            "min_delta": args.min_delta,
-            "metric": unquote(args.metric),
-            "reference": self._value(args.reference),
-            "current": self._value(args.current),
-            "max_drift_share": args.max_drift_share,
-            "warn_only": args.warn_only,
-            "reason": " ".join(args.reason) if args.reason else None,
-            "labels": (unquote(args.reference) or "", unquote(args.current) or ""),
-        }
+    def _spec(self, args: Any) -> Any:
+        """The gate's checks as a ``GateSpec``, validated before anything is read or moved."""
+        from ..drift.gate import gate_spec
+
+        return gate_spec(
+            [unquote(r) or r for r in args.require],
+            vs=args.vs,
+            min_delta=args.min_delta,
+            metric=unquote(args.metric),
+            reference=self._value(args.reference),
+            current=self._value(args.current),
+            max_drift_share=args.max_drift_share,
+            labels=(unquote(args.reference) or "", unquote(args.current) or ""),
+        )
 
     @magic_arguments()
     @argument(
@@ -198,15 +202,18 @@ class RegistryMagics(Magics):
         in <home>/reports/ (JSON, JUnit XML). A failed gate raises GateFailed unless
         --warn-only or gate_mode=warn. Returns a ``GateResult``.
         """
+        from ..registry.gates import promote
+
         args = parse(self.promote, line, "promote")
         with usage_errors("promote"), gate_warning_shown_by_result():
-            return api.promote(
+            return promote(
+                current_settings(),
                 unquote(args.model) or args.model,
                 args.to,
-                [unquote(r) or r for r in args.require],
-                vs=args.vs,
+                self._spec(args),
                 dry_run=args.dry_run,
-                **self._checks(args),
+                warn_only=args.warn_only,
+                reason=" ".join(args.reason) if args.reason else None,
             )
 
     @magic_arguments()
@@ -238,11 +245,14 @@ class RegistryMagics(Magics):
         <home>/reports/ (JSON, JUnit XML). A failed gate raises GateFailed, so
         ``jupyter nbconvert --execute`` and papermill exit non-zero. Returns a ``GateResult``.
         """
+        from ..registry.gates import gate
+
         args = parse(self.gate, line, "gate")
         with usage_errors("gate"), gate_warning_shown_by_result():
-            return api.gate(
-                *[unquote(r) or r for r in args.require],
-                run=args.run,
-                vs=args.vs,
-                **self._checks(args),
+            return gate(
+                current_settings(),
+                self._spec(args),
+                run_id=args.run,
+                warn_only=args.warn_only,
+                reason=" ".join(args.reason) if args.reason else None,
             )

@@ -8,9 +8,9 @@ Checks, one row each:
   better" unless that first ``--require`` compares it with ``<`` or ``<=`` (a loss). The
   candidate passes when it improves on the holder by at least ``--min-delta`` (default 0: at
   least as good);
-- a drift check between ``--reference`` and ``--current`` (DataFrames or snapshot REFs) through
-  the drift engine: passes when the drifted share of columns is at most ``--max-drift-share``
-  (default: the dataset is not drifted by Evidently's rule, share < 0.5).
+- data checks such as the drift check between ``--reference`` and ``--current``: objects with a
+  ``check(settings)`` method that the face puts in the :class:`GateSpec` (drift builds its own,
+  :class:`jupyter_mlops.drift.gate.DriftCheck`, so the registry never imports drift).
 
 Racing promotions: the alias holder is read when the promotion starts; the alias moves under
 an exclusive lock only if the holder is still the same (compare-and-set), so of two promotions
@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import records
 from ..config import Settings
@@ -48,19 +48,25 @@ MOVED_MEANWHILE = (
 )
 
 
+class DataCheck(Protocol):
+    """A check of data rather than of the run (the drift row): one row of the gate."""
+
+    def check(self, settings: Settings) -> Check: ...
+
+
 @dataclass(frozen=True)
 class GateSpec:
-    """Every check a gate runs, validated before anything is read or moved."""
+    """Every check a gate runs, validated before anything is read or moved.
+
+    The faces build it (``jupyter_mlops.drift.gate.gate_spec`` adds the drift row) and pass it.
+    """
 
     requires: tuple[tuple[str, checks.Node], ...] = ()
     vs: str | None = None  # an alias (promote) or NAME@ALIAS (gate)
     metric: str | None = None
     lower_is_better: bool = False
     min_delta: float = 0.0
-    reference: Any = None
-    current: Any = None
-    max_drift_share: float | None = None
-    labels: tuple[str, str] = ("reference", "current")  # names of DataFrames in the drift row
+    data: tuple[DataCheck, ...] = ()
 
 
 def build_spec(
@@ -68,9 +74,7 @@ def build_spec(
     vs: str | None = None,
     min_delta: float | None = None,
     metric: str | None = None,
-    reference: Any = None,
-    current: Any = None,
-    max_drift_share: float | None = None,
+    data: Sequence[DataCheck] = (),
 ) -> GateSpec:
     if isinstance(require, str):
         require = [require]
@@ -79,13 +83,7 @@ def build_spec(
         raise MLOpsUsageError("--min-delta needs --vs ALIAS (the holder the candidate must beat)")
     if metric is not None and vs is None:
         raise MLOpsUsageError("--metric needs --vs ALIAS (it names the metric to compare)")
-    if (reference is None) != (current is None):
-        raise MLOpsUsageError("--reference and --current go together: give both, or neither")
-    if max_drift_share is not None and reference is None:
-        raise MLOpsUsageError("--max-drift-share needs --reference and --current")
-    if max_drift_share is not None and not 0 <= max_drift_share <= 1:
-        raise MLOpsUsageError(f"--max-drift-share {max_drift_share}: give a share between 0 and 1")
-    if not parsed and vs is None and reference is None:
+    if not parsed and vs is None and not data:
         raise MLOpsUsageError(
             'nothing to check: give --require "EXPR", --vs ALIAS or --reference/--current'
         )
@@ -108,9 +106,7 @@ def build_spec(
         metric=metric,
         lower_is_better=lower,
         min_delta=min_delta or 0.0,
-        reference=reference,
-        current=current,
-        max_drift_share=max_drift_share,
+        data=tuple(data),
     )
 
 
@@ -201,63 +197,6 @@ def versus_check(client: MlflowClient, spec: GateSpec, candidate_run: Any, holde
     return Check(name, float(mine), threshold, passed, kind=versus, metric=metric)
 
 
-def drift_check(settings: Settings, spec: GateSpec) -> Check:
-    from ..drift import compute_drift
-
-    frames = [
-        _frame(settings, data, role)
-        for data, role in zip((spec.reference, spec.current), spec.labels, strict=True)
-    ]
-    result = compute_drift(
-        frames[0][0], frames[1][0], reference_label=frames[0][1], current_label=frames[1][1]
-    )
-    name = drift_label(frames[0][1], frames[1][1])
-    drifted = [r.column for r in result.results if r.drifted]
-    detail = f"{len(drifted)} of {len(result.results)} columns drifted" + (
-        f": {', '.join(drifted[:8])}" if drifted else ""
-    )
-    if spec.max_drift_share is None:
-        passed = not result.drifted
-        threshold = f"< {result.drift_share:g} (dataset drift)"
-    else:
-        passed = result.share_drifted <= spec.max_drift_share
-        threshold = f"<= {spec.max_drift_share:g}"
-    if result.broken:  # all values missing, or a changed type: a failure of the data, not drift
-        passed, detail = False, f"{result.broken_summary()}; {detail}"
-    return Check(
-        name,
-        float(result.share_drifted),
-        threshold,
-        passed,
-        detail,
-        kind=records.CHECK_KIND_DRIFT,
-        inputs=(frames[0][1], frames[1][1]),
-    )
-
-
-def drift_label(reference: str, current: str) -> str:
-    """The drift row's display name (for people; lineage reads the check's ``inputs``)."""
-    return f"drift {reference} -> {current}"
-
-
-def _frame(settings: Settings, data: Any, role: str) -> tuple[Any, str]:
-    """A DataFrame as given, or the DataFrame of a snapshot REF (labelled by the REF)."""
-    if isinstance(data, str):
-        from ..snapshots import service
-
-        loaded = service.load(settings, data)
-        if hasattr(loaded, "to_pandas") and not hasattr(loaded, "columns"):
-            loaded = loaded.to_pandas()
-        if not hasattr(loaded, "columns"):
-            raise MLOpsUsageError(f"snapshot {data!r} is a file or folder, not a DataFrame")
-        return loaded, data
-    if not hasattr(data, "columns"):
-        raise MLOpsUsageError(
-            f"drift data must be a DataFrame or a snapshot REF, got a {type(data).__name__}"
-        )
-    return data, role
-
-
 def run_checks(
     settings: Settings, client: MlflowClient, spec: GateSpec, run: Any, holder: Any
 ) -> list[Check]:
@@ -265,8 +204,7 @@ def run_checks(
     rows = [require_check(text, node, values) for text, node in spec.requires]
     if holder is not None:
         rows.append(versus_check(client, spec, run, holder))
-    if spec.reference is not None:
-        rows.append(drift_check(settings, spec))
+    rows += [data.check(settings) for data in spec.data]
     return rows
 
 
@@ -283,12 +221,14 @@ def check_alias(alias: str) -> str:
 
 
 def conclude(
-    settings: Settings, client: MlflowClient, result: GateResult, warn_only: bool
+    settings: Settings, client: MlflowClient | None, result: GateResult, warn_only: bool
 ) -> GateResult:
-    """Record the decision everywhere, then raise or warn if it failed."""
+    """Record the decision everywhere (in MLflow unless ``client`` is None: a decision about no
+    run and no model version), then raise or warn if it failed."""
     reports = write_reports(settings.home, result)
     result = replace(result, reports=reports)
-    record_in_mlflow(client, result)
+    if client is not None:
+        record_in_mlflow(client, result)
     if not result.passed:
         if warn_only or settings.gate_mode == "warn":
             warnings.warn(GateRejected(result).args[0], GateWarning, stacklevel=4)
@@ -301,31 +241,22 @@ def promote(
     settings: Settings,
     model: str,
     to: str,
+    spec: GateSpec,
     *,
-    require: Sequence[str] = (),
-    vs: str | None = None,
-    min_delta: float | None = None,
-    metric: str | None = None,
-    reference: Any = None,
-    current: Any = None,
-    max_drift_share: float | None = None,
     dry_run: bool = False,
     warn_only: bool = False,
     reason: str | None = None,
     lock_timeout: float = 60.0,
-    labels: tuple[str, str] | None = None,
 ) -> GateResult:
     """Gate ``model`` (NAME, NAME/VERSION or NAME@ALIAS) and point alias ``to`` at it if all pass.
 
     A plain function of explicit arguments: the magics, the Python API and the server's
-    Promote action all call it.
+    Promote action build the ``spec`` and call it.
     """
     check_alias(to)
+    vs = spec.vs
     if vs is not None:
         check_alias(vs)
-    spec = build_spec(require, vs, min_delta, metric, reference, current, max_drift_share)
-    if labels is not None:
-        spec = replace(spec, labels=labels)
     client = mlflow_client(settings.tracking_uri)
     candidate = resolve_version(client, model)
     name, number = candidate.name, int(candidate.version)
@@ -368,47 +299,48 @@ def promote(
         dry_run=dry_run,
         reason=reason,
         user=who,
-        at=datetime.now(UTC).isoformat(timespec="microseconds"),
+        at=timestamp(),
     )
     return conclude(settings, client, result, warn_only)
 
 
 def gate(
     settings: Settings,
-    require: Sequence[str] = (),
+    spec: GateSpec,
     *,
     run_id: str | None = None,
-    vs: str | None = None,
-    min_delta: float | None = None,
-    metric: str | None = None,
-    reference: Any = None,
-    current: Any = None,
-    max_drift_share: float | None = None,
     warn_only: bool = False,
     reason: str | None = None,
-    labels: tuple[str, str] | None = None,
 ) -> GateResult:
     """The same checks on a run (default: the notebook's latest); ``vs`` is NAME@ALIAS here."""
     holder = None
     client = mlflow_client(settings.tracking_uri)
-    if vs is not None:
-        alias = split_ref(vs)[2]
+    if spec.vs is not None:
+        alias = split_ref(spec.vs)[2]
         if alias is None:
-            raise MLOpsUsageError(f"--vs {vs!r}: on a run, name the holder as MODEL@ALIAS")
-        holder = resolve_version(client, vs)
-    spec = build_spec(require, vs, min_delta, metric, reference, current, max_drift_share)
-    if labels is not None:
-        spec = replace(spec, labels=labels)
+            raise MLOpsUsageError(f"--vs {spec.vs!r}: on a run, name the holder as MODEL@ALIAS")
+        holder = resolve_version(client, spec.vs)
     run = get_run(client, run_id) if run_id else latest_run(settings, client)
     rows = run_checks(settings, client, spec, run, holder)
-    passed = all(row.passed for row in rows)
-    result = GateResult(
-        subject=f"run {run.info.run_name or run.info.run_id}",
-        rows=tuple(rows),
-        decision="passed" if passed else "failed",
-        run_id=run.info.run_id,
-        reason=reason,
-        user=user(),
-        at=datetime.now(UTC).isoformat(timespec="microseconds"),
+    result = verdict(
+        f"run {run.info.run_name or run.info.run_id}", rows, run_id=run.info.run_id, reason=reason
     )
     return conclude(settings, client, result, warn_only)
+
+
+def verdict(subject: str, rows: Sequence[Check], **recorded: Any) -> GateResult:
+    """A decision that moves nothing (``%gate``, ``%drift --fail-on``): passed or failed, stamped
+    with who decided and when; ``recorded`` names the run and model version it is kept on."""
+    passed = all(row.passed for row in rows)
+    return GateResult(
+        subject=subject,
+        rows=tuple(rows),
+        decision="passed" if passed else "failed",
+        user=user(),
+        at=timestamp(),
+        **recorded,
+    )
+
+
+def timestamp() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")

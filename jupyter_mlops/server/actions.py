@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 from ..config import Settings
+from ..drift.gate import gate_spec
 from ..errors import MLOpsUsageError
 from ..registry.errors import GateRejected
 from ..registry.gates import promote
@@ -79,20 +80,18 @@ def promote_model(settings: Settings, name: str, request: PromoteRequest) -> Pro
     """Run the gate; a failed gate is recorded like ``%promote``'s and returned, not raised."""
     get_registered(client_for(settings), name)
     ref = name if request.version is None else f"{name}/{request.version}"
+    spec = gate_spec(
+        request.require,
+        vs=request.vs,
+        min_delta=request.min_delta,
+        metric=request.metric,
+        reference=request.reference,
+        current=request.current,
+        max_drift_share=request.max_drift_share,
+    )
     try:
         result = promote(
-            settings,
-            ref,
-            request.alias,
-            require=request.require,
-            vs=request.vs,
-            min_delta=request.min_delta,
-            metric=request.metric,
-            reference=request.reference,
-            current=request.current,
-            max_drift_share=request.max_drift_share,
-            dry_run=request.dry_run,
-            reason=request.reason,
+            settings, ref, request.alias, spec, dry_run=request.dry_run, reason=request.reason
         )
     except GateRejected as rejected:
         result = rejected.result

@@ -51,7 +51,6 @@ if TYPE_CHECKING:
     from ..snapshots.repository import SnapshotStore
 
 MAX_CURVE_POINTS = 500
-MAX_ARTIFACTS = 200
 MAX_COMPARE = 20
 DRIFT_FOLDER = records.DRIFT_FOLDER
 NotFound = MLOpsNotFound  # the server's 404: handlers.MLOpsHandler.call maps it once
@@ -111,16 +110,7 @@ def _thin(history: list[Any]) -> Curve:
     return Curve([m.step for m in kept], [_finite(m.value) for m in kept])
 
 
-def _artifacts(client: MlflowClient, run_id: str) -> list[str]:
-    paths: list[str] = []
-    folders: list[str | None] = [None]
-    while folders and len(paths) < MAX_ARTIFACTS:
-        for entry in client.list_artifacts(run_id, folders.pop(0)):
-            if entry.is_dir:
-                folders.append(entry.path)
-            else:
-                paths.append(entry.path)
-    return sorted(paths[:MAX_ARTIFACTS])
+_artifacts = query.artifact_paths  # server.browse lists a run's artifacts with it
 
 
 def _artifact_text(client: MlflowClient, run_id: str, path: str) -> str:
@@ -136,28 +126,18 @@ def _artifact_text(client: MlflowClient, run_id: str, path: str) -> str:
 
 
 def run_detail(settings: Settings, run_id: str) -> RunDetail:
-    client = client_for(settings)
-    run = _get_run(client, run_id)
-    assert client is not None
-    artifacts = _artifacts(client, run_id)
-    experiment = client.get_experiment(run.info.experiment_id).name
-    tags = {k: v for k, v in sorted(run.data.tags.items()) if k not in records.HIDDEN_RUN_TAGS}
+    found = query.run_record(settings, run_id)
+    tags = found.tags
     return RunDetail(
-        run=summary(run),
-        experiment=experiment,
+        run=summary(found.run),
+        experiment=found.experiment,
         tags=tags,
-        inputs=run_snapshots(run)[0],
-        artifacts=artifacts,
-        cell_source=(
-            _artifact_text(client, run_id, records.CELL_ARTIFACT)
-            if records.CELL_ARTIFACT in artifacts
-            else None
-        ),
+        inputs=run_snapshots(found.run)[0],
+        artifacts=found.artifacts,
+        cell_source=found.cell_source,
         notebook=tags.get(records.TAG_NOTEBOOK),
         cell_id=tags.get(records.TAG_CELL_ID),
-        curves={
-            key: _thin(client.get_metric_history(run_id, key)) for key in sorted(run.data.metrics)
-        },
+        curves={key: _thin(points) for key, points in found.histories.items()},
     )
 
 

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
 
 MAX_PAGE = 1000
+MAX_ARTIFACTS = 200  # listed per run in its detail
 MAX_TOKEN_CHARS = 200
 MAX_FILTER_CHARS = 10_000
 MAX_FILTER_CLAUSES = 50
@@ -242,3 +243,53 @@ def _token_text(token: str | bytes | None) -> str | None:
     if not token:
         return None
     return token.decode("ascii") if isinstance(token, bytes) else token
+
+
+# --- one run --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """Everything one run recorded, as the panel's run detail shows it."""
+
+    run: Any  # the MLflow Run
+    experiment: str
+    artifacts: list[str]  # at most MAX_ARTIFACTS paths, sorted
+    cell_source: str | None  # the cell as written (records.CELL_ARTIFACT)
+    histories: dict[str, list[Any]]  # metric -> its MLflow Metric points, as logged
+
+    @property
+    def tags(self) -> dict[str, str]:
+        hidden = records.HIDDEN_RUN_TAGS
+        return {k: v for k, v in sorted(self.run.data.tags.items()) if k not in hidden}
+
+
+def artifact_paths(client: MlflowClient, run_id: str, limit: int = MAX_ARTIFACTS) -> list[str]:
+    """The run's artifact files (folders walked breadth first), at most ``limit``, sorted."""
+    paths: list[str] = []
+    folders: list[str | None] = [None]
+    while folders and len(paths) < limit:
+        for entry in client.list_artifacts(run_id, folders.pop(0)):
+            if entry.is_dir:
+                folders.append(entry.path)
+            else:
+                paths.append(entry.path)
+    return sorted(paths[:limit])
+
+
+def run_record(settings: Settings, run_id: str) -> RunRecord:
+    """The run ``run_id``: its experiment's name, artifacts, cell source, metric histories."""
+    from .artifacts import artifact_text
+
+    client = existing_client(settings)
+    run = get_run(client, run_id)
+    assert client is not None
+    artifacts = artifact_paths(client, run_id)
+    has_cell = records.CELL_ARTIFACT in artifacts
+    return RunRecord(
+        run=run,
+        experiment=client.get_experiment(run.info.experiment_id).name,
+        artifacts=artifacts,
+        cell_source=artifact_text(client, run, records.CELL_ARTIFACT) if has_cell else None,
+        histories={key: client.get_metric_history(run_id, key) for key in sorted(run.data.metrics)},
+    )

@@ -137,6 +137,9 @@ def test_gate_raises_gate_failed_with_the_decision() -> None:
         "share_drifted > 0.1 (value 0.2, need <= 0.1)"
     )
     assert caught.value.result.decision == "failed"
+    json_report, xml_report = map(Path, caught.value.result.reports)
+    assert json_report.name.startswith("gate-drift_reference_vs_current-")
+    assert json_report.parent == current_settings().home / "reports" and xml_report.exists()
     result = mlops.drift(reference, current, fail_on="share_drifted > 0.3")
     assert result.share_drifted == pytest.approx(0.2)
 

@@ -31,8 +31,10 @@ def stem(result: GateResult) -> str:
     stamp = re.sub(r"[^0-9T]", "", result.at.split("+")[0])  # 20261126T205721134861
     if result.model is not None:
         what = f"{result.model}-v{result.version}" + (f"-to-{result.alias}" if result.alias else "")
-    else:
-        what = f"run-{(result.run_id or '')[:12]}"
+    elif result.run_id is not None:
+        what = f"run-{result.run_id[:12]}"
+    else:  # a decision kept nowhere else (an untracked %drift --fail-on): named by its subject
+        what = result.subject
     return f"gate-{slug(what)}-{stamp}"
 
 

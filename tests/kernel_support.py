@@ -18,7 +18,9 @@ class CellResult:
 
 def run_cell(kc: Any, code: str, timeout: float = 120.0) -> CellResult:
     """Execute ``code`` on the kernel client ``kc``; wait (bounded) until the kernel is idle."""
-    msg_id = kc.execute(code)
+    # stop_on_error=False: after a failed cell the kernel would otherwise answer a request sent
+    # right after it "aborted", without running it.
+    msg_id = kc.execute(code, stop_on_error=False)
     deadline = time.monotonic() + timeout
     text: list[str] = []
     error: dict[str, Any] = {}

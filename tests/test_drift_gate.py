@@ -147,8 +147,9 @@ def test_gate_raises_gate_failed_with_the_decision() -> None:
 def test_warn_mode_warns_with_the_one_gate_warning(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLOPS_GATE_MODE", "warn")
     reference, current = frames()
-    with pytest.warns(GateWarning, match=r"column:x0 > 0.5 \(value"):
+    with pytest.warns(GateWarning, match=r"column:x0 > 0.5 \(value") as caught:
         result = mlops.drift(reference, current, fail_on="column:x0 > 0.5")
+    assert caught[0].filename == __file__  # the caller's line, not ours
     assert result.n_drifted == 1
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from ..tracking.active import ActiveRun
 
 
+API_STACKLEVEL = 5  # a warning names the line calling mlops.drift: conclude <- gate <- drift <- api
+
+
 @dataclass(frozen=True)
 class DriftOptions:
     """What a face asks of one drift comparison (``%drift`` flags, ``mlops.drift`` arguments)."""
@@ -102,7 +105,7 @@ def gate(settings: Settings, result: DriftResult, options: DriftOptions) -> Gate
     run = _active_run()
     subject = f"drift {result.reference.label} vs {result.current.label}"
     if run is None and options.model is None:  # nothing in MLflow to keep it on: reports only
-        return conclude(settings, None, verdict(subject, rows), warn_only=False)
+        return conclude(settings, None, verdict(subject, rows), False, API_STACKLEVEL)
     client = mlflow_client(run.tracking_uri if run else settings.tracking_uri)
     if options.model is not None:
         version = resolve_version(client, options.model)
@@ -115,7 +118,7 @@ def gate(settings: Settings, result: DriftResult, options: DriftOptions) -> Gate
         )
     else:
         decision = verdict(subject, rows, run_id=run.run_id if run else None)
-    return conclude(settings, client, decision, warn_only=False)
+    return conclude(settings, client, decision, False, API_STACKLEVEL)
 
 
 def _active_run() -> ActiveRun | None:

@@ -221,17 +221,22 @@ def check_alias(alias: str) -> str:
 
 
 def conclude(
-    settings: Settings, client: MlflowClient | None, result: GateResult, warn_only: bool
+    settings: Settings,
+    client: MlflowClient | None,
+    result: GateResult,
+    warn_only: bool,
+    stacklevel: int = 4,
 ) -> GateResult:
     """Record the decision everywhere (in MLflow unless ``client`` is None: a decision about no
-    run and no model version), then raise or warn if it failed."""
+    run and no model version), then raise or warn if it failed; ``stacklevel`` points the
+    warning at the caller of the Python API (``mlops.promote`` -> ``promote`` -> here)."""
     reports = write_reports(settings.home, result)
     result = replace(result, reports=reports)
     if client is not None:
         record_in_mlflow(client, result)
     if not result.passed:
         if warn_only or settings.gate_mode == "warn":
-            warnings.warn(GateRejected(result).args[0], GateWarning, stacklevel=4)
+            warnings.warn(GateRejected(result).args[0], GateWarning, stacklevel=stacklevel)
         else:
             raise GateRejected(result)
     return result

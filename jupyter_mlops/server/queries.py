@@ -2,7 +2,8 @@
 
 Every function takes explicit :class:`Settings` (resolved for the notebook's folder, never the
 server's cwd) and never creates a store: browsing an empty folder answers with empty lists.
-Unknown names raise :class:`NotFound`; malformed input raises ``MLOpsUsageError``.
+Unknown names raise ``MLOpsNotFound`` (the one 404, mapped in ``handlers.MLOpsHandler.call``);
+malformed input raises ``MLOpsUsageError``.
 """
 
 from __future__ import annotations
@@ -53,15 +54,13 @@ if TYPE_CHECKING:
 MAX_CURVE_POINTS = 500
 MAX_COMPARE = 20
 DRIFT_FOLDER = records.DRIFT_FOLDER
-NotFound = MLOpsNotFound  # the server's 404: handlers.MLOpsHandler.call maps it once
-__all__ = ["check_run_id", "client_for", "get_registered", "tracking_store_exists"]
+__all__ = ["check_run_id", "client_for", "get_registered"]
 
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
 
-tracking_store_exists = query.store_exists
 client_for = existing_client
 
 
@@ -202,11 +201,13 @@ def snapshot_detail(
     store = _open_snapshots(settings)
     numbers = store.versions(name) if store is not None else []
     if store is None or not numbers:
-        raise NotFound(f"no snapshot named {name!r} in this store")
+        raise MLOpsNotFound(f"no snapshot named {name!r} in this store")
     chosen = numbers[-1] if version is None else version
     for wanted in (chosen, against):
         if wanted is not None and wanted not in numbers:
-            raise NotFound(f"{name} has no version v{wanted}; it has v{numbers[0]}..v{numbers[-1]}")
+            raise MLOpsNotFound(
+                f"{name} has no version v{wanted}; it has v{numbers[0]}..v{numbers[-1]}"
+            )
     resolved = store.resolve(f"{name}@v{chosen}")
     schema = [ColumnInfo(**asdict(c)) for c in describe(store, resolved.ref).columns]
     comparison = None
@@ -363,7 +364,7 @@ def drift_report(settings: Settings, run_id: str, report: str) -> DriftReport:
     held = {e.path for e in client.list_artifacts(run_id, DRIFT_FOLDER)}
     path = f"{DRIFT_FOLDER}/{report}.html"
     if path not in held:
-        raise NotFound(f"run {run_id} has no drift report {report[:80]!r}")
+        raise MLOpsNotFound(f"run {run_id} has no drift report {report[:80]!r}")
     return DriftReport(run_id, report, _artifact_text(client, run_id, path))
 
 
@@ -377,6 +378,6 @@ def lineage(settings: Settings, ref: str) -> dict[str, Any]:
     if not ref.strip():
         raise MLOpsUsageError("give ref=: a snapshot REF, a run id, NAME/VERSION or NAME@ALIAS")
     if not query.store_exists(settings):
-        raise NotFound(f"nothing named {ref[:80]!r}: this store has no runs or models yet")
+        raise MLOpsNotFound(f"nothing named {ref[:80]!r}: this store has no runs or models yet")
     result: dict[str, Any] = walk(settings, ref).to_json()
     return result

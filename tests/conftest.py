@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from types import CodeType, FunctionType
 from typing import Any
 
 import pytest
 
 from jupyter_mlops.config import OPTIONS, MLOps
+from jupyter_mlops.tracking import active, run
+from jupyter_mlops.tracking.client import mlflow_client
+from tests.tracking_support import running_runs
 
 pytest_plugins = ("pytest_jupyter.jupyter_server",)
 
@@ -19,6 +24,110 @@ pytest_plugins = ("pytest_jupyter.jupyter_server",)
 TEMP_ROOT = Path(__file__).resolve().parent.parent / ".pytest-tmp"
 TEMP_ROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
+
+
+# --- markers: kernel, torchrun, browser, slow (faults: tests/faults/conftest.py) --------------
+# The fast subset is `-m "not kernel and not torchrun and not browser and not slow and not
+# faults"` (README, section Tests). Marks are found, not written on each test:
+#   kernel   the test (or a module-level helper it calls) starts a kernel: a name below, or a
+#            string naming nbconvert/papermill (run as a process);
+#   torchrun the module launches torchrun agents;
+#   browser  tests/test_browser_*.py;
+#   slow     over ~4 s on 2 busy cores without a kernel (measured; SLOW below).
+KERNEL_NAMES = frozenset(
+    {
+        "NotebookClient",
+        "KernelManager",
+        "BlockingKernelClient",
+        "start_new_kernel",
+        "start_kernel",
+        "running_lab",
+    }
+)
+KERNEL_STRINGS = ("nbconvert", "papermill")
+TORCHRUN_MODULES = frozenset(
+    {
+        "test_distributed_kernel",
+        "test_distributed_pool",
+        "test_distributed_run",
+        "test_distributed_tracking",
+        "test_distributed_faults",
+    }
+)
+# Over ~4 s each in a run of the fast subset on 2 busy cores (`--durations`): the fast subset
+# leaves them out, the whole suite runs them. A name here that no longer exists is an error.
+SLOW = frozenset(
+    {
+        "tests/test_drift_engine.py::test_real_datasets_match_scipy",
+        "tests/test_drift_gate.py::test_fail_on_is_recorded_like_a_promotion_in_reports_mlflow_and_lineage",
+        "tests/test_magics_core.py::test_doctor_checks_everything_on_a_real_store",
+        "tests/test_magics_core.py::test_doctor_reports_an_unreachable_tracking_server",
+        "tests/test_registry_gates.py::test_racing_promotions_in_two_processes_cannot_both_win",
+        "tests/test_registry_models.py::test_plain_mlflow_loads_by_alias_in_a_fresh_process",
+        "tests/test_registry_models.py::test_torch_with_input_example_is_exported_and_keeps_a_dynamic_batch",
+        "tests/test_snapshots_concurrency.py::test_gc_under_a_concurrent_writer_never_breaks_a_version",
+        "tests/test_snapshots_concurrency.py::test_two_processes_saving_one_name_both_get_their_own_versions",
+        "tests/test_tracking_compare_display.py::test_compare_html_is_static_svg_of_tens_of_kb",
+        "tests/test_tracking_compare_display.py::test_figure_is_the_interactive_plotly_version",
+        "tests/test_tracking_lifecycle.py::test_a_new_store_has_exactly_the_schema_mlflows_own_creation_makes",
+        "tests/test_tracking_logging.py::test_twenty_thousand_logs_are_all_in_the_store_exactly",
+    }
+)  # fmt: skip
+
+
+def _starts_a_kernel(function: Any, seen: set[CodeType]) -> bool:
+    """Whether ``function``, its nested functions or the test helpers it names start one."""
+    code, names = getattr(function, "__code__", None), getattr(function, "__globals__", {})
+    if code is None or code in seen:
+        return False
+    seen.add(code)
+    codes = [code]
+    while codes:
+        current = codes.pop()
+        if KERNEL_NAMES.intersection(current.co_names):
+            return True
+        for const in current.co_consts:
+            if isinstance(const, str) and any(word in const for word in KERNEL_STRINGS):
+                return True
+            if isinstance(const, CodeType):
+                codes.append(const)
+        helpers = (names.get(name) for name in current.co_names)
+        if any(
+            _starts_a_kernel(helper, seen)
+            for helper in helpers
+            if isinstance(helper, FunctionType) and helper.__module__.startswith("tests.")
+        ):
+            return True
+    return False
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    ids = {item.nodeid.split("[")[0] for item in items}
+    whole_files = not any("::" in arg for arg in config.args)
+    files = {i.split("::")[0] for i in ids}
+    stale = [name for name in SLOW if name not in ids and name.split("::")[0] in files]
+    if whole_files and stale:
+        raise pytest.UsageError(f"tests/conftest.py SLOW names tests that are gone: {stale}")
+    for item in items:
+        function = getattr(item, "function", None)
+        if function is None:  # not a Python test (nbval cells: the root conftest.py)
+            continue
+        module = function.__module__.rsplit(".", 1)[-1]
+        if module.startswith("test_browser_"):
+            item.add_marker(pytest.mark.browser)
+        if module in TORCHRUN_MODULES:
+            item.add_marker(pytest.mark.torchrun)
+        fixtures = item._fixtureinfo.name2fixturedefs.values()  # type: ignore[attr-defined]
+        seen: set[CodeType] = set()
+        if _starts_a_kernel(function, seen) or any(
+            _starts_a_kernel(d.func, seen)
+            for defs in fixtures
+            for d in defs
+            if getattr(d.func, "__module__", "").startswith("tests.")
+        ):
+            item.add_marker(pytest.mark.kernel)
+        if item.nodeid.split("[")[0] in SLOW:
+            item.add_marker(pytest.mark.slow)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -49,6 +158,55 @@ def isolated_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         mlflow.set_tracking_uri(None)  # its global, and the env var it sets
     os.environ.clear()
     os.environ.update(saved_environment)
+
+
+@pytest.fixture(scope="session")
+def template_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One migrated SQLite MLflow store per session (migrating costs seconds); tests copy it."""
+    home = tmp_path_factory.mktemp("template") / ".mlops"
+    mlflow_client(f"sqlite:///{home / 'mlflow.db'}")
+    return home / "mlflow.db"
+
+
+@pytest.fixture
+def store(
+    template_store: Path, isolated_store: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Path]:
+    """A fresh migrated store under ``<tmp>/.mlops``; fails the test if a run is left RUNNING."""
+    home = isolated_store / ".mlops"
+    home.mkdir()
+    shutil.copy(template_store, home / "mlflow.db")
+    monkeypatch.setenv("MLOPS_HOME", str(home))
+    yield home
+    assert not active._tracked, "a tracked run was left on the active stack"
+    assert not run._open, "a tracked run was left open"
+    assert running_runs(home) == [], "runs left RUNNING"
+
+
+@pytest.fixture(scope="module")
+def shared_home(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One store per test module (a copy of the template), for tests that each use their own
+    experiment and model names."""
+    home = tmp_path_factory.mktemp("registry") / ".mlops"
+    home.mkdir()
+    shutil.copy(template_store, home / "mlflow.db")
+    return home
+
+
+@pytest.fixture
+def registry_store(
+    isolated_store: Path,
+    shared_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
+) -> Iterator[Path]:
+    """The module's shared store as MLOPS_HOME, with an experiment named after the test.
+
+    Registry modules use it for every test: ``pytestmark = pytest.mark.usefixtures(...)``.
+    """
+    monkeypatch.setenv("MLOPS_HOME", str(shared_home))
+    monkeypatch.setenv("MLOPS_EXPERIMENT", f"exp-{request.node.name}")
+    yield shared_home
 
 
 @pytest.fixture

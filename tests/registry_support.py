@@ -1,41 +1,16 @@
-"""Fixtures of tests/test_registry_*.py: one real SQLite MLflow store per test module.
+"""Helpers of the registry tests.
 
-Migrating a store costs seconds, so each module copies the session's migrated template once and
-its tests share it; each test gets its own experiment (and uses its own model names).
+Their store fixtures (``shared_home``: one store per module; ``registry_store``: it as MLOPS_HOME
+with an experiment per test) live in tests/conftest.py.
 """
 
 from __future__ import annotations
 
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 import jupyter_mlops as mlops
 from jupyter_mlops.tracking.client import mlflow_client
-from tests.tracking_support import template_store  # noqa: F401  (a fixture)
-
-
-@pytest.fixture(scope="module")
-def shared_home(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:  # noqa: F811
-    home = tmp_path_factory.mktemp("registry") / ".mlops"
-    home.mkdir()
-    shutil.copy(template_store, home / "mlflow.db")
-    return home
-
-
-@pytest.fixture(autouse=True)
-def registry_store(
-    isolated_store: Path,
-    shared_home: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    request: pytest.FixtureRequest,
-) -> Iterator[Path]:
-    monkeypatch.setenv("MLOPS_HOME", str(shared_home))
-    monkeypatch.setenv("MLOPS_EXPERIMENT", f"exp-{request.node.name}")
-    yield shared_home
 
 
 def client(home: Path) -> Any:

@@ -14,12 +14,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pandas as pd
 
 import jupyter_mlops as mlops
 from jupyter_mlops.config import MLOps
+from tests.notebooks import notebook
 
 EXPERIMENT = "train"
 
@@ -40,17 +40,6 @@ def project_settings(project: Path) -> Iterator[None]:
         os.environ.clear()
         os.environ.update(saved_env)
         MLOps.clear_instance()
-
-
-def write_notebook(path: Path) -> None:
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    notebook.cells.append(nbformat.v4.new_code_cell("%load_ext jupyter_mlops"))
-    nbformat.write(notebook, path)
 
 
 def identity(model_input: pd.DataFrame) -> pd.DataFrame:
@@ -74,7 +63,7 @@ def populate(project: Path, template_db: Path | None = None) -> Path:
     home.mkdir(parents=True, exist_ok=True)
     if template_db is not None:
         shutil.copy(template_db, home / "mlflow.db")
-    write_notebook(project / "train.ipynb")
+    notebook("%load_ext jupyter_mlops", path=project / "train.ipynb")
     with project_settings(project):
         mlops.snapshot(customers(0), "customers")
         with mlops.track("baseline", params={"lr": 0.1, "epochs": 5}):

@@ -14,6 +14,7 @@ import pytest
 from nbconvert.exporters import Exporter
 
 from jupyter_mlops.batch import nbconvert as batch
+from tests.notebooks import notebook
 
 FAILING = (
     'print("before the gate")',
@@ -22,19 +23,6 @@ FAILING = (
 )
 SHIPPED = Path(__file__).resolve().parent.parent / "jupyter-config" / "nbconvert-config"
 CONFIG = "jupyter_nbconvert_config.json"
-
-
-def notebook(folder: Path, *sources: str) -> Path:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
-    nb.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    path = folder / "ci.ipynb"
-    nbformat.write(nb, path)
-    return path
 
 
 def nbconvert(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -67,7 +55,7 @@ def executed(path: Path) -> list[nbformat.NotebookNode]:
 def test_a_failing_cell_exits_non_zero_and_the_notebook_is_written(
     tmp_path: Path, extra: list[str], written: str
 ) -> None:
-    notebook(tmp_path, *FAILING)
+    notebook(*FAILING, path=tmp_path / "ci.ipynb")
     done = nbconvert("--to", "notebook", "--execute", "ci.ipynb", *extra, cwd=tmp_path)
     assert done.returncode != 0
     # The stock message: CellExecutionError naming the cell, ending with the one-line error.
@@ -86,7 +74,7 @@ def test_a_failing_cell_exits_non_zero_and_the_notebook_is_written(
 
 
 def test_html_export_of_a_failing_gate_is_written_up_to_the_failing_cell(tmp_path: Path) -> None:
-    notebook(tmp_path, *FAILING)
+    notebook(*FAILING, path=tmp_path / "ci.ipynb")
     done = nbconvert("--to", "html", "--execute", "ci.ipynb", cwd=tmp_path)
     assert done.returncode != 0
     assert "GateFailed: gate FAILED: m v1 -> champion" in done.stderr
@@ -97,7 +85,7 @@ def test_html_export_of_a_failing_gate_is_written_up_to_the_failing_cell(tmp_pat
 
 
 def test_a_successful_notebook_still_exits_zero(tmp_path: Path) -> None:
-    notebook(tmp_path, 'print("fine")', 'open("marker.txt", "w").write("ran")')
+    notebook('print("fine")', 'open("marker.txt", "w").write("ran")', path=tmp_path / "ci.ipynb")
     done = nbconvert("--to", "notebook", "--execute", "ci.ipynb", "--output", "ok", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert "A cell failed" not in done.stderr
@@ -106,7 +94,7 @@ def test_a_successful_notebook_still_exits_zero(tmp_path: Path) -> None:
 
 
 def test_allow_errors_runs_on_and_exits_zero_as_before(tmp_path: Path) -> None:
-    notebook(tmp_path, *FAILING)
+    notebook(*FAILING, path=tmp_path / "ci.ipynb")
     done = nbconvert("--to", "notebook", "--execute", "--allow-errors", "ci.ipynb", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     cells = executed(tmp_path / "ci.nbconvert.ipynb")
@@ -117,7 +105,7 @@ def test_allow_errors_runs_on_and_exits_zero_as_before(tmp_path: Path) -> None:
 
 def test_stdout_keeps_the_stock_failure(tmp_path: Path) -> None:
     """Another writer gets the stock behaviour: the error is never swallowed."""
-    notebook(tmp_path, *FAILING)
+    notebook(*FAILING, path=tmp_path / "ci.ipynb")
     done = nbconvert("--to", "notebook", "--execute", "--stdout", "ci.ipynb", cwd=tmp_path)
     assert done.returncode != 0
     assert "GateFailed: gate FAILED: m v1 -> champion" in done.stderr

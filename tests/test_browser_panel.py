@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import pytest
 
 from tests.lab_server import chromium_page, open_mlops_panel, running_lab
+from tests.notebooks import notebook
 
 pytestmark = pytest.mark.browser
 
@@ -16,13 +16,7 @@ def test_panel_shows_the_store_of_the_open_notebook(tmp_path: Path) -> None:
     root = tmp_path / "root"
     project = root / "churn"
     (project / ".mlops").mkdir(parents=True)
-    notebook = nbformat.v4.new_notebook()
-    notebook.metadata["kernelspec"] = {
-        "name": "python3",
-        "display_name": "Python 3",
-        "language": "python",
-    }
-    nbformat.write(notebook, project / "train.ipynb")
+    notebook(path=project / "train.ipynb")
     home = project.resolve() / ".mlops"
 
     with running_lab(root, tmp_path / "state") as lab, chromium_page(tmp_path / "profile") as page:

@@ -5,17 +5,15 @@ Screenshots land in tests/ui/ (not committed); the README's pictures are copied 
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from jupyter_mlops.tracking.client import mlflow_client
 from tests.lab_server import chromium_page, running_lab
-from tests.server_support import populate, write_notebook
-from tests.tracking_support import template_store  # noqa: F401  (a fixture)
+from tests.notebooks import notebook
+from tests.server_support import populate
 
 pytestmark = pytest.mark.browser
 
@@ -34,20 +32,17 @@ def widen_left_panel(page: Any, width: int) -> None:
     page.mouse.up()
 
 
-def add_tracked_cell(notebook: Path) -> None:
-    write_notebook(notebook)
-    content = nbformat.read(notebook, as_version=4)
-    content.cells.append(
-        nbformat.v4.new_code_cell(
-            "%%track from-notebook\nimport jupyter_mlops as mlops\nmlops.log(val_acc=0.5)"
-        )
+def add_tracked_cell(path: Path) -> None:
+    notebook(
+        "%load_ext jupyter_mlops",
+        "%%track from-notebook\nimport jupyter_mlops as mlops\nmlops.log(val_acc=0.5)",
+        path=path,
     )
-    nbformat.write(content, notebook)
 
 
 def test_sections_compare_promote_and_drift(
     tmp_path: Path,
-    template_store: Path,  # noqa: F811
+    template_store: Path,
 ) -> None:
     root = tmp_path / "root"
     home = populate(root / "project", template_store)
@@ -60,14 +55,9 @@ def test_sections_compare_promote_and_drift(
         page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
         # Measure the panel, not the kernel start competing for the same two cores.
         page.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']").wait_for(timeout=60_000)
-        started = time.monotonic()
         page.click(PANEL_TAB)
         rows = page.get_by_test_id("mlops-run-row")
-        rows.first.wait_for(timeout=30_000)
-        first_page_s = time.monotonic() - started
-        # The issue asks for the first page within 1 s; allow slack for a loaded 2-core CI box.
-        assert first_page_s < 3.0, f"first page of runs took {first_page_s:.2f}s"
-        print(f"panel showed the first page of runs {first_page_s:.2f}s after opening")
+        rows.first.wait_for(timeout=60_000)  # its time: tests/benchmarks/bench_server.py
         widen_left_panel(page, 420)
 
         runs = page.get_by_test_id("mlops-runs")

@@ -12,10 +12,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 
 from tests.lab_server import chromium_page, running_lab
+from tests.notebooks import add_cells
 
 pytestmark = pytest.mark.browser
 
@@ -101,9 +101,7 @@ def test_the_tour_then_the_panel_in_light_and_dark(tmp_path: Path) -> None:
     (root / "tour").mkdir(parents=True)
     notebook = root / "tour" / TOUR.name
     shutil.copy(TOUR, notebook)
-    content = nbformat.read(notebook, as_version=4)
-    content.cells.append(nbformat.v4.new_code_cell(FAILING_CELL))
-    nbformat.write(content, notebook)
+    add_cells(notebook, FAILING_CELL)
     home = (root / "tour" / "tour-store").resolve()
     SHOTS.mkdir(exist_ok=True)
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import statistics
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -56,12 +55,8 @@ def test_pool_keeps_state_and_survives_failing_cells(
     assert out.values == {"state": 100.0, "seen": 100.0}  # rank 0's globals from the last cell
     assert "[rank 0] state 100.0" in capsys.readouterr().out
 
-    timings = []
-    for _ in range(20):
-        began = time.perf_counter()
+    for _ in range(3):  # a round trip's time: tests/benchmarks/bench_distributed.py
         ip.run_cell_magic("distributed", "", ALL_REDUCE)
-        timings.append(time.perf_counter() - began)
-    assert statistics.median(timings) < 0.1, timings  # ~1 ms here; the benchmark measures it
 
     # Every rank finishes (one with an error): the pool keeps its processes and its state.
     with pytest.raises(DistributedCellError) as caught:
@@ -112,7 +107,7 @@ def test_hung_collective_is_reported_and_restart_recovers(ip: Any, stopped_after
     began = time.monotonic()
     with pytest.raises(DistributedTimeout) as caught:
         ip.run_cell_magic("distributed", "--timeout 2", hung)
-    assert 2 <= time.monotonic() - began < 5
+    assert 2 <= time.monotonic() - began < 30  # the cell's 2 s, not the pool's 60 s
     assert str(caught.value).startswith(
         "pool cell ran past --timeout 2 s: rank(s) 0 did not finish a cell within 2 s while "
         "rank(s) 1 did; usually a collective that not every rank called. "

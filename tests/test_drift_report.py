@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import numpy as np
 import pandas as pd
 import pytest
@@ -19,6 +18,7 @@ from jupyter_mlops.drift import DriftResult, compute_drift
 from jupyter_mlops.drift.report_html import drift_document, drift_html
 from jupyter_mlops.tracking import active
 from jupyter_mlops.tracking.client import mlflow_client
+from tests.notebooks import notebook
 
 
 def wide(rows: int, columns: int, shift: float, seed: int) -> pd.DataFrame:
@@ -166,18 +166,15 @@ def test_fail_on_fails_an_executed_notebook(isolated_store: Path) -> None:
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("%load_ext jupyter_mlops"),
-        nbformat.v4.new_code_cell(
-            "import numpy as np, pandas as pd\n"
-            "rng = np.random.default_rng(0)\n"
-            "ref = pd.DataFrame({'a': rng.normal(0, 1, 3000), 'b': rng.normal(0, 1, 3000)})\n"
-            "cur = pd.DataFrame({'a': rng.normal(1, 1, 3000), 'b': rng.normal(0, 1, 3000)})"
-        ),
-        nbformat.v4.new_code_cell('%drift ref cur --fail-on "share_drifted >= 0.5"'),
-        nbformat.v4.new_code_cell("print('not reached')"),
-    ]
+    nb = notebook(
+        "%load_ext jupyter_mlops",
+        "import numpy as np, pandas as pd\n"
+        "rng = np.random.default_rng(0)\n"
+        "ref = pd.DataFrame({'a': rng.normal(0, 1, 3000), 'b': rng.normal(0, 1, 3000)})\n"
+        "cur = pd.DataFrame({'a': rng.normal(1, 1, 3000), 'b': rng.normal(0, 1, 3000)})",
+        '%drift ref cur --fail-on "share_drifted >= 0.5"',
+        "print('not reached')",
+    )
     client = NotebookClient(
         nb,
         timeout=120,
@@ -203,19 +200,16 @@ def test_fail_on_fails_an_executed_notebook(isolated_store: Path) -> None:
 def test_broken_columns_head_the_report_in_a_kernel(isolated_store: Path) -> None:
     from nbclient import NotebookClient
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "%load_ext jupyter_mlops\n"
-            "import numpy as np, pandas as pd\n"
-            "rng = np.random.default_rng(0)\n"
-            "ref = pd.DataFrame({'a': rng.normal(0, 1, 3000), 'b': rng.normal(0, 1, 3000),"
-            " 'c': rng.integers(0, 50, 3000)})\n"
-            "cur = ref.assign(b=np.nan, c=ref['c'].astype(str))"
-        ),
-        nbformat.v4.new_code_cell("%drift ref cur"),
-        nbformat.v4.new_code_cell('%drift ref cur --fail-on "broken_columns > 0"'),
-    ]
+    nb = notebook(
+        "%load_ext jupyter_mlops\n"
+        "import numpy as np, pandas as pd\n"
+        "rng = np.random.default_rng(0)\n"
+        "ref = pd.DataFrame({'a': rng.normal(0, 1, 3000), 'b': rng.normal(0, 1, 3000),"
+        " 'c': rng.integers(0, 50, 3000)})\n"
+        "cur = ref.assign(b=np.nan, c=ref['c'].astype(str))",
+        "%drift ref cur",
+        '%drift ref cur --fail-on "broken_columns > 0"',
+    )
     client = NotebookClient(
         nb,
         timeout=120,

@@ -15,22 +15,20 @@ from jupyter_mlops.config import MLOps
 from jupyter_mlops.diagnostics import DoctorReport, Status
 
 
-def test_load_ext_is_fast_and_imports_nothing_heavy() -> None:
+def test_load_ext_imports_nothing_heavy() -> None:
+    """What makes ``%load_ext`` fast; its time is in tests/benchmarks/bench_load_ext.py."""
     code = (
-        "import sys, time, json\n"
+        "import sys, json\n"
         "from IPython.testing.globalipapp import start_ipython\n"
         "ip = start_ipython()\n"
-        "t = time.perf_counter(); ip.run_line_magic('load_ext', 'jupyter_mlops')\n"
-        "elapsed = time.perf_counter() - t\n"
+        "ip.run_line_magic('load_ext', 'jupyter_mlops')\n"
         "heavy = [m for m in ('mlflow', 'torch', 'plotly', 'pyarrow', 'pandas', 'evidently',"
         " 'scipy') if m in sys.modules]\n"
-        "print(json.dumps({'elapsed': elapsed, 'heavy': heavy,"
-        " 'magics': sorted(ip.magics_manager.magics['line'])}))\n"
+        "print(json.dumps({'heavy': heavy, 'magics': sorted(ip.magics_manager.magics['line'])}))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["heavy"] == []
-    assert result["elapsed"] < 0.3
     assert "mlops" in result["magics"]
 
 
@@ -116,19 +114,17 @@ def test_doctor_reports_an_unreachable_tracking_server(
 
 def test_import_alone_gives_html_forms_in_a_kernel(isolated_store: Path) -> None:
     """``import jupyter_mlops as mlops`` without ``%load_ext``: results still render as HTML."""
-    import nbformat
     from nbclient import NotebookClient
 
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell("import jupyter_mlops as mlops\nmlops.status()"),
-        nbformat.v4.new_code_cell(
-            "import pandas as pd\n"
-            "frame = pd.DataFrame({'a': [1.0, 2.0, 3.0] * 50})\n"
-            "mlops.drift(frame, frame)"
-        ),
-        nbformat.v4.new_code_cell("'drift' in get_ipython().magics_manager.magics['line']"),
-    ]
+    from tests.notebooks import notebook
+
+    nb = notebook(
+        "import jupyter_mlops as mlops\nmlops.status()",
+        "import pandas as pd\n"
+        "frame = pd.DataFrame({'a': [1.0, 2.0, 3.0] * 50})\n"
+        "mlops.drift(frame, frame)",
+        "'drift' in get_ipython().magics_manager.magics['line']",
+    )
     resources = {"metadata": {"path": str(isolated_store)}}
     NotebookClient(nb, timeout=120, kernel_name="python3", resources=resources).execute()
     status, drift, magics_loaded = (cell.outputs[-1] for cell in nb.cells)

@@ -11,7 +11,6 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from jupyter_client.blocking import BlockingKernelClient
 
@@ -19,9 +18,7 @@ from jupyter_mlops.notebook import resolve_notebook, runner_notebook
 from jupyter_mlops.tracking.client import mlflow_client
 from tests.kernel_support import ok
 from tests.lab_server import running_lab
-from tests.tracking_support import template_store
-
-__all__ = ["template_store"]
+from tests.notebooks import notebook
 
 
 @pytest.mark.parametrize(
@@ -77,16 +74,13 @@ def test_witness_order(tmp_path: Path) -> None:
 
 def test_real_nbconvert_run_knows_its_notebook(tmp_path: Path) -> None:
     """A kernel started by `jupyter nbconvert --execute` resolves the notebook being run."""
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "import jupyter_mlops as mlops\n"
-            "s = mlops.status()\n"
-            "print(s.notebook.path, s.notebook.source, s.settings.experiment)"
-        )
-    ]
     path = tmp_path / "identity check.ipynb"
-    nbformat.write(nb, path)
+    notebook(
+        "import jupyter_mlops as mlops\n"
+        "s = mlops.status()\n"
+        "print(s.notebook.path, s.notebook.source, s.settings.experiment)",
+        path=path,
+    )
     subprocess.run(
         [
             sys.executable,
@@ -117,7 +111,7 @@ def test_kernel_follows_a_notebook_renamed_in_a_real_jupyter_server(
     shutil.copy(template_store, home / "mlflow.db")
     monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(runtime))
     monkeypatch.setenv("MLOPS_HOME", str(home))
-    nbformat.write(nbformat.v4.new_notebook(), root / "Untitled.ipynb")
+    notebook(path=root / "Untitled.ipynb")
     with running_lab(root, tmp_path / "state") as lab:
 
         def api(method: str, path: str, body: dict[str, Any]) -> Any:

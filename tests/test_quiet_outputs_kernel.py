@@ -10,10 +10,11 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from tests.notebooks import notebook
+
 
 def execute(folder: Path, *sources: str) -> list[nbformat.NotebookNode]:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in sources]
+    nb = notebook(*sources)
     NotebookClient(
         nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
     ).execute()

@@ -19,13 +19,9 @@ from jupyter_mlops.errors import GateFailed, MLOpsUsageError
 from jupyter_mlops.registry.errors import GateRejected, GateWarning
 from jupyter_mlops.registry.locks import alias_lock, lock_path
 from jupyter_mlops.registry.results import GateResult
-from tests.registry_support import (  # noqa: F401  (fixtures)
-    client,
-    make_run,
-    registry_store,
-    shared_home,
-    template_store,
-)
+from tests.registry_support import client, make_run
+
+pytestmark = pytest.mark.usefixtures("registry_store")
 
 RNG = np.random.default_rng(7)
 REFERENCE = pd.DataFrame({"x": RNG.normal(size=400), "y": RNG.normal(size=400)})
@@ -76,7 +72,7 @@ GATE = {
 def test_truth_table_alias_moves_only_when_every_check_passes(
     change: dict[str, Any],
     failing: int | None,
-    registry_store: Path,  # noqa: F811
+    registry_store: Path,
     request: pytest.FixtureRequest,
 ) -> None:
     name = f"tt-{request.node.callspec.id}"
@@ -118,7 +114,7 @@ def test_vs_uses_the_first_required_metric_with_its_direction() -> None:
         )
 
 
-def test_dry_run_evaluates_records_and_moves_nothing(registry_store: Path) -> None:  # noqa: F811
+def test_dry_run_evaluates_records_and_moves_nothing(registry_store: Path) -> None:
     two_versions("dry")
     result = mlops.promote("dry/2", "champion", "metrics.val_acc > 0.9", dry_run=True)
     assert result and not result.moved and result.decision == "dry-run"
@@ -128,7 +124,7 @@ def test_dry_run_evaluates_records_and_moves_nothing(registry_store: Path) -> No
 
 
 def test_warn_only_and_gate_mode_warn_return_the_failed_result(
-    registry_store: Path,  # noqa: F811
+    registry_store: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     two_versions("warn")
@@ -141,7 +137,7 @@ def test_warn_only_and_gate_mode_warn_return_the_failed_result(
 
 
 def test_every_decision_is_recorded_on_the_version_and_as_json_and_junit(
-    registry_store: Path,  # noqa: F811
+    registry_store: Path,
 ) -> None:
     two_versions("rec")
     with pytest.raises(GateFailed):
@@ -194,7 +190,7 @@ def test_every_decision_is_recorded_on_the_version_and_as_json_and_junit(
     assert ET.parse(passed.reports[1]).getroot().get("failures") == "0"
 
 
-def test_bad_input_names_what_is_missing_and_moves_nothing(registry_store: Path) -> None:  # noqa: F811
+def test_bad_input_names_what_is_missing_and_moves_nothing(registry_store: Path) -> None:
     two_versions("bad")
     before = sorted((registry_store / "reports").glob("gate-bad-*"))
     cases = [
@@ -216,7 +212,7 @@ def test_bad_input_names_what_is_missing_and_moves_nothing(registry_store: Path)
     assert sorted((registry_store / "reports").glob("gate-bad-*")) == before
 
 
-def test_gate_checks_a_run_with_snapshot_refs(registry_store: Path) -> None:  # noqa: F811
+def test_gate_checks_a_run_with_snapshot_refs(registry_store: Path) -> None:
     ref = mlops.snapshot(REFERENCE, "gate_ref").ref
     cur = mlops.snapshot(SHIFTED, "gate_cur").ref
     run_id = make_run("ci", val_acc=0.91)
@@ -235,7 +231,7 @@ def test_gate_checks_a_run_with_snapshot_refs(registry_store: Path) -> None:  # 
     assert tag["decision"] == "failed"
 
 
-def test_promote_and_gate_magics(ip: Any, registry_store: Path) -> None:  # noqa: F811
+def test_promote_and_gate_magics(ip: Any, registry_store: Path) -> None:
     two_versions("magic")
     ip.user_ns["ref_df"], ip.user_ns["cur_df"] = REFERENCE, SIMILAR
     result = ip.run_line_magic(
@@ -283,7 +279,7 @@ def test_repr_is_deterministic() -> None:
     ]
 
 
-def test_the_lock_of_a_killed_process_is_free_at_once(registry_store: Path) -> None:  # noqa: F811
+def test_the_lock_of_a_killed_process_is_free_at_once(registry_store: Path) -> None:
     holder_code = (
         "import sys, signal; from pathlib import Path\n"
         "from jupyter_mlops.registry.locks import alias_lock\n"
@@ -334,7 +330,7 @@ print(json.dumps({"version": result.version, "moved": result.moved, "previous": 
 
 
 def test_racing_promotions_in_two_processes_cannot_both_win(
-    registry_store: Path,  # noqa: F811
+    registry_store: Path,
     tmp_path: Path,
 ) -> None:
     make_run("race-run", val_acc=0.9)

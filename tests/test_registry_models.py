@@ -16,18 +16,13 @@ import jupyter_mlops as mlops
 from jupyter_mlops.errors import MLOpsUsageError
 from jupyter_mlops.registry.results import ModelVersion
 from jupyter_mlops.tracking.run import TAG_SUPERSEDED
-from tests.registry_support import (  # noqa: F401  (fixtures)
-    client,
-    make_run,
-    registry_store,
-    shared_home,
-    template_store,
-    tiny_torch,
-)
+from tests.registry_support import client, make_run, tiny_torch
+
+pytestmark = pytest.mark.usefixtures("registry_store")
 
 
 def test_torch_module_is_logged_registered_and_linked_to_run_and_snapshots(
-    registry_store: Path,  # noqa: F811
+    registry_store: Path,
 ) -> None:
     import torch
 
@@ -92,7 +87,7 @@ def test_callable_becomes_a_pyfunc_model() -> None:
     assert list(np.asarray(predicted).ravel()) == [6.0]
 
 
-def test_sklearn_estimator_uses_the_sklearn_flavor(registry_store: Path) -> None:  # noqa: F811
+def test_sklearn_estimator_uses_the_sklearn_flavor(registry_store: Path) -> None:
     from sklearn.linear_model import LogisticRegression
 
     x = np.random.default_rng(1).normal(size=(40, 3))
@@ -112,7 +107,7 @@ def test_sklearn_estimator_uses_the_sklearn_flavor(registry_store: Path) -> None
     assert isinstance(native, LogisticRegression)
 
 
-def test_saved_model_folder_is_registered_as_is(tmp_path: Path, registry_store: Path) -> None:  # noqa: F811
+def test_saved_model_folder_is_registered_as_is(tmp_path: Path, registry_store: Path) -> None:
     import mlflow.pytorch
     import torch
 
@@ -135,7 +130,7 @@ def test_saved_model_folder_is_registered_as_is(tmp_path: Path, registry_store: 
         mlops.register(str(tmp_path), "reg-folder")
 
 
-def test_default_run_is_the_open_run_else_the_newest_not_superseded(registry_store: Path) -> None:  # noqa: F811
+def test_default_run_is_the_open_run_else_the_newest_not_superseded(registry_store: Path) -> None:
     older = make_run("older", val_acc=0.5)
     newer = make_run("newer", val_acc=0.6)
     assert mlops.register(lambda df: df, "reg-default").run_id == newer
@@ -165,7 +160,7 @@ def test_register_refuses_bad_input_with_one_line_messages() -> None:
         mlops.load_model("never-made@champion")
 
 
-def test_plain_mlflow_loads_by_alias_in_a_fresh_process(registry_store: Path) -> None:  # noqa: F811
+def test_plain_mlflow_loads_by_alias_in_a_fresh_process(registry_store: Path) -> None:
     make_run("train-alias", val_acc=0.95)
     mlops.register(lambda df: df * 3, "reg-alias", input_example=pd.DataFrame({"a": [1.0, 2.0]}))
     assert mlops.promote("reg-alias", "champion", "metrics.val_acc > 0.9")

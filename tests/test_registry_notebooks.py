@@ -9,9 +9,12 @@ import sys
 from pathlib import Path
 
 import nbformat
+import pytest
 
-from tests.registry_support import client, registry_store, shared_home, template_store  # noqa: F401
-from tests.tracking_support import write_notebook
+from tests.notebooks import notebook
+from tests.registry_support import client
+
+pytestmark = pytest.mark.usefixtures("registry_store")
 
 CELLS = (
     "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops",
@@ -24,7 +27,7 @@ CELLS = (
 
 def gate_notebook(folder: Path, name: str) -> Path:
     path = folder / "ci_gate.ipynb"
-    write_notebook(path, *(cell.replace("{name}", name) for cell in CELLS))
+    notebook(*(cell.replace("{name}", name) for cell in CELLS), path=path)
     return path
 
 
@@ -45,7 +48,7 @@ def decisions(home: Path, name: str) -> list[str]:
 
 def test_nbconvert_exits_non_zero_and_writes_the_executed_notebook(
     tmp_path: Path,
-    registry_store: Path,  # noqa: F811
+    registry_store: Path,
 ) -> None:
     path = gate_notebook(tmp_path, "nbc-model")
     done = run(
@@ -78,7 +81,7 @@ def test_nbconvert_exits_non_zero_and_writes_the_executed_notebook(
 
 def test_papermill_exits_non_zero_and_writes_the_executed_notebook(
     tmp_path: Path,
-    registry_store: Path,  # noqa: F811
+    registry_store: Path,
 ) -> None:
     path = gate_notebook(tmp_path, "pm-model")
     done = run(

@@ -13,7 +13,6 @@ import pytest
 from tornado.httpclient import HTTPClientError
 
 from tests.server_support import populate
-from tests.tracking_support import template_store  # noqa: F401  (a fixture)
 
 NOTEBOOK = "project/train.ipynb"
 GET_ROUTES = [
@@ -30,7 +29,7 @@ GET_ROUTES = [
 
 @pytest.fixture(scope="module")
 def filled_project(
-    template_store: Path,  # noqa: F811
+    template_store: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     project = tmp_path_factory.mktemp("server-api") / "project"

@@ -7,12 +7,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import nbformat
 import pytest
 from tornado.httpclient import HTTPClientError
 
 import jupyter_mlops as mlops
 from jupyter_mlops.config import MLOps
+from tests.notebooks import notebook
 
 NOTEBOOK = "project/nb.ipynb"
 
@@ -22,7 +22,7 @@ def failed_run(jp_root_dir: Path, tmp_path: Path) -> str:
     """A run of experiment ``nb`` that failed, with a text, a binary and a large artifact."""
     project = jp_root_dir / "project"
     (project / ".mlops").mkdir(parents=True)
-    nbformat.write(nbformat.v4.new_notebook(), project / "nb.ipynb")
+    notebook(path=project / "nb.ipynb")
     os.chdir(project)
     MLOps.instance().experiment = "nb"
     (tmp_path / "weights.bin").write_bytes(bytes(range(256)) * 4)

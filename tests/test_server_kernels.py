@@ -6,9 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from jupyter_mlops.kernel_status import status_path
+from tests.notebooks import notebook
 
 NOTEBOOK = "project/nb.ipynb"
 
@@ -46,7 +45,7 @@ async def test_store_follows_the_kernels_config_and_falls_back_to_the_folder(
 ) -> None:
     project = jp_root_dir / "project"
     project.mkdir()
-    nbformat.write(nbformat.v4.new_notebook(), project / "nb.ipynb")
+    notebook(path=project / "nb.ipynb")
     kernel_id = await start_kernel(jp_fetch, NOTEBOOK)
     tour_home = (project / "tour-store").resolve()
 

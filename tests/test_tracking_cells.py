@@ -16,9 +16,7 @@ import pytest
 from jupyter_client.manager import start_new_kernel
 
 from tests.kernel_support import ok, run_cell
-from tests.tracking_support import client_for, running_runs, template_store
-
-__all__ = ["template_store"]
+from tests.tracking_support import client_for, running_runs
 
 
 @pytest.fixture(scope="module")

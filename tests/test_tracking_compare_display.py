@@ -13,9 +13,7 @@ import nbformat
 from nbclient import NotebookClient
 
 import jupyter_mlops as mlops
-from tests.tracking_support import store, template_store
-
-__all__ = ["store", "template_store"]
+from tests.notebooks import notebook
 
 
 def long_runs() -> list[str]:
@@ -53,21 +51,18 @@ def test_figure_is_the_interactive_plotly_version(store: Path) -> None:
 
 
 def test_compare_in_a_kernel_keeps_the_notebook_small(store: Path) -> None:
-    nb = nbformat.v4.new_notebook()
-    nb.cells = [
-        nbformat.v4.new_code_cell(
-            "%load_ext jupyter_mlops\n"
-            "import jupyter_mlops as mlops\n"
-            "ids = []\n"
-            "for name in ('a', 'b'):\n"
-            "    with mlops.track(name) as run:\n"
-            "        for step in range(500):\n"
-            "            mlops.log(step=step, loss=1 / (step + 1))\n"
-            "    ids.append(run.run_id)"
-        ),
-        nbformat.v4.new_code_cell("%compare {ids[0]} {ids[1]}"),
-        nbformat.v4.new_code_cell("%compare {ids[1]} {ids[0]}"),
-    ]
+    nb = notebook(
+        "%load_ext jupyter_mlops\n"
+        "import jupyter_mlops as mlops\n"
+        "ids = []\n"
+        "for name in ('a', 'b'):\n"
+        "    with mlops.track(name) as run:\n"
+        "        for step in range(500):\n"
+        "            mlops.log(step=step, loss=1 / (step + 1))\n"
+        "    ids.append(run.run_id)",
+        "%compare {ids[0]} {ids[1]}",
+        "%compare {ids[1]} {ids[0]}",
+    )
     resources = {"metadata": {"path": str(store.parent)}}
     NotebookClient(nb, timeout=120, kernel_name="python3", resources=resources).execute()
     path = store.parent / "compare.ipynb"

@@ -19,9 +19,7 @@ import pytest
 
 from jupyter_mlops.environment import Gpu, visible_subset
 from jupyter_mlops.tracking import context
-from tests.tracking_support import all_runs, store, template_store
-
-__all__ = ["store", "template_store"]
+from tests.tracking_support import all_runs
 
 GPUS = [
     {"index": "0", "uuid": "GPU-0aa1b2c3-1111-2222-3333-444455556666",

@@ -9,17 +9,8 @@ from pathlib import Path
 import nbformat
 from jupyter_client.manager import start_new_kernel
 
-from tests.tracking_support import (
-    all_runs,
-    client_for,
-    run_cli,
-    running_runs,
-    store,
-    template_store,
-    write_notebook,
-)
-
-__all__ = ["store", "template_store"]
+from tests.notebooks import notebook
+from tests.tracking_support import all_runs, client_for, run_cli, running_runs
 
 SPIN = """%%track spin --experiment kernel
 import time
@@ -94,10 +85,10 @@ def kc_output(kc, code: str) -> str:
 
 def tracked_notebook(folder: Path) -> tuple[Path, nbformat.NotebookNode]:
     path = folder / "tiny_train.ipynb"
-    nb = write_notebook(
-        path,
+    nb = notebook(
         "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops",
         "%%track\nfor i in range(3):\n    mlops.log(loss=1.0 / (i + 1))",
+        path=path,
     )
     return path, nb
 

@@ -11,9 +11,7 @@ import pytest
 import jupyter_mlops as mlops
 from jupyter_mlops.tracking import active
 from jupyter_mlops.tracking.run import TAG_SUPERSEDED
-from tests.tracking_support import all_runs, client_for, store, template_store
-
-__all__ = ["store", "template_store"]
+from tests.tracking_support import all_runs, client_for
 
 
 def cell(ip: Any, source: str, cell_id: str = "cell-1") -> Any:

@@ -12,9 +12,7 @@ import pandas as pd
 import pytest
 from IPython.core.error import UsageError
 
-from tests.tracking_support import all_runs, client_for, store, template_store
-
-__all__ = ["store", "template_store"]
+from tests.tracking_support import all_runs, client_for
 
 
 def run(ip: Any, code: str) -> Any:

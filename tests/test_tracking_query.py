@@ -13,9 +13,6 @@ from IPython.core.error import UsageError
 
 import jupyter_mlops as mlops
 from jupyter_mlops.display import tracking as display_tracking
-from tests.tracking_support import store, template_store
-
-__all__ = ["store", "template_store"]
 
 
 def make_runs() -> list[str]:

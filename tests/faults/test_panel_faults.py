@@ -10,9 +10,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-import nbformat
-
 from jupyter_mlops.kernel_status import read_status, status_path
+from tests.notebooks import notebook
 from tests.test_server_kernels import NOTEBOOK, run_in_kernel, start_kernel, store
 
 WRITES = 400
@@ -35,7 +34,7 @@ async def test_a_killed_kernels_status_is_not_shown_after_jupyter_restarts_it(
 ) -> None:
     project = jp_root_dir / "project"
     project.mkdir()
-    nbformat.write(nbformat.v4.new_notebook(), project / "nb.ipynb")
+    notebook(path=project / "nb.ipynb")
     kernel_id = await start_kernel(jp_fetch, NOTEBOOK)
     setup = "%load_ext jupyter_mlops\n%config MLOps.experiment = 'tour'"
     kernel = jp_serverapp.kernel_manager.get_kernel(kernel_id)

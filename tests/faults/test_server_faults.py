@@ -25,12 +25,7 @@ from tornado.httpclient import HTTPClientError
 import jupyter_mlops as mlops
 from jupyter_mlops.diagnostics import check_mlflow
 from tests.lab_server import free_port
-from tests.registry_support import (  # noqa: F401  (fixtures)
-    client,
-    make_run,
-    shared_home,
-    template_store,
-)
+from tests.registry_support import client, make_run
 
 # --- racing promoters over a dead owner's alias lock ---------------------------------------------
 
@@ -145,7 +140,7 @@ class Worker:
 
 
 @pytest.fixture
-def registry_store(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:  # noqa: F811
+def registry_store(shared_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLOPS_HOME", str(shared_home))
     monkeypatch.setenv("MLOPS_EXPERIMENT", "race")
     return shared_home
@@ -272,7 +267,7 @@ async def test_a_hung_tracking_server_answers_504_and_holds_up_no_other_store(
     jp_fetch: Any,
     jp_root_dir: Path,
     hung_server: str,
-    template_store: Path,  # noqa: F811
+    template_store: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import asyncio
@@ -348,7 +343,7 @@ def get_json(url: str) -> tuple[int, Any]:
 
 def test_a_started_server_imports_mlflow_on_the_first_request_and_leaves_gc_alone(
     tmp_path: Path,
-    template_store: Path,  # noqa: F811
+    template_store: Path,
 ) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

@@ -35,7 +35,6 @@ from jupyter_mlops.snapshots.hashing import digest_bytes
 from jupyter_mlops.snapshots.repository import content_id, object_key, version_key
 from jupyter_mlops.snapshots.store import json_bytes
 from tests.server_support import populate, project_settings
-from tests.tracking_support import template_store  # noqa: F401  (a fixture)
 
 STORE = Path(".mlops/snapshots")
 PROCESS_TIMEOUT_S = 120
@@ -285,7 +284,7 @@ def test_a_crafted_pickle_never_runs_without_opt_in(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def filled_project(
-    template_store: Path,  # noqa: F811
+    template_store: Path,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Path:
     project = tmp_path_factory.mktemp("snapshot-faults") / "project"

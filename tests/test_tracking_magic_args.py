@@ -67,3 +67,14 @@ def test_mlflow_experiment_name_and_registry_uri_are_honoured(
     run(ip, "%%track\npass\n")
     names = {client_for(store).get_experiment(r.info.experiment_id).name for r in all_runs(store)}
     assert names == {"from-mlflow-env", "ours"}
+
+
+def test_quotes_are_removed_once_so_a_quoted_expression_keeps_its_inner_quotes(
+    ip: Any, store: Path
+) -> None:
+    run(ip, "%%track quoted --tag 'note=a'\npass\n")
+    (tracked,) = all_runs(store)
+    # The whole expression starts and ends with the same quote: shell splitting removes the outer
+    # pair only; a second unquoting would strip those inner quotes and fail to parse it.
+    gate = run(ip, f"%gate \"'a' == tags.note and tags.note == 'a'\" --run {tracked.info.run_id}")
+    assert gate and gate.checks["passed"].tolist() == [True]

@@ -44,13 +44,6 @@ def per_column(
     return overall, columns
 
 
-def unquote(text: str | None) -> str | None:
-    """IPython's argument splitting keeps the quotes around a quoted argument; drop them."""
-    if text and len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
-        return text[1:-1]
-    return text
-
-
 @contextmanager
 def gate_warning_from_magic() -> Iterator[None]:
     """In ``gate_mode=warn`` a held --fail-on warns; name ``%drift`` as its origin, on one line,
@@ -139,8 +132,6 @@ class DriftMagics(Magics):
         from ..drift import service
 
         args = parse(self.drift, line, "drift")
-        for name in ("columns", "method", "threshold", "fail_on", "save"):
-            setattr(args, name, unquote(getattr(args, name)))
         namespace = self.shell.user_ns if self.shell else {}
         with usage_errors("drift"), gate_warning_from_magic():
             method, column_methods = per_column(args.method, str, "--method")
@@ -159,7 +150,7 @@ class DriftMagics(Magics):
                 fail_on=args.fail_on,
                 save=args.save,
                 labels=(args.reference, args.current),
-                model=unquote(args.model),
+                model=args.model,
             )
             settings = current_settings()
             result = service.compare(

@@ -15,7 +15,6 @@ from .. import api
 from ..context import current_settings
 from ..registry.errors import GateWarning
 from .core import parse, usage_errors
-from .drift import unquote
 
 
 class _PickleCaution(logging.Filter):
@@ -101,22 +100,21 @@ class RegistryMagics(Magics):
         if name is None:
             return None
         namespace = self.shell.user_ns if self.shell else {}
-        text = unquote(name) or name
-        return namespace.get(text, text)
+        return namespace.get(name, name)
 
     def _spec(self, args: Any) -> Any:
         """The gate's checks as a ``GateSpec``, validated before anything is read or moved."""
         from ..drift.gate import gate_spec
 
         return gate_spec(
-            [unquote(r) or r for r in args.require],
+            list(args.require),
             vs=args.vs,
             min_delta=args.min_delta,
-            metric=unquote(args.metric),
+            metric=args.metric,
             reference=self._value(args.reference),
             current=self._value(args.current),
             max_drift_share=args.max_drift_share,
-            labels=(unquote(args.reference) or "", unquote(args.current) or ""),
+            labels=(args.reference or "", args.current or ""),
         )
 
     @magic_arguments()
@@ -153,11 +151,10 @@ class RegistryMagics(Magics):
         """
         args = parse(self.register, line, "register")
         with usage_errors("register"), pickle_caution_shown_by_result():
-            target = unquote(args.target) or args.target
-            model = self._value(target)
+            model = self._value(args.target)
             return api.register(
                 model,
-                unquote(args.name) or args.name,
+                args.name,
                 run=args.run,
                 input_example=self._value(args.input_example),
                 flavor=args.flavor,
@@ -208,7 +205,7 @@ class RegistryMagics(Magics):
         with usage_errors("promote"), gate_warning_shown_by_result():
             return promote(
                 current_settings(),
-                unquote(args.model) or args.model,
+                args.model,
                 args.to,
                 self._spec(args),
                 dry_run=args.dry_run,

@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .client import registry_uri_for
+from .client import interrupt_afterwards, registry_uri_for
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
@@ -60,6 +60,8 @@ def attach(run: Run, tracking_uri: str) -> FluentState:
     try:
         # set_tracking_uri also resets MLflow's tracer, so traces follow the run into our store.
         tracking_utils.set_tracking_uri(tracking_uri)
+        if tracking_uri.startswith("sqlite:"):
+            hold_interrupts_in_sessions(tracking_utils._get_store(tracking_uri))
         registry_utils.set_registry_uri(registry_uri_for(tracking_uri))
         fluent._active_experiment_id = run.info.experiment_id  # type: ignore[assignment]
         saved.pushed = fluent.ActiveRun(run)
@@ -92,6 +94,28 @@ def detach(saved: FluentState) -> None:
             os.environ.pop(name, None)
         else:
             os.environ[name] = value
+
+
+def hold_interrupts_in_sessions(store: Any) -> None:
+    """A Ctrl-C during one of MLflow's own store sessions (``mlflow.log_metric`` in a tracked
+    cell) waits until the session is closed.
+
+    Landing between two instructions of MLflow's session context manager (after the session
+    opened, before its ``with`` took hold), the interrupt left the generator paused at
+    ``yield session``: its session kept its SQLite connection and lock, and the run's final
+    writes waited on it for ever. A session lasts milliseconds, so the Ctrl-C is barely delayed.
+    """
+    maker = store.ManagedSessionMaker
+    if getattr(maker, "interrupts_held", False):
+        return
+
+    @contextlib.contextmanager
+    def held(*args: Any, **kwargs: Any) -> Any:
+        with interrupt_afterwards("MLflow's write is done"), maker(*args, **kwargs) as session:
+            yield session
+
+    held.interrupts_held = True  # type: ignore[attr-defined]
+    store.ManagedSessionMaker = held
 
 
 def release_sessions(exc: BaseException, tracking_uri: str) -> None:

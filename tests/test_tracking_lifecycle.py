@@ -333,3 +333,27 @@ def test_a_new_store_has_exactly_the_schema_mlflows_own_creation_makes(
     assert schema(again) == migrated
     beside = sorted(p.name for p in ours.parent.iterdir() if p.name.startswith("mlflow.db."))
     assert beside == ["mlflow.db.lock"]  # nothing half-made is left beside it
+
+
+def test_a_ctrl_c_inside_create_run_still_ends_the_run_killed(
+    store: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A real SIGINT delivered while MLflow creates the run (the row exists, its id is not yet
+    ours) is held until the id is known, so the run ends KILLED instead of RUNNING for ever."""
+    import signal
+
+    from mlflow import MlflowClient
+
+    create_run = MlflowClient.create_run
+
+    def create_then_interrupt(self: Any, *args: Any, **kwargs: Any) -> Any:
+        run = create_run(self, *args, **kwargs)
+        signal.raise_signal(signal.SIGINT)
+        return run
+
+    monkeypatch.setattr(MlflowClient, "create_run", create_then_interrupt)
+    with pytest.raises(KeyboardInterrupt), mlops.track("cut"):
+        pass
+    monkeypatch.setattr(MlflowClient, "create_run", create_run)
+    (run,) = all_runs(store)
+    assert run.info.status == "KILLED"

@@ -32,7 +32,13 @@ from .. import records
 from ..context import current_notebook, current_settings, user_namespace
 from ..errors import MLOpsUsageError
 from . import active, context, fluent, spill, termination
-from .client import ARTIFACTS_DIRNAME, is_local_store, mlflow_client, sqlite_path
+from .client import (
+    ARTIFACTS_DIRNAME,
+    interrupt_afterwards,
+    is_local_store,
+    mlflow_client,
+    sqlite_path,
+)
 from .logger import MetricLogger, MetricSeries
 from .owner import owner_tags
 
@@ -451,41 +457,50 @@ def start(
     first_steps: dict[str, int] = {}
     replaced = None
     status_if_aborted = "FAILED"
-    if policy == "resume" and previous is not None:
-        status_if_aborted = previous.info.status
-        opened = previous
-        run_id = previous.info.run_id
-        run_name: str = previous.info.run_name or run_id
-        client.update_run(run_id, status="RUNNING")
-        first_steps = next_steps(client, previous)
-    else:
-        if policy == "resume":
-            policy = "new"  # nothing to resume yet
-        run = opened = client.create_run(exp_id, run_name=name)
-        run_id = run.info.run_id
-        run_name = run.info.run_name or run_id
-        if policy == "replace" and previous is not None:
-            replaced = previous.info.run_id
-            client.set_tag(replaced, TAG_SUPERSEDED, run_id)
-        elif policy == "replace":
-            policy = "new"
-
-    all_tags = {
-        **owner_tags(),
-        **context.user_tags(),
-        **context.environment_tags(),
-        **context.source_tags(notebook.path, notebook.source, cell_id),
-        **context.git_state(notebook.path.parent if notebook.path else Path.cwd()),
-        **(tags or {}),
-    }
-    if key:
-        all_tags[TAG_KEY] = key
-    if replaced:
-        all_tags[TAG_REPLACES] = replaced
-    if outer is not None and outer.tracking_uri == settings.tracking_uri and outer.run_id != run_id:
-        all_tags["mlflow.parentRunId"] = outer.run_id
     fluent_state = None
+    opened = None
+    # From the moment a run exists, any exception (a Ctrl-C included) ends it: a run left
+    # RUNNING by a live kernel would never be swept as a dead owner's.
     try:
+        if policy == "resume" and previous is not None:
+            status_if_aborted = previous.info.status
+            opened = previous
+            run_id = previous.info.run_id
+            run_name: str = previous.info.run_name or run_id
+            client.update_run(run_id, status="RUNNING")
+            first_steps = next_steps(client, previous)
+        else:
+            if policy == "resume":
+                policy = "new"  # nothing to resume yet
+            # A Ctrl-C inside create_run would leave a RUNNING run whose id we never learn.
+            with interrupt_afterwards("the run is created"):
+                opened = client.create_run(exp_id, run_name=name, tags=owner_tags())
+            run_id = opened.info.run_id
+            run_name = opened.info.run_name or run_id
+            if policy == "replace" and previous is not None:
+                replaced = previous.info.run_id
+                client.set_tag(replaced, TAG_SUPERSEDED, run_id)
+            elif policy == "replace":
+                policy = "new"
+
+        all_tags = {
+            **owner_tags(),
+            **context.user_tags(),
+            **context.environment_tags(),
+            **context.source_tags(notebook.path, notebook.source, cell_id),
+            **context.git_state(notebook.path.parent if notebook.path else Path.cwd()),
+            **(tags or {}),
+        }
+        if key:
+            all_tags[TAG_KEY] = key
+        if replaced:
+            all_tags[TAG_REPLACES] = replaced
+        if (
+            outer is not None
+            and outer.tracking_uri == settings.tracking_uri
+            and outer.run_id != run_id
+        ):
+            all_tags["mlflow.parentRunId"] = outer.run_id
         _log_batch(client, run_id, recorded, all_tags)
         if code_as_written:
             client.log_text(run_id, code_as_written, CELL_ARTIFACT)
@@ -505,9 +520,11 @@ def start(
             fluent_state=fluent_state,
         )
     except BaseException as exc:
+        if opened is None:
+            raise
         if isinstance(exc, KeyboardInterrupt) and opened is not previous:
             status_if_aborted = "KILLED"
-        _abandon(client, run_id, fluent_state, exc, status_if_aborted)
+        _abandon(client, opened.info.run_id, fluent_state, exc, status_if_aborted)
         raise
 
 

@@ -23,11 +23,7 @@ FRAMEWORKS = ("IPython", "tornado")
 # Violations present when this test was written (issue 14). The list only shrinks: a new
 # violation fails the test, and so does an entry here that no longer happens (delete it).
 # Names are relative to jupyter_mlops.
-KNOWN_VIOLATIONS = {
-    "tracking.compare imports a face: display.tracking",
-    "distributed.rank_logging uses a private name: tracking.run._log_batch",
-    "distributed.rank_logging uses a private name: tracking.run._open",
-}
+KNOWN_VIOLATIONS: set[str] = set()
 
 
 def module_name(path: Path) -> str:

@@ -13,6 +13,7 @@ import time
 from html import escape
 from typing import TYPE_CHECKING, Any
 
+from ..tracking.colours import PALETTE
 from .html import badge, table, titled
 
 if TYPE_CHECKING:
@@ -22,7 +23,6 @@ if TYPE_CHECKING:
 
 LIVE_INTERVAL_S = 0.4
 STATUS_LEVEL = {"FINISHED": "ok", "RUNNING": "warn", "FAILED": "fail", "KILLED": "fail"}
-PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
 DIFF_STYLE = "background:rgba(255,196,0,.25)"
 
 
@@ -276,35 +276,6 @@ def _curve_svg(
         )
     parts.append("</svg>")
     return "".join(parts)
-
-
-def comparison_figure(comparison: Comparison) -> Any:
-    """``Comparison.figure()``: the curves as a plotly Figure; a single value is a labelled dot."""
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
-
-    names = list(comparison.curves) or ["(no metrics)"]
-    figure = make_subplots(rows=1, cols=len(names), subplot_titles=names)
-    for col, metric in enumerate(names, start=1):
-        for label, (steps, values) in comparison.curves.get(metric, {}).items():
-            once = len(steps) == 1
-            figure.add_trace(
-                go.Scatter(
-                    x=steps,
-                    y=values,
-                    mode="markers+text" if once else "lines",
-                    text=[f"{values[0]:.4g}"] if once else None,
-                    textposition="middle right",
-                    name=label,
-                    legendgroup=label,
-                    showlegend=col == 1,
-                    marker={"color": PALETTE[comparison.labels.index(label) % len(PALETTE)]},
-                ),
-                row=1,
-                col=col,
-            )
-    figure.update_layout(height=320, width=max(420, 360 * len(names)), margin={"t": 30})
-    return figure
 
 
 def comparison_html(comparison: Comparison) -> str:

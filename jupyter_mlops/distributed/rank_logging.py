@@ -56,11 +56,9 @@ class RankRun:
 
     def log_params(self, **params: Any) -> None:
         if self.rank == 0:
-            from ..tracking.context import render_param
-            from ..tracking.run import _log_batch
+            from ..tracking.run import record_params
 
-            rendered = {k: render_param(v) for k, v in params.items()}
-            _log_batch(self.client, self.run_id, rendered, {})
+            record_params(self.client, self.run_id, params)
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         if self.rank == 0 or self.every_rank:
@@ -88,16 +86,14 @@ def tracked_by_rank(rank: int, run_id: str | None, tracking_uri: str | None) -> 
     from ..tracking import run as tracking
 
     run = RankRun(rank, run_id, tracking_uri)
-    entry: Any = run  # stands where tracking keeps its TrackedRun objects
-    tracking._open.append(entry)
     active.push(run.handle)
     _current.append(run)
     try:
-        yield
+        with tracking.routed_to(run):
+            yield
     finally:
         _current.remove(run)
         active.pop(run.handle)
-        tracking._open.remove(entry)
         run.close()
 
 

@@ -12,6 +12,7 @@ import pandas as pd
 from ..config import Settings
 from ..errors import MLOpsNotFound, MLOpsUsageError
 from .client import mlflow_client
+from .colours import PALETTE
 
 MAX_CURVE_POINTS = 2000
 PREFIX_MIN = 6
@@ -35,9 +36,31 @@ class Comparison:
         Shown by plotly's own renderer (in JupyterLab its bundled extension: offline, loaded
         once), while the comparison's own HTML stays static SVG of a few KB.
         """
-        from ..display.tracking import comparison_figure
+        import plotly.graph_objects as go
+        from plotly.subplots import make_subplots
 
-        return comparison_figure(self)
+        names = list(self.curves) or ["(no metrics)"]
+        figure = make_subplots(rows=1, cols=len(names), subplot_titles=names)
+        for col, metric in enumerate(names, start=1):
+            for label, (steps, values) in self.curves.get(metric, {}).items():
+                once = len(steps) == 1  # a value logged once is a labelled dot
+                figure.add_trace(
+                    go.Scatter(
+                        x=steps,
+                        y=values,
+                        mode="markers+text" if once else "lines",
+                        text=[f"{values[0]:.4g}"] if once else None,
+                        textposition="middle right",
+                        name=label,
+                        legendgroup=label,
+                        showlegend=col == 1,
+                        marker={"color": PALETTE[self.labels.index(label) % len(PALETTE)]},
+                    ),
+                    row=1,
+                    col=col,
+                )
+        figure.update_layout(height=320, width=max(420, 360 * len(names)), margin={"t": 30})
+        return figure
 
     def __repr__(self) -> str:
         lines = [f"compare {len(self.run_ids)} runs: {', '.join(self.labels)}  (* differs)"]

@@ -22,7 +22,7 @@ import re
 import threading
 import time
 import traceback
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -221,6 +221,30 @@ def _log_batch(
         raise
 
 
+def record_params(client: MlflowClient, run_id: str, params: Mapping[str, Any]) -> dict[str, str]:
+    """Write ``params`` to a run as ``mlops.log_params`` does; returns them as recorded."""
+    rendered = {}
+    for key, value in params.items():
+        try:
+            rendered[key] = context.render_param(value)
+        except MLOpsUsageError as exc:
+            raise MLOpsUsageError(f"param {key!r}: {exc}") from None
+    _log_batch(client, run_id, rendered, {})
+    return rendered
+
+
+@contextlib.contextmanager
+def routed_to(sink: Any) -> Iterator[None]:
+    """While the block runs, ``mlops.log``, ``log_params`` and ``log_artifact`` of this process
+    go to ``sink`` (an object with ``logger.log``, ``log_params`` and ``log_artifact``): how a
+    ``%%distributed`` rank writes into the kernel's run."""
+    _open.append(sink)
+    try:
+        yield
+    finally:
+        _open.remove(sink)
+
+
 class TrackedRun:
     """An MLflow run opened by jupyter-mlops; a context manager that always ends it."""
 
@@ -272,14 +296,7 @@ class TrackedRun:
         self.logger.log(step, metrics)
 
     def log_params(self, **params: Any) -> None:
-        rendered = {}
-        for key, value in params.items():
-            try:
-                rendered[key] = context.render_param(value)
-            except MLOpsUsageError as exc:
-                raise MLOpsUsageError(f"param {key!r}: {exc}") from None
-        _log_batch(self.client, self.run_id, rendered, {})
-        self.params.update(rendered)
+        self.params.update(record_params(self.client, self.run_id, params))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         local = Path(path)

@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -122,8 +123,9 @@ def schema_template(head: str) -> Path:
 
 def _build_aside(target: Path, build: Callable[[Path], None], head: str) -> None:
     """Run ``build(tmp)`` on a file beside ``target``, check it, then rename it into place."""
-    tmp = target.with_name(f"{target.name}.creating-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
+    # A new name for every attempt: MLflow caches one engine per URI, and the engine of an
+    # attempt cut short by a Ctrl-C would still point at that attempt's deleted file.
+    tmp = target.with_name(f"{target.name}.creating-{os.getpid()}-{uuid.uuid4().hex[:8]}")
     try:
         build(tmp)
         found = schema_revision(tmp)

@@ -11,6 +11,7 @@ runs through the client would take minutes and measure nothing of interest here.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import secrets
@@ -24,7 +25,7 @@ import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 EXPERIMENT = "bench"
@@ -106,6 +107,40 @@ def free_port() -> int:
         return port
 
 
+@contextlib.contextmanager
+def running_server(root: Path) -> Iterator[tuple[str, str]]:
+    """A real Jupyter server on 127.0.0.1 serving ``root``, ready: yields (base URL, token).
+    Its log is printed when the block fails; it is stopped afterwards."""
+    token, port = secrets.token_hex(16), free_port()
+    log = (root / "server.log").open("wb")
+    env = {**os.environ, "MLOPS_EXPERIMENT": EXPERIMENT}
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
+         "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
+         f"--ServerApp.root_dir={root}"],
+        stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
+                break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError("the server did not start") from None
+                time.sleep(0.2)
+        yield base, token
+    except Exception:
+        print((root / "server.log").read_text()[-3000:], file=sys.stderr)
+        raise
+    finally:
+        server.terminate()
+        server.wait(timeout=15)
+        log.close()
+
+
 def p95(samples: list[float]) -> float:
     return statistics.quantiles(samples, n=20)[-1] if len(samples) > 1 else samples[0]
 
@@ -138,23 +173,7 @@ def main() -> None:
         uri = fill_store(home, args.runs)
         print(f"store: {args.runs:,} runs in {time.perf_counter() - started:.1f}s ({uri})")
 
-        token, port = secrets.token_hex(16), free_port()
-        log = (root / "server.log").open("wb")
-        env = {**os.environ, "MLOPS_EXPERIMENT": EXPERIMENT}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-             "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-             f"--ServerApp.root_dir={root}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(150):
-                try:
-                    urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
-                    break
-                except OSError:
-                    time.sleep(0.2)
+        with running_server(root) as (base, token):
 
             def get_page(page_token: str | None = None) -> dict:  # type: ignore[type-arg]
                 query = {"path": "bench.ipynb", "limit": str(PAGE)}
@@ -197,13 +216,6 @@ def main() -> None:
             rows = list(
                 zip(calls, timed_round_robin(list(calls.values()), args.repeats), strict=True)
             )
-        except Exception:
-            print((root / "server.log").read_text()[-3000:], file=sys.stderr)
-            raise
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
-            log.close()
 
     ours = p95(rows[0][1])
     print(f"\nGET runs: page of {PAGE} out of {args.runs:,} runs, {args.repeats} repeats")

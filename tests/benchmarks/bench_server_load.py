@@ -12,10 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -26,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_server import EXPERIMENT, PAGE, fill_store, free_port
+from bench_server import EXPERIMENT, PAGE, fill_store, running_server
 
 
 def quantile(samples: list[float], q: int) -> float:
@@ -76,47 +73,21 @@ def main() -> None:
         home.mkdir()
         (root / "bench.ipynb").write_text("{}")
         uri = fill_store(home, args.runs)
-        token, port = secrets.token_hex(16), free_port()
-        log = (root / "server.log").open("wb")
-        env = {**os.environ, "MLOPS_EXPERIMENT": EXPERIMENT}
-        server = subprocess.Popen(
-            [sys.executable, "-m", "jupyter_server", "--no-browser", "--allow-root",
-             "--ip=127.0.0.1", f"--port={port}", f"--IdentityProvider.token={token}",
-             f"--ServerApp.root_dir={root}"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
-        )  # fmt: skip
-        base = f"http://127.0.0.1:{port}"
-        query = urllib.parse.urlencode({"path": "bench.ipynb", "limit": str(PAGE)})
-        request = urllib.request.Request(
-            f"{base}/jupyter-mlops/api/runs?{query}",
-            headers={"Authorization": f"token {token}"},
-        )
+        with running_server(root) as (base, token):
+            query = urllib.parse.urlencode({"path": "bench.ipynb", "limit": str(PAGE)})
+            request = urllib.request.Request(
+                f"{base}/jupyter-mlops/api/runs?{query}",
+                headers={"Authorization": f"token {token}"},
+            )
 
-        def get_page() -> object:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                page = json.loads(response.read())
-            assert len(page["runs"]) == PAGE
-            return page
+            def get_page() -> object:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    page = json.loads(response.read())
+                assert len(page["runs"]) == PAGE
+                return page
 
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=1)
-                    break
-                except OSError:
-                    if time.monotonic() > deadline or server.poll() is not None:
-                        raise RuntimeError("the server did not start") from None
-                    time.sleep(0.2)
             get_page()  # the first request imports MLflow
             ours = hammer(get_page, args.clients, args.seconds)
-        except Exception:
-            print((root / "server.log").read_text()[-3000:], file=sys.stderr)
-            raise
-        finally:
-            server.terminate()
-            server.wait(timeout=15)
-            log.close()
 
         from mlflow.tracking import MlflowClient
 

@@ -114,8 +114,23 @@ def chromium_page(profile: Path) -> Iterator[Any]:
             context.close()
 
 
+SHOTS = Path(__file__).resolve().parent / "ui"  # screenshots the browser tests leave to look at
+PANEL_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="jupyter-mlops-panel"]'
+
+
+def widen_left_panel(page: Any, width: int) -> None:
+    """Drag the split handle right of the left sidebar so tables read well in screenshots."""
+    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
+    box = handle.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(width, box["y"] + box["height"] / 2, steps=5)
+    page.mouse.up()
+
+
 def open_mlops_panel(page: Any, lab: LabServer, path: str = "lab") -> None:
     page.goto(lab.page_url(path))
     page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=60_000)
-    page.click('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="jupyter-mlops-panel"]')
+    page.click(PANEL_TAB)
     page.get_by_test_id("mlops-panel").wait_for(timeout=30_000)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -16,23 +15,10 @@ import jupyter_mlops as mlops
 from jupyter_mlops import records
 from jupyter_mlops.snapshots.repository import version_key
 from jupyter_mlops.tracking.client import mlflow_client
-from tests.lab_server import chromium_page, running_lab
+from tests.lab_server import PANEL_TAB, SHOTS, chromium_page, running_lab, widen_left_panel
 from tests.server_support import populate, project_settings
 
 pytestmark = pytest.mark.browser
-
-SHOTS = Path(__file__).resolve().parent / "ui"
-PANEL_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="jupyter-mlops-panel"]'
-
-
-def widen_left_panel(page: Any, width: int) -> None:
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
-    box = handle.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(width, box["y"] + box["height"] / 2, steps=5)
-    page.mouse.up()
 
 
 def same_name_runs_and_damaged_records(project: Path, home: Path) -> dict[str, str]:

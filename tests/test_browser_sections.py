@@ -6,30 +6,15 @@ Screenshots land in tests/ui/ (not committed); the README's pictures are copied 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from jupyter_mlops.tracking.client import mlflow_client
-from tests.lab_server import chromium_page, running_lab
+from tests.lab_server import PANEL_TAB, SHOTS, chromium_page, running_lab, widen_left_panel
 from tests.notebooks import notebook
 from tests.server_support import populate
 
 pytestmark = pytest.mark.browser
-
-SHOTS = Path(__file__).resolve().parent / "ui"
-PANEL_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="jupyter-mlops-panel"]'
-
-
-def widen_left_panel(page: Any, width: int) -> None:
-    """Drag the split handle right of the left sidebar so tables read well in screenshots."""
-    handle = page.locator("#jp-main-split-panel > .lm-SplitPanel-handle").first
-    box = handle.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + 1, box["y"] + box["height"] / 2)
-    page.mouse.down()
-    page.mouse.move(width, box["y"] + box["height"] / 2, steps=5)
-    page.mouse.up()
 
 
 def add_tracked_cell(path: Path) -> None:

@@ -14,14 +14,12 @@ from typing import Any
 
 import pytest
 
-from tests.lab_server import chromium_page, running_lab
+from tests.lab_server import PANEL_TAB, SHOTS, chromium_page, running_lab
 from tests.notebooks import add_cells
 
 pytestmark = pytest.mark.browser
 
 TOUR = Path(__file__).resolve().parent.parent / "example_notebooks" / "00_end_to_end.ipynb"
-SHOTS = Path(__file__).resolve().parent / "ui"
-PANEL_TAB = '.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="jupyter-mlops-panel"]'
 KERNEL_IDLE = re.compile(r"Python 3 \(ipykernel\) \| Idle")
 FAILING_CELL = '%%track broken-batch\nraise ValueError("batch 7 has no rows")'
 

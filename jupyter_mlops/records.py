@@ -59,6 +59,31 @@ TAG_DRIFT_DRIFTED = TAG_DRIFT_PREFIX + "drifted"
 TAG_DRIFT_BROKEN = TAG_DRIFT_PREFIX + "broken"
 TAG_DRIFT_MODEL = TAG_DRIFT_PREFIX + "model"  # on the run: the model version a report checked
 
+# --- batch scoring (``%score``) ------------------------------------------------------------------
+TAG_SCORE_MODEL = "mlops.score.model"  # on a scoring run: NAME/VERSION of the model that scored
+TAG_SCORE_DATA = "mlops.score.data"  # on a scoring run: what it scored (snapshot REF, path, type)
+
+# --- monitoring (``%monitor``, ``mlops.feedback``, ``%schedule``) --------------------------------
+MONITOR_EXPERIMENT = "monitoring"  # where %monitor opens its run when no run is active
+MONITOR_FOLDER = "monitor"  # run artifacts: monitor/<model>.html and .json
+TAG_MONITOR_PREFIX = "mlops.monitor."
+TAG_MONITOR_LAST = TAG_MONITOR_PREFIX + "last"  # on the model version: the latest result (JSON)
+TAG_MONITOR_MODEL = TAG_MONITOR_PREFIX + "model"  # on the monitoring run: NAME@ALIAS
+TAG_MONITOR_TRIGGER = TAG_MONITOR_PREFIX + "trigger"  # on a retraining run: the monitoring run
+MONITORING_DIRNAME = "monitoring"  # <home>/monitoring/
+MONITOR_LATEST_DIRNAME = "latest"  # <home>/monitoring/latest/<model>.json: GET monitor's answer
+FEEDBACK_DIRNAME = "feedback"  # <home>/monitoring/feedback/<model>/<stamp>-<id>.parquet
+FEEDBACK_LABEL = "label"  # the ground-truth column of the feedback files
+FEEDBACK_RECEIVED = "received_at"
+RETRAIN_FOLDER = "retrain"  # monitoring run artifacts: retrain/<notebook>.ipynb (executed)
+RETRAIN_PARAMETERS = ("window", "reason", "trigger_run")  # papermill parameters of --retrain
+SCHEDULES_DB = "schedules.sqlite"  # <home>/schedules.sqlite: APScheduler's job store
+SCHEDULE_EXPERIMENT = "schedules"  # one run per scheduled execution
+TAG_SCHEDULE_ID = "mlops.schedule.id"
+TAG_SCHEDULE_NOTEBOOK = "mlops.schedule.notebook"
+TAG_SCHEDULE_OUTCOME = "mlops.schedule.outcome"  # succeeded, or failed: first line of the error
+SCHEDULE_OUTPUT_FOLDER = "schedule"  # run artifacts: schedule/<notebook>.ipynb (executed)
+
 # --- snapshot dataset inputs (``%snapshot`` inside a run) -----------------------------------------
 INPUT_CONTEXT = "training"  # value of MLflow's mlflow.data.context input tag
 INPUT_TAG_OPERATION = "snapshot.operation"  # saved or loaded
@@ -78,6 +103,47 @@ CHECK_KIND_REQUIRE = "require"
 CHECK_KIND_VERSUS = "versus"
 CHECK_KIND_DRIFT = "drift"
 CHECK_KIND_ALIAS = "alias"
+CHECK_KIND_CONTRACT = "contract"  # a data contract's rule (%expect check, --expect, %snapshot)
+CHECK_KIND_SKEW = "skew"  # a %skew --fail-on condition
+
+# --- data contracts (``%expect``) -------------------------------------------------------------
+CONTRACTS_DIRNAME = "contracts"  # <home>/contracts/<NAME>/v<N>.json, one file per version
+SNAPSHOT_TAG_CONTRACT = "contract"  # snapshot tag of a version saved with --allow-violations
+
+# --- feature functions (``%register --features``) ---------------------------------------------
+TAG_FEATURES = "mlops.features"  # model version: the feature function's qualified name
+TAG_FEATURES_HASH = "mlops.features.sha256"  # ...and the SHA-256 of its source
+FEATURES_ARTIFACT = "features.py"  # in the model folder: the function's source as written
+CHECK_KIND_MONITOR = "monitor"
+
+# --- serving (``%serve``): endpoints, their inference log, their responses --------------------
+DEPLOYMENTS_DIRNAME = "deployments"  # <home>/deployments/<name>/record.json + stats-<pid>.json
+DEPLOYMENT_RECORD = "record.json"  # what %serve started: model, alias, url, pid, options
+DEPLOYMENT_STATS_PREFIX = "stats-"  # + worker pid + ".json": live counters of one worker
+DEPLOYMENT_LOG = "server.log"  # the endpoint's stdout/stderr
+TRAFFIC_DIRNAME = "traffic"  # <home>/traffic/<model>/alias=<alias>/day=<YYYY-MM-DD>/*.parquet
+TRAFFIC_ALIAS_PREFIX = "alias="
+TRAFFIC_DAY_PREFIX = "day="
+TRAFFIC_NO_ALIAS = "-"  # folder of traffic written without an alias
+TRAFFIC_REQUEST_ID = "request_id"  # inference log columns, in this order, then inputs, ...
+TRAFFIC_TIMESTAMP = "timestamp"
+TRAFFIC_MODEL = "model"
+TRAFFIC_VERSION = "version"
+TRAFFIC_LATENCY_MS = "latency_ms"
+TRAFFIC_STATUS = "status"
+TRAFFIC_FIXED_COLUMNS = (
+    TRAFFIC_REQUEST_ID,
+    TRAFFIC_TIMESTAMP,
+    TRAFFIC_MODEL,
+    TRAFFIC_VERSION,
+    TRAFFIC_LATENCY_MS,
+    TRAFFIC_STATUS,
+)
+TRAFFIC_PREDICTION = "prediction"  # a single output; several: prediction.<name>
+TRAFFIC_FEATURE_PREFIX = "feature."  # features a model computed: feature.<name>
+HEADER_MODEL_VERSION = "X-MLOps-Model-Version"  # on every response: the version that answered
+HEADER_REQUEST_ID = "X-MLOps-Request-Id"  # on every response: the id logged for the request
+KSERVE_FORMAT = "mlflow"  # modelFormat of the InferenceService we export
 
 
 def mlflow_digest(snapshot_id: str) -> str:

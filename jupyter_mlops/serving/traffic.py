@@ -1,0 +1,366 @@
+"""The inference log: every request an endpoint answered, as Parquet partitions in the store.
+
+Layout: ``<home>/traffic/<model>/alias=<alias>/day=<YYYY-MM-DD>/<HHMMSS>-<pid>-<seq>.parquet``,
+one file per flush of one writer (a writer per serving process, so files never collide).
+
+Writing (:class:`TrafficWriter`) costs the request path one ``deque.append``: a background
+thread turns the buffered records into an Arrow table and writes it every ``flush_seconds``.
+The buffer is bounded (``max_records``): when the disk cannot keep up, new records are counted
+in ``dropped`` instead of growing memory. :meth:`TrafficWriter.close` flushes everything
+buffered, so an endpoint stopped with ``%serve stop`` or SIGTERM loses nothing it logged.
+
+The writer needs no server: monitoring tests write synthetic traffic with it directly::
+
+    with TrafficWriter(settings, "churn", alias="prod") as log:
+        log.log(inputs=frame, outputs=predictions, version="3", latency_ms=1.5)
+
+Reading (:func:`read_traffic`) returns one DataFrame row per scored input row, columns in this
+order: ``request_id`` (str), ``timestamp`` (datetime64 UTC), ``model``, ``version`` (str),
+``latency_ms`` (float), ``status`` (int HTTP code), the request's input columns under their own
+names, the outputs (``prediction`` for a single output, else ``prediction.<name>``), then the
+features the model computed (``feature.<name>``). A request refused before its input was parsed
+(status 400) is one row with empty inputs and outputs.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import os
+import random
+import threading
+import uuid
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .. import records
+from ..config import Settings
+from ..errors import MLOpsUsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pyarrow as pa
+
+FLUSH_SECONDS = 2.0
+MAX_RECORDS = 100_000
+
+
+def traffic_folder(home: Path, model: str, alias: str | None = None) -> Path:
+    """Where ``model``'s traffic lives (one alias's when ``alias`` is given)."""
+    folder = home / records.TRAFFIC_DIRNAME / model
+    if alias is None:
+        return folder
+    return folder / f"{records.TRAFFIC_ALIAS_PREFIX}{alias or records.TRAFFIC_NO_ALIAS}"
+
+
+@dataclass
+class Exchange:
+    """One request and its response, as the endpoint saw them (converted at flush time)."""
+
+    request_id: str
+    timestamp: dt.datetime
+    version: str
+    latency_ms: float
+    status: int
+    inputs: Any = None  # DataFrame (or anything pandas can frame) of the parsed request
+    outputs: Any = None  # the model's raw predictions
+    features: Any = None  # DataFrame the model computed from the inputs, if it does
+
+
+class TrafficWriter:
+    """Buffered, sampled, off-request-path writer of one model alias's inference log.
+
+    ``sample`` (0..1) keeps that share of requests (``%serve --log-sample``); the sampling
+    decision is made in :meth:`log`, so an unsampled request costs one ``random()``.
+    """
+
+    def __init__(
+        self,
+        settings: Settings | Path,
+        model: str,
+        alias: str | None = None,
+        *,
+        sample: float = 1.0,
+        flush_seconds: float = FLUSH_SECONDS,
+        max_records: int = MAX_RECORDS,
+    ) -> None:
+        if not 0.0 <= sample <= 1.0:
+            raise MLOpsUsageError(f"log sample {sample} is not a share; give 0..1 (e.g. 0.1)")
+        home = settings.home if isinstance(settings, Settings) else Path(settings)
+        self.model = model
+        self.alias = alias
+        self.folder = traffic_folder(home, model, alias or "")  # "" -> the no-alias folder
+        self.sample = sample
+        self.flush_seconds = flush_seconds
+        self.max_records = max_records
+        self.written = 0  # rows on disk
+        self.dropped = 0  # requests refused because the buffer was full
+        self._buffer: collections.deque[Exchange] = collections.deque()
+        self._sequence = 0
+        self._wake = threading.Event()
+        self._closed = threading.Event()
+        self._io = threading.Lock()  # one flush at a time (the thread's or close()'s)
+        self._thread = threading.Thread(target=self._run, name="mlops-traffic", daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> TrafficWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def wants(self) -> bool:
+        """Should the next request be logged (the sample)?"""
+        return self.sample >= 1.0 or random.random() < self.sample
+
+    def log(
+        self,
+        *,
+        inputs: Any = None,
+        outputs: Any = None,
+        version: str | int = "",
+        latency_ms: float = 0.0,
+        status: int = 200,
+        features: Any = None,
+        request_id: str | None = None,
+        timestamp: dt.datetime | None = None,
+    ) -> bool:
+        """Buffer one exchange; False when the buffer was full (counted in ``dropped``)."""
+        if self._closed.is_set():
+            raise MLOpsUsageError("this traffic writer is closed; open a new TrafficWriter")
+        if len(self._buffer) >= self.max_records:
+            self.dropped += 1
+            self._wake.set()
+            return False
+        self._buffer.append(
+            Exchange(
+                request_id=request_id or uuid.uuid4().hex,
+                timestamp=timestamp or dt.datetime.now(dt.UTC),
+                version=str(version),
+                latency_ms=float(latency_ms),
+                status=int(status),
+                inputs=inputs,
+                outputs=outputs,
+                features=features,
+            )
+        )
+        return True
+
+    def flush(self) -> int:
+        """Write what is buffered now; returns the number of rows written."""
+        with self._io:
+            batch: list[Exchange] = []
+            while self._buffer:
+                batch.append(self._buffer.popleft())
+            if not batch:
+                return 0
+            table = exchanges_table(batch, self.model)
+            stamp = batch[0].timestamp
+            folder = self.folder / f"{records.TRAFFIC_DAY_PREFIX}{stamp:%Y-%m-%d}"
+            folder.mkdir(parents=True, exist_ok=True)
+            self._sequence += 1
+            name = f"{stamp:%H%M%S}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{self._sequence:06d}"
+            _write_parquet(table, folder / f"{name}.parquet")
+            self.written += table.num_rows
+            return int(table.num_rows)
+
+    def close(self) -> None:
+        """Flush everything buffered and stop the background thread (idempotent)."""
+        if self._closed.is_set():
+            return
+        self._closed.set()
+        self._wake.set()
+        self._thread.join(timeout=30)
+        self.flush()
+
+    def _run(self) -> None:
+        while not self._closed.is_set():
+            self._wake.wait(self.flush_seconds)
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # a full disk must not kill the endpoint; the next flush retries
+                import logging
+
+                logging.getLogger(__name__).exception("writing the inference log failed")
+
+
+def _write_parquet(table: pa.Table, path: Path) -> None:
+    """Write to a temporary name and rename, so a reader never sees half a file."""
+    import pyarrow.parquet as pq
+
+    partial = path.with_suffix(".partial")
+    pq.write_table(table, partial)
+    os.replace(partial, path)
+
+
+def output_frame(outputs: Any, rows: int) -> pd.DataFrame:
+    """The model's raw predictions as ``prediction`` / ``prediction.<name>`` columns."""
+    import numpy as np
+    import pandas as pd
+
+    name = records.TRAFFIC_PREDICTION
+    if outputs is None:
+        return pd.DataFrame(index=range(rows))
+    if isinstance(outputs, pd.DataFrame):
+        if outputs.shape[1] == 1:
+            return pd.DataFrame({name: outputs.iloc[:, 0].to_numpy()})
+        return pd.DataFrame({f"{name}.{c}": outputs[c].to_numpy() for c in outputs.columns})
+    if isinstance(outputs, pd.Series):
+        return pd.DataFrame({name: outputs.to_numpy()})
+    if isinstance(outputs, dict):
+        return pd.DataFrame({f"{name}.{k}": list(np.asarray(v)) for k, v in outputs.items()})
+    array = np.asarray(outputs)
+    if array.ndim == 2 and array.shape[1] > 1:
+        return pd.DataFrame({f"{name}.{i}": array[:, i] for i in range(array.shape[1])})
+    return pd.DataFrame({name: array.reshape(len(array), -1)[:, 0] if array.ndim > 1 else array})
+
+
+def exchange_frame(exchange: Exchange, model: str) -> pd.DataFrame:
+    """One exchange as rows of the log (one per input row; one row when nothing was parsed)."""
+    import pandas as pd
+
+    inputs = exchange.inputs
+    if inputs is not None and not isinstance(inputs, pd.DataFrame):
+        inputs = pd.DataFrame(inputs)
+    rows = len(inputs) if inputs is not None else 1
+    parts = [inputs.reset_index(drop=True)] if inputs is not None else []
+    outputs = output_frame(exchange.outputs, rows)
+    if len(outputs) == rows:
+        parts.append(outputs)
+    features = exchange.features
+    if features is not None:
+        features = pd.DataFrame(features).reset_index(drop=True)
+        if len(features) == rows:
+            features.columns = [f"{records.TRAFFIC_FEATURE_PREFIX}{c}" for c in features.columns]
+            parts.append(features)
+    body = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=range(rows))
+    fixed = pd.DataFrame(
+        {
+            records.TRAFFIC_REQUEST_ID: [exchange.request_id] * rows,
+            records.TRAFFIC_TIMESTAMP: pd.Series([exchange.timestamp] * rows, dtype="object"),
+            records.TRAFFIC_MODEL: [model] * rows,
+            records.TRAFFIC_VERSION: [exchange.version] * rows,
+            records.TRAFFIC_LATENCY_MS: [exchange.latency_ms] * rows,
+            records.TRAFFIC_STATUS: [exchange.status] * rows,
+        }
+    )
+    fixed[records.TRAFFIC_TIMESTAMP] = pd.to_datetime(fixed[records.TRAFFIC_TIMESTAMP], utc=True)
+    body.columns = [str(c) for c in body.columns]
+    return pd.concat([fixed, body.drop(columns=list(fixed.columns), errors="ignore")], axis=1)
+
+
+def exchanges_table(batch: Iterable[Exchange], model: str) -> pa.Table:
+    import pandas as pd
+    import pyarrow as pa
+
+    frame = ordered(pd.concat([exchange_frame(e, model) for e in batch], ignore_index=True))
+    return pa.Table.from_pandas(frame, preserve_index=False)
+
+
+def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    """Fixed columns, then inputs (first seen first), then outputs, then features."""
+    fixed = [c for c in records.TRAFFIC_FIXED_COLUMNS if c in frame.columns]
+    rest = [c for c in frame.columns if c not in fixed]
+    outputs = [c for c in rest if is_output(c)]
+    features = [c for c in rest if c.startswith(records.TRAFFIC_FEATURE_PREFIX)]
+    inputs = [c for c in rest if c not in outputs and c not in features]
+    return frame[fixed + inputs + outputs + features]
+
+
+def is_output(column: str) -> bool:
+    name = records.TRAFFIC_PREDICTION
+    return column == name or column.startswith(f"{name}.")
+
+
+def input_columns(frame: pd.DataFrame) -> list[str]:
+    """The request's input columns of a traffic frame (neither fixed, output nor feature)."""
+    return [
+        c
+        for c in frame.columns
+        if c not in records.TRAFFIC_FIXED_COLUMNS
+        and not is_output(c)
+        and not c.startswith(records.TRAFFIC_FEATURE_PREFIX)
+    ]
+
+
+def _files(
+    alias_dirs: Iterable[Path], since: dt.date | None, until: dt.date | None
+) -> Iterator[Path]:
+    """The Parquet files of these alias folders whose day partition may hold [since, until]."""
+    for alias_dir in alias_dirs:
+        if not alias_dir.is_dir():
+            continue
+        for day_dir in sorted(p for p in alias_dir.iterdir() if p.is_dir()):
+            day = dt.date.fromisoformat(day_dir.name.removeprefix(records.TRAFFIC_DAY_PREFIX))
+            if (since and day < since) or (until and day > until):
+                continue
+            yield from sorted(day_dir.glob("*.parquet"))
+
+
+def _timestamp(value: Any) -> pd.Timestamp | None:
+    import pandas as pd
+
+    if value is None:
+        return None
+    if isinstance(value, dt.timedelta):
+        return pd.Timestamp.now(tz="UTC") - value
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+
+
+def read_traffic(
+    settings: Settings,
+    model: str,
+    alias: str | None = None,
+    since: Any = None,
+    until: Any = None,
+) -> pd.DataFrame:
+    """The inference log of ``model`` (one alias's when given), oldest first.
+
+    ``since``/``until``: anything ``pandas.Timestamp`` reads (naive means UTC) or a
+    ``datetime.timedelta`` meaning "that long ago". An empty frame (fixed columns only) when
+    nothing was logged.
+    """
+    import pandas as pd
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    start, end = _timestamp(since), _timestamp(until)
+    if alias is not None:
+        alias_dirs = [traffic_folder(settings.home, model, alias)]
+    else:
+        folder = traffic_folder(settings.home, model)
+        alias_dirs = sorted(p for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    files = list(_files(alias_dirs, _date(start), _date(end)))
+    tables = [pq.read_table(path) for path in files]
+    if not tables:
+        empty = pd.DataFrame({c: pd.Series(dtype=_EMPTY_TYPES[c]) for c in _EMPTY_TYPES})
+        empty[records.TRAFFIC_TIMESTAMP] = pd.Series(dtype="datetime64[ns, UTC]")
+        return empty
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame = ordered(frame)
+    stamps = frame[records.TRAFFIC_TIMESTAMP]
+    keep = pd.Series(True, index=frame.index)
+    if start is not None:
+        keep &= stamps >= start
+    if end is not None:
+        keep &= stamps < end
+    frame = frame[keep].sort_values(records.TRAFFIC_TIMESTAMP, kind="stable")
+    return frame.reset_index(drop=True)
+
+
+_EMPTY_TYPES = {
+    records.TRAFFIC_REQUEST_ID: "object",
+    records.TRAFFIC_TIMESTAMP: "object",
+    records.TRAFFIC_MODEL: "object",
+    records.TRAFFIC_VERSION: "object",
+    records.TRAFFIC_LATENCY_MS: "float64",
+    records.TRAFFIC_STATUS: "int64",
+}
+
+
+def _date(stamp: pd.Timestamp | None) -> dt.date | None:
+    return None if stamp is None else stamp.date()

@@ -1,0 +1,1 @@
+"""Data contracts: rules on a snapshot name (``%expect``), checked by pandera."""

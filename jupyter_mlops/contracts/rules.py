@@ -1,0 +1,417 @@
+"""The rules of a data contract: parsed from text, answered from a manifest or checked by pandera.
+
+One rule per string, written the way one says it::
+
+    age between 0 120            age >= 0        score < 1.5       plan in {free, pro}
+    customer_id unique           income not null            income not null >= 0.99
+    age dtype int64              rows >= 1000    rows between 10 1e6          schema strict
+
+A column name with spaces or operator characters goes in backquotes (`` `monthly fee` >= 0``),
+as in ``--require``. Each rule maps to one pandera object (a ``Check``, a ``Column`` option, a
+``DataFrameSchema`` option): pandera validates, we only parse and report. A rule that a
+snapshot manifest's statistics settle (row count, null count, min/max, dtype, column names) is
+answered from the manifest without reading data; :func:`from_manifest` says which.
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import MLOpsUsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import pandera.pandas as pa
+
+    from ..snapshots.service import Description
+
+RULE_USAGE = (
+    'write rules such as "age between 0 120", "age >= 0", "plan in {free, pro}", '
+    '"customer_id unique", "income not null", "income not null >= 0.99", "age dtype int64", '
+    '"rows >= 1000" or "schema strict" (quote each rule; a column with spaces in `backquotes`)'
+)
+COMPARISONS: dict[str, Callable[[Any, Any], bool]] = {
+    ">=": operator.ge,
+    ">": operator.gt,
+    "<=": operator.le,
+    "<": operator.lt,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
+# pandera's built-in check for each comparison
+PANDERA_CHECKS = {">=": "ge", ">": "gt", "<=": "le", "<": "lt", "==": "eq", "!=": "ne"}
+EXAMPLES = 3  # failing values shown per rule
+
+# Kinds of rule
+RANGE, COMPARE, ISIN, UNIQUE, NOTNULL, DTYPE, ROWS, STRICT = (
+    "range",
+    "compare",
+    "isin",
+    "unique",
+    "notnull",
+    "dtype",
+    "rows",
+    "strict",
+)
+ROW_KINDS = (RANGE, COMPARE, ISIN)  # settled value by value: they apply to a single request
+
+_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_OP = r">=|<=|==|!=|>|<"
+_COLUMN = r"`[^`]+`|\"[^\"]+\"|'[^']+'|[^\s<>=!{}`\"']+"
+_RULE = re.compile(rf"(?P<column>{_COLUMN})\s*(?P<rest>.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One rule, as data; ``text`` is its canonical spelling (what is stored and shown)."""
+
+    kind: str
+    column: str | None = None  # None: a rule on the whole frame (rows, schema strict)
+    op: str = ""  # compare and rows: >= > <= < == !=; range (and rows between): between
+    low: float | None = None
+    high: float | None = None
+    values: tuple[Any, ...] = ()  # isin
+    share: float = 1.0  # notnull: the least share of non-null values
+    dtype: str = ""  # dtype
+    columns: tuple[tuple[str, str], ...] = field(default=(), compare=False)  # strict: pinned
+
+    @property
+    def text(self) -> str:
+        column = _quote(self.column) if self.column is not None else ""
+        if self.kind == STRICT:
+            return "schema strict"
+        if self.kind == ROWS:
+            if self.op == "between":
+                return f"rows between {_num(self.low)} {_num(self.high)}"
+            return f"rows {self.op} {_num(self.low)}"
+        if self.kind == RANGE:
+            return f"{column} between {_num(self.low)} {_num(self.high)}"
+        if self.kind == COMPARE:
+            return f"{column} {self.op} {_num(self.low)}"
+        if self.kind == ISIN:
+            return f"{column} in {{{', '.join(_value(v) for v in self.values)}}}"
+        if self.kind == UNIQUE:
+            return f"{column} unique"
+        if self.kind == NOTNULL:
+            return f"{column} not null" + (f" >= {_num(self.share)}" if self.share < 1 else "")
+        return f"{column} dtype {self.dtype}"
+
+    @property
+    def key(self) -> tuple[str, str, str]:
+        """What a newer rule replaces: the same kind on the same column (and comparison)."""
+        return (self.column or "", self.kind, self.op)
+
+    def __str__(self) -> str:
+        return self.text
+
+
+def _quote(column: str) -> str:
+    return column if re.fullmatch(r"[^\s<>=!{}`\"',]+", column) else f"`{column}`"
+
+
+def _num(value: float | None) -> str:
+    if value is None:
+        return "?"
+    return str(int(value)) if float(value).is_integer() and abs(value) < 1e15 else f"{value:g}"
+
+
+def _value(value: Any) -> str:
+    if isinstance(value, str):
+        return value if re.fullmatch(r"[A-Za-z_][\w.-]*", value) else repr(value)
+    return _num(value) if isinstance(value, float) else str(value)
+
+
+def _error(text: str, problem: str) -> MLOpsUsageError:
+    return MLOpsUsageError(f"cannot read rule {text!r}: {problem}; {RULE_USAGE}")
+
+
+def _number(text: str, rule: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise _error(rule, f"{text!r} is not a number") from None
+    if math.isnan(value):
+        raise _error(rule, "NaN is not a bound")
+    return value
+
+
+def _item(text: str) -> Any:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"":
+        return text[1:-1]
+    if re.fullmatch(r"[-+]?\d+", text):
+        return int(text)
+    if re.fullmatch(_NUMBER, text):
+        return float(text)
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    return text
+
+
+def parse_rule(text: str) -> Rule:
+    """One rule from its text; anything else is a one-line usage error showing the forms."""
+    rule = " ".join(str(text).split())
+    if not rule:
+        raise _error(text, "empty rule")
+    if re.fullmatch(r"schema\s+strict", rule, re.IGNORECASE):
+        return Rule(STRICT)
+    rows = re.fullmatch(rf"rows\s+between\s+({_NUMBER})\s+({_NUMBER})", rule)
+    if rows:
+        low, high = _number(rows[1], rule), _number(rows[2], rule)
+        if low > high:
+            raise _error(rule, f"the lower bound {rows[1]} is above the upper {rows[2]}")
+        return Rule(ROWS, op="between", low=low, high=high)
+    rows = re.fullmatch(rf"rows\s*({_OP})\s*(\S+)", rule)
+    if rows:
+        return Rule(ROWS, op=rows[1], low=_number(rows[2], rule))
+    if re.fullmatch(r"rows\b.*", rule):
+        raise _error(rule, "a row count is 'rows OP N' or 'rows between A B'")
+    match = _RULE.fullmatch(rule)
+    if match is None:
+        raise _error(rule, "it does not start with a column name")
+    column = match["column"]
+    if column[0] in "`'\"":
+        column = column[1:-1]
+    rest = match["rest"].strip()
+    if not rest:
+        raise _error(rule, f"nothing is said about column {column!r}")
+    between = re.fullmatch(r"between\s+(\S+)\s+(\S+)", rest)
+    if between:
+        low, high = _number(between[1], rule), _number(between[2], rule)
+        if low > high:
+            raise _error(rule, f"the lower bound {between[1]} is above the upper {between[2]}")
+        return Rule(RANGE, column, op="between", low=low, high=high)
+    compare = re.fullmatch(rf"({_OP})\s*(\S+)", rest)
+    if compare:
+        return Rule(COMPARE, column, op=compare[1], low=_number(compare[2], rule))
+    isin = re.fullmatch(r"in\s*\{(.*)\}", rest)
+    if isin:
+        items = [_item(part) for part in isin[1].split(",") if part.strip()]
+        if not items:
+            raise _error(rule, "the set of allowed values is empty")
+        return Rule(ISIN, column, values=tuple(dict.fromkeys(items)))
+    if rest.lower() == "unique":
+        return Rule(UNIQUE, column)
+    notnull = re.fullmatch(r"not\s+null(?:\s*>=\s*(\S+))?", rest, re.IGNORECASE)
+    if notnull:
+        share = 1.0 if notnull[1] is None else _number(notnull[1], rule)
+        if not 0 < share <= 1:
+            raise _error(rule, f"the share of non-null values {share:g} is not in (0, 1]")
+        return Rule(NOTNULL, column, share=share)
+    dtype = re.fullmatch(r"dtype\s+(\S+)", rest)
+    if dtype:
+        _pandas_dtype(dtype[1], rule)
+        return Rule(DTYPE, column, dtype=dtype[1])
+    word = rest.split()[0]
+    raise _error(rule, f"unknown condition {word!r} on column {column!r}")
+
+
+def _pandas_dtype(name: str, rule: str = "") -> Any:
+    import pandas as pd
+
+    try:
+        return pd.api.types.pandas_dtype(name)
+    except (TypeError, ValueError):
+        raise _error(
+            rule or name, f"{name!r} is not a pandas dtype (int64, float64, str...)"
+        ) from None
+
+
+def parse_rules(texts: Sequence[str]) -> list[Rule]:
+    return [parse_rule(text) for text in texts]
+
+
+# --- outcomes -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Outcome:
+    """What checking one rule found: ``observed`` in words, and where it came from."""
+
+    rule: Rule
+    passed: bool
+    observed: str
+    from_manifest: bool = False
+
+
+# --- from the manifest: no data read --------------------------------------------------------------
+def from_manifest(rule: Rule, description: Description) -> Outcome | None:
+    """The outcome when the manifest's statistics settle the rule, else None (read the data)."""
+    columns = {c.name: c for c in description.columns if not c.index}
+    rows = description.rows
+    if rule.kind == ROWS:
+        if rows is None:
+            return None
+        return Outcome(rule, _rows_pass(rule, rows), f"{rows:,} rows", True)
+    if rule.kind == STRICT:
+        return _strict_outcome(rule, [(c.name, c.type) for c in columns.values()], True)
+    assert rule.column is not None
+    column = columns.get(rule.column)
+    if column is None:
+        return Outcome(rule, False, f"no column {rule.column!r}", True)
+    stats = column.stats
+    if rule.kind == NOTNULL and isinstance(stats.get("nulls"), int) and rows is not None:
+        return _nulls_outcome(rule, int(stats["nulls"]), rows, True)
+    if rule.kind == DTYPE and column.type:
+        return _dtype_outcome(rule, column.type, True)
+    if rule.kind in (RANGE, COMPARE) and rule.op != "!=":
+        low, high = stats.get("min"), stats.get("max")
+        if not (_is_number(low) and _is_number(high)):
+            return None  # strings, dates, all-null: pandera decides on the data
+        if rule.kind == RANGE:
+            passed = rule.low <= low and high <= (rule.high or 0)  # type: ignore[operator]
+        elif rule.op == "==":
+            passed = low == high == rule.low
+        else:  # the extreme on the side the bound limits decides
+            extreme = low if rule.op in (">=", ">") else high
+            passed = COMPARISONS[rule.op](extreme, rule.low)
+        return Outcome(rule, passed, f"min {_num(low)}, max {_num(high)}", True)
+    return None
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _rows_pass(rule: Rule, rows: int) -> bool:
+    if rule.op == "between":
+        return (rule.low or 0) <= rows <= (rule.high or 0)
+    return COMPARISONS[rule.op](rows, rule.low)
+
+
+def _nulls_outcome(rule: Rule, nulls: int, rows: int, from_manifest: bool) -> Outcome:
+    present = 1.0 - nulls / rows if rows else 1.0
+    observed = f"{nulls:,} nulls" + (f" (non-null share {present:.4g})" if nulls else "")
+    return Outcome(rule, present >= rule.share, observed, from_manifest)
+
+
+def _dtype_outcome(rule: Rule, actual: str, from_manifest: bool) -> Outcome:
+    try:
+        passed = _pandas_dtype(actual) == _pandas_dtype(rule.dtype)
+    except MLOpsUsageError:
+        passed = actual == rule.dtype
+    return Outcome(rule, passed, f"dtype {actual}", from_manifest)
+
+
+def _strict_outcome(rule: Rule, actual: list[tuple[str, str]], from_manifest: bool) -> Outcome:
+    pinned = dict(rule.columns)
+    have = dict(actual)
+    extra = [c for c in have if c not in pinned]
+    missing = [c for c in pinned if c not in have]
+    retyped = [
+        f"{c} {have[c]} (was {t})"
+        for c, t in pinned.items()
+        if t and c in have and have[c] and not _same_dtype(have[c], t)
+    ]
+    problems = (
+        ([f"extra columns {', '.join(extra)}"] if extra else [])
+        + ([f"missing columns {', '.join(missing)}"] if missing else [])
+        + ([f"changed dtypes {', '.join(retyped)}"] if retyped else [])
+    )
+    observed = "; ".join(problems) or f"{len(have)} columns as pinned"
+    return Outcome(rule, not problems, observed, from_manifest)
+
+
+def _same_dtype(a: str, b: str) -> bool:
+    try:
+        return bool(_pandas_dtype(a) == _pandas_dtype(b))
+    except MLOpsUsageError:
+        return a == b
+
+
+# --- on data: pandera ----------------------------------------------------------------------------
+def schema(rule: Rule) -> pa.DataFrameSchema:
+    """The pandera schema that checks exactly this rule."""
+    import pandera.pandas as pa
+
+    if rule.kind == ROWS:
+        return pa.DataFrameSchema(
+            checks=pa.Check(lambda df: _rows_pass(rule, len(df)), name=rule.text)
+        )
+    if rule.kind == STRICT:
+        return pa.DataFrameSchema(
+            {name: pa.Column(dtype or None, nullable=True) for name, dtype in rule.columns},
+            strict=True,
+        )
+    assert rule.column is not None
+    column: pa.Column
+    if rule.kind == RANGE:
+        column = pa.Column(checks=pa.Check.in_range(rule.low, rule.high), nullable=True)
+    elif rule.kind == COMPARE:
+        check = getattr(pa.Check, PANDERA_CHECKS[rule.op])(rule.low)
+        column = pa.Column(checks=check, nullable=True)
+    elif rule.kind == ISIN:
+        column = pa.Column(checks=pa.Check.isin(list(rule.values)), nullable=True)
+    elif rule.kind == UNIQUE:
+        column = pa.Column(unique=True, nullable=True)
+    elif rule.kind == NOTNULL and rule.share >= 1:
+        column = pa.Column(nullable=False)
+    elif rule.kind == NOTNULL:
+        share = rule.share
+        column = pa.Column(
+            checks=pa.Check(
+                lambda s: bool(s.notna().mean() >= share) if len(s) else True,
+                element_wise=False,
+                ignore_na=False,
+                name=rule.text,
+            ),
+            nullable=True,
+        )
+    else:
+        column = pa.Column(rule.dtype, nullable=True)
+    return pa.DataFrameSchema({rule.column: column})
+
+
+def validate(
+    rule: Rule, frame: pd.DataFrame, compiled: pa.DataFrameSchema | None = None
+) -> Outcome:
+    """Check ``rule`` on ``frame`` with pandera; the outcome says what failed, in words."""
+    from pandera.errors import SchemaError, SchemaErrors
+
+    try:
+        (compiled or schema(rule)).validate(frame, lazy=True)
+    except SchemaErrors as errors:
+        return Outcome(rule, False, _observed(rule, frame, errors.failure_cases))
+    except SchemaError as error:  # pandera raises one error for some frame-level problems
+        return Outcome(rule, False, str(error).splitlines()[0])
+    return Outcome(rule, True, _passing(rule, frame))
+
+
+def _passing(rule: Rule, frame: pd.DataFrame) -> str:
+    if rule.kind == ROWS:
+        return f"{len(frame):,} rows"
+    if rule.kind == STRICT:
+        return f"{len(frame.columns)} columns as pinned"
+    if rule.kind == DTYPE:
+        return f"dtype {frame[rule.column].dtype}"
+    if rule.kind == NOTNULL and rule.share < 1:
+        return _nulls_outcome(
+            rule, int(frame[rule.column].isna().sum()), len(frame), False
+        ).observed
+    return "0 failing values" if rule.kind != NOTNULL else "0 nulls"
+
+
+def _observed(rule: Rule, frame: pd.DataFrame, cases: pd.DataFrame) -> str:
+    checks = set(cases["check"].astype(str))
+    if "column_in_dataframe" in checks:
+        missing = cases.loc[cases["check"] == "column_in_dataframe", "failure_case"]
+        return f"no column {', '.join(repr(str(c)) for c in missing)}"
+    if rule.kind == STRICT:
+        have = [(str(c), str(frame[c].dtype)) for c in frame.columns]
+        return _strict_outcome(rule, have, False).observed
+    if rule.kind == ROWS:
+        return f"{len(frame):,} rows"
+    if rule.kind == DTYPE:
+        return f"dtype {frame[rule.column].dtype}"
+    if rule.kind == NOTNULL:
+        return _nulls_outcome(
+            rule, int(frame[rule.column].isna().sum()), len(frame), False
+        ).observed
+    values = cases["failure_case"]
+    shown = ", ".join(str(v) for v in list(dict.fromkeys(values.astype(str)))[:EXAMPLES])
+    what = "duplicated value" if rule.kind == UNIQUE else "failing value"
+    plural = "" if len(values) == 1 else "s"
+    return f"{len(values):,} {what}{plural} (e.g. {shown})"

@@ -32,10 +32,12 @@ from .api import (
     register,
     reproduce,
     runs,
+    serve,
     snapshot,
     snapshots,
     status,
     track,
+    traffic,
     verify_snapshots,
 )
 from .config import MLOps
@@ -74,10 +76,12 @@ __all__ = [
     "register",
     "reproduce",
     "runs",
+    "serve",
     "snapshot",
     "snapshots",
     "status",
     "track",
+    "traffic",
     "verify_snapshots",
 ]
 

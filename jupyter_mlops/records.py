@@ -144,6 +144,8 @@ TRAFFIC_FEATURE_PREFIX = "feature."  # features a model computed: feature.<name>
 HEADER_MODEL_VERSION = "X-MLOps-Model-Version"  # on every response: the version that answered
 HEADER_REQUEST_ID = "X-MLOps-Request-Id"  # on every response: the id logged for the request
 KSERVE_FORMAT = "mlflow"  # modelFormat of the InferenceService we export
+KSERVE_ANNOTATION_PREFIX = "jupyter-mlops/"  # + model, version, alias on the exported manifest
+KSERVE_FILENAME = "{name}-v{version}.kserve.yaml"  # written under <home>/deployments/
 
 
 def mlflow_digest(snapshot_id: str) -> str:

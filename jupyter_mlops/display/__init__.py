@@ -14,6 +14,7 @@ from .distributed import distributed_result_html, distributed_status_html
 from .drift import drift_html
 from .lineage import lineage_html
 from .registry import gate_html, model_version_html
+from .serving import bench_html, deployment_html, kserve_html, serving_status_html
 from .snapshots import diff_html, gc_html, snapshot_html, verify_html
 from .tracking import comparison_html, runs_html, summary_html
 
@@ -22,6 +23,10 @@ RENDERERS: dict[str, Callable[[Any], str]] = {
     "jupyter_mlops.lineage.graph.Lineage": lineage_html,
     "jupyter_mlops.registry.results.GateResult": gate_html,
     "jupyter_mlops.registry.results.ModelVersion": model_version_html,
+    "jupyter_mlops.serving.results.Deployment": deployment_html,
+    "jupyter_mlops.serving.results.ServingStatus": serving_status_html,
+    "jupyter_mlops.serving.results.BenchResult": bench_html,
+    "jupyter_mlops.serving.results.KServeExport": kserve_html,
     "jupyter_mlops.snapshots.results.Snapshot": snapshot_html,
     "jupyter_mlops.snapshots.results.SnapshotDiff": diff_html,
     "jupyter_mlops.snapshots.results.VerifyReport": verify_html,

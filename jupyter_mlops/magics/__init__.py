@@ -16,6 +16,7 @@ from .distributed import DistributedMagics
 from .drift import DriftMagics
 from .lineage import LineageMagics
 from .registry import RegistryMagics
+from .serving import ServingMagics
 from .snapshots import SnapshotMagics
 from .tracking import TrackingMagics
 
@@ -26,6 +27,7 @@ FAMILIES: tuple[type[Magics], ...] = (
     SnapshotMagics,
     DriftMagics,
     RegistryMagics,
+    ServingMagics,
     LineageMagics,
 )
 

@@ -364,3 +364,15 @@ _EMPTY_TYPES = {
 
 def _date(stamp: pd.Timestamp | None) -> dt.date | None:
     return None if stamp is None else stamp.date()
+
+
+def traffic_of(settings: Settings, ref: str, since: Any = None, until: Any = None) -> pd.DataFrame:
+    """``mlops.traffic``: the log of ``NAME@ALIAS`` (or every alias of ``NAME``)."""
+    from ..registry.models import split_ref
+
+    model, version, alias = split_ref(ref)
+    if version is not None:
+        raise MLOpsUsageError(
+            f"{ref!r}: traffic is logged per alias; write NAME@ALIAS (or NAME for every alias)"
+        )
+    return read_traffic(settings, model, alias, since=since, until=until)

@@ -30,20 +30,19 @@ from .api import (
     log_params,
     promote,
     register,
+    remove_snapshot,
     reproduce,
     runs,
-    serve,
     snapshot,
     snapshots,
     status,
     track,
-    traffic,
     verify_snapshots,
 )
 from .config import MLOps
 from .distributed import DistributedCellError
 from .errors import ConfigError, GateFailed, MLOpsError, MLOpsUsageError
-from .snapshots.errors import SnapshotCorrupted
+from .snapshots.errors import SnapshotCorrupted, SnapshotRemoved
 
 try:
     from ._version import __version__
@@ -58,6 +57,7 @@ __all__ = [
     "MLOpsError",
     "MLOpsUsageError",
     "SnapshotCorrupted",
+    "SnapshotRemoved",
     "__version__",
     "compare",
     "diff",
@@ -74,14 +74,13 @@ __all__ = [
     "log_params",
     "promote",
     "register",
+    "remove_snapshot",
     "reproduce",
     "runs",
-    "serve",
     "snapshot",
     "snapshots",
     "status",
     "track",
-    "traffic",
     "verify_snapshots",
 ]
 

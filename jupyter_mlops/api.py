@@ -18,8 +18,8 @@ if TYPE_CHECKING:
     from .lineage.graph import Lineage
     from .lineage.reproduce import Reproduction
     from .registry.results import GateResult, ModelVersion
-    from .serving.results import Deployment
     from .snapshots.results import GcReport, Snapshot, SnapshotDiff, VerifyReport
+    from .snapshots.retention import Removal
     from .tracking.compare import Comparison
     from .tracking.run import TrackedRun
 
@@ -175,11 +175,29 @@ def verify_snapshots(ref: str | None = None) -> VerifyReport:
     return service.verify_store(current_settings(), ref)
 
 
-def gc_snapshots(dry_run: bool = False) -> GcReport:
-    """Remove stored data that no snapshot version uses; report the bytes reclaimed."""
+def gc_snapshots(
+    dry_run: bool = False, keep_last: int | None = None, keep_tagged: bool = False
+) -> GcReport:
+    """Remove stored data that no snapshot version uses; report the bytes reclaimed.
+
+    ``keep_last=N`` first marks every version but the last N of each name removed, except those
+    a run or a registered model uses (and tagged ones with ``keep_tagged``).
+    """
     from .snapshots import service
 
-    return service.collect_garbage(current_settings(), dry_run=dry_run)
+    return service.collect_garbage(
+        current_settings(), dry_run=dry_run, keep_last=keep_last, keep_tagged=keep_tagged
+    )
+
+
+def remove_snapshot(ref: str, force: bool = False) -> Removal:
+    """Mark the version ``NAME@vN`` removed (``%snapshot rm``); the next gc reclaims its data.
+
+    Refused when a run or a registered model uses it, unless ``force``.
+    """
+    from .snapshots import service
+
+    return service.remove_snapshot(current_settings(), ref, force=force)
 
 
 # --- data drift (jupyter_mlops/drift) -----------------------------------------------------------
@@ -317,49 +335,6 @@ def load_model(ref: str, flavor: str = "pyfunc") -> Any:
     from .registry.models import load_model as load_registered
 
     return load_registered(current_settings(), ref, flavor)
-
-
-# --- real-time endpoints (jupyter_mlops/serving) -------------------------------------------------
-def serve(
-    model: str,
-    *,
-    port: int = 0,
-    host: str = "127.0.0.1",
-    workers: int = 1,
-    detach: bool = False,
-    log_sample: float = 1.0,
-    enforce_contract: str | None = None,
-) -> Deployment:
-    """Serve ``NAME@ALIAS`` over MLflow's scoring protocol in a child process (``%serve``).
-
-    The endpoint follows the alias (``%promote`` moves it: the new version answers within about
-    a second, no request fails), logs every request to the inference log (``traffic``), and
-    stops with the kernel unless ``detach``. ``port=0`` picks a free port; see ``.url``.
-    """
-    from .serving.launch import serve as start
-
-    return start(
-        current_settings(),
-        model,
-        port=port,
-        host=host,
-        workers=workers,
-        detach=detach,
-        log_sample=log_sample,
-        enforce_contract=enforce_contract,
-    )
-
-
-def traffic(model: str, since: Any = None, until: Any = None) -> pd.DataFrame:
-    """The inference log of ``NAME@ALIAS`` (or of every alias of ``NAME``), oldest first.
-
-    One row per scored input row: request_id, timestamp (UTC), model, version, latency_ms,
-    status, the input columns, ``prediction`` (or ``prediction.<name>``), ``feature.<name>``.
-    ``since``/``until``: a timestamp (naive = UTC), a string pandas reads, or a timedelta ago.
-    """
-    from .serving.traffic import traffic_of
-
-    return traffic_of(current_settings(), model, since=since, until=until)
 
 
 # --- lineage (jupyter_mlops/lineage) ------------------------------------------------------------

@@ -15,7 +15,7 @@ from .drift import drift_html
 from .lineage import lineage_html
 from .registry import gate_html, model_version_html
 from .serving import bench_html, deployment_html, kserve_html, serving_status_html
-from .snapshots import diff_html, gc_html, snapshot_html, verify_html
+from .snapshots import diff_html, gc_html, removal_html, snapshot_html, verify_html
 from .tracking import comparison_html, runs_html, summary_html
 
 RENDERERS: dict[str, Callable[[Any], str]] = {
@@ -31,6 +31,7 @@ RENDERERS: dict[str, Callable[[Any], str]] = {
     "jupyter_mlops.snapshots.results.SnapshotDiff": diff_html,
     "jupyter_mlops.snapshots.results.VerifyReport": verify_html,
     "jupyter_mlops.snapshots.results.GcReport": gc_html,
+    "jupyter_mlops.snapshots.retention.Removal": removal_html,
     "jupyter_mlops.distributed.results.DistributedResult": distributed_result_html,
     "jupyter_mlops.distributed.results.DistributedStatus": distributed_status_html,
     "jupyter_mlops.diagnostics.Status": status_html,

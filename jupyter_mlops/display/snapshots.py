@@ -10,6 +10,7 @@ from .html import badge, table, titled
 
 if TYPE_CHECKING:
     from ..snapshots.results import GcReport, Snapshot, SnapshotDiff, VerifyReport
+    from ..snapshots.retention import Removal
 
 CHANGE_LEVEL = {"added": "ok", "removed": "fail", "retyped": "warn", "changed": "warn"}
 
@@ -78,4 +79,33 @@ def gc_html(report: GcReport) -> str:
     body = f"<div>{escape(lines[0])}</div><div>{escape(lines[1].strip())}</div>" + table(
         ["name", "versions", "bytes used"], rows
     )
+    if report.policy:
+        gone = "would remove" if report.dry_run else "removed"
+        body += f"<div>policy {escape(report.policy)}</div>" + table(
+            ["", "version", "frees", "why"],
+            [
+                (
+                    badge("fail" if v.removed else "ok") + (f" {gone}" if v.removed else " kept"),
+                    v.ref,
+                    human_bytes(v.bytes) if v.removed else "",
+                    v.reason,
+                )
+                for v in report.verdicts
+            ],
+            raw_columns=1,
+        )
     return titled("Snapshot gc", body)
+
+
+def removal_html(removal: Removal) -> str:
+    title = repr(removal).splitlines()[0]
+    if removal.already:
+        return titled(title, "")
+    rows = []
+    if removal.id:
+        rows.append(("id", f"<code>{escape(removal.id[:16])}</code>"))
+    freed = f"{human_bytes(removal.reclaimable_bytes)} at the next %snapshot gc"
+    rows.append(("frees", escape(freed)))
+    if removal.used_by:
+        rows.append(("forced", escape("still used by " + ", ".join(removal.used_by))))
+    return titled(title, table(["", ""], rows, raw_columns=2))

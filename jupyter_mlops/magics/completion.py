@@ -43,7 +43,7 @@ FLAG_VALUES: dict[str, str] = {
     "--backend": "backend",
 }
 FIXED = {
-    "snapshot-verb": ("load", "list", "diff", "verify", "gc"),
+    "snapshot-verb": ("load", "list", "diff", "verify", "gc", "rm"),
     "distributed-verb": ("status", "cancel", "pool"),
     "pool-verb": ("start", "stop", "restart", "status"),
     "engine": ("fast", "evidently"),

@@ -15,7 +15,7 @@ from ..errors import MLOpsUsageError
 from .core import nearest, parse, usage_errors
 from .tracking import parse_tags
 
-SUBCOMMANDS = ("load", "list", "diff", "verify", "gc")
+SUBCOMMANDS = ("load", "list", "diff", "verify", "gc", "rm")
 
 
 @magics_class
@@ -29,6 +29,7 @@ class SnapshotMagics(Magics):
             "diff": self.snapshot_diff,
             "verify": self.snapshot_verify,
             "gc": self.snapshot_gc,
+            "rm": self.snapshot_rm,
         }
 
     @magic_arguments()
@@ -56,7 +57,8 @@ class SnapshotMagics(Magics):
           %snapshot list [NAME]
           %snapshot diff REF_A REF_B
           %snapshot verify [REF]
-          %snapshot gc [--dry-run]
+          %snapshot rm NAME@vN [--force]
+          %snapshot gc [--dry-run] [--keep-last N] [--keep-tagged]
         """
         first, _, rest = line.strip().partition(" ")
         subcommands = self._subcommands()
@@ -135,9 +137,39 @@ class SnapshotMagics(Magics):
             return api.verify_snapshots(args.ref)
 
     @magic_arguments()
-    @argument("--dry-run", action="store_true", help="Only report what would be reclaimed.")
+    @argument("--dry-run", action="store_true", help="Only report what would go; change nothing.")
+    @argument(
+        "--keep-last",
+        type=int,
+        metavar="N",
+        default=None,
+        help="First mark every version but the last N of each name removed (unless used).",
+    )
+    @argument(
+        "--keep-tagged", action="store_true", help="With --keep-last: also keep tagged versions."
+    )
     def snapshot_gc(self, line: str) -> Any:
-        """%snapshot gc [--dry-run]: remove data no version uses; report bytes reclaimable."""
+        """%snapshot gc [--dry-run] [--keep-last N] [--keep-tagged]: reclaim data no version uses.
+
+        With --keep-last N, versions older than the last N of each name are marked removed
+        first, except those a run or a registered model uses (and tagged ones with
+        --keep-tagged); the report says which went, which stayed and why, with bytes.
+        """
         args = parse(self.snapshot_gc, line, "snapshot gc")
         with usage_errors("snapshot gc"):
-            return api.gc_snapshots(dry_run=args.dry_run)
+            return api.gc_snapshots(
+                dry_run=args.dry_run, keep_last=args.keep_last, keep_tagged=args.keep_tagged
+            )
+
+    @magic_arguments()
+    @argument("ref", help="The version to remove: NAME@vN.")
+    @argument("--force", action="store_true", help="Remove it even if a run or model uses it.")
+    def snapshot_rm(self, line: str) -> Any:
+        """%snapshot rm NAME@vN [--force]: mark a version removed; the next gc reclaims its data.
+
+        A version a run or a registered model uses is refused (the message names them) unless
+        --force. The number is never reused, and loading it says when and how it was removed.
+        """
+        args = parse(self.snapshot_rm, line, "snapshot rm")
+        with usage_errors("snapshot rm"):
+            return api.remove_snapshot(args.ref, force=args.force)

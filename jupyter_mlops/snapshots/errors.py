@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import MLOpsError
+from ..errors import MLOpsError, MLOpsNotFound
 
 
 class SnapshotCorrupted(MLOpsError):
@@ -16,4 +16,21 @@ class SnapshotCorrupted(MLOpsError):
             f"snapshot {snapshot}: {obj} is corrupted ({problem}); the stored copy is damaged, "
             "so restore the store from a backup or snapshot the data again "
             "(%snapshot verify lists every damaged object)"
+        )
+
+
+class SnapshotRemoved(MLOpsNotFound):
+    """The version asked for was removed (``%snapshot rm`` or ``gc --keep-last``)."""
+
+    def __init__(self, ref: str, by: str, at: str, *, last: bool = False) -> None:
+        self.ref, self.by, self.at = ref, by, at
+        name = ref.partition("@")[0]
+        what = (
+            f"every version of {name} was removed ({ref} last, by {by} at {at})"
+            if last
+            else f"snapshot {ref} was removed by {by} at {at}"
+        )
+        super().__init__(
+            f"{what}; its number is never reused: load a version that remains "
+            f"(%snapshot list {name})"
         )

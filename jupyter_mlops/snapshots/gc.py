@@ -1,22 +1,31 @@
 """``%snapshot gc``: sweep what no version uses, never what a save in flight is about to use.
 
 gc takes the store lock alone (``flock`` on a folder, lease files on an object store: see
-:mod:`.leases`), so it runs only while no save does; anything no version references is then a
-leftover of a save that died or failed, and is reclaimed at once. Temp files are named after
-their writer, so one whose process is alive is kept (a writer outside the lock, such as the
-store's FORMAT file) and one of a dead process goes at once; a temp file gc cannot attribute
-(another host, an older name) goes once it is older than ``TEMP_GRACE_S``. ``grace_s``
-optionally keeps unreferenced objects younger than that too. A damaged version file stops gc:
-it cannot know what that version needs.
+:mod:`.leases`), so it runs only while no save does; anything no live version references is then
+a leftover of a save that died or failed, or the data of removed versions, and is reclaimed at
+once. Temp files are named after their writer, so one whose process is alive is kept (a writer
+outside the lock, such as the store's FORMAT file) and one of a dead process goes at once; a temp
+file gc cannot attribute (another host, an older name) goes once it is older than
+``TEMP_GRACE_S``. ``grace_s`` optionally keeps unreferenced objects younger than that too. A
+damaged version file stops gc: it cannot know what that version needs.
+
+With a keep policy (``--keep-last N``, :class:`.retention.KeepPolicy`) gc first marks the older
+versions gone, under the same lock and before anything is deleted, so a kill at any moment leaves
+every live version whole and a re-run finishes the job.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
 from ..errors import MLOpsUsageError
+from .errors import SnapshotCorrupted
 from .owners import alive
-from .repository import SnapshotStore, manifest_key, object_key
-from .results import GcReport
-from .verify import object_ids
+from .repository import SnapshotStore
+from .results import GcReport, VersionVerdict
+from .retention import KeepPolicy, Users, keys_of, mark
 
 GRACE_S = 0.0
 TEMP_GRACE_S = 3600.0
@@ -29,36 +38,75 @@ def _temp_is_orphan(backend_age: float, key: str) -> bool:
     return backend_age >= TEMP_GRACE_S
 
 
-def collect(store: SnapshotStore, *, dry_run: bool, grace_s: float = GRACE_S) -> GcReport:
+def _ref(record: dict[str, Any]) -> str:
+    return f"{record['name']}@v{record['version']}"
+
+
+def _apply(
+    store: SnapshotStore,
+    records: list[dict[str, Any]],
+    policy: KeepPolicy,
+    users: Users,
+    dry_run: bool,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[VersionVerdict]]:
+    """(kept records, removed records, verdicts): tombstones published unless a dry run."""
+    verdicts = policy.verdicts(records, users)
+    gone = {v.ref for v in verdicts if v.removed}
+    removed = [r for r in records if _ref(r) in gone]
+    if not dry_run:
+        for record in removed:
+            mark(
+                store,
+                record["name"],
+                record["version"],
+                record["snapshot"],
+                by=f"gc {policy.label}",
+            )
+        store.backend.sync()  # every tombstone is durable before any object goes
+    return [r for r in records if _ref(r) not in gone], removed, verdicts
+
+
+def collect(
+    store: SnapshotStore,
+    *,
+    dry_run: bool,
+    grace_s: float = GRACE_S,
+    policy: KeepPolicy | None = None,
+    users: Callable[[], Users] = Users,
+) -> GcReport:
     backend = store.backend
+    known = users() if policy is not None else Users()  # read before the lock: no save waits
     with backend.lock(exclusive=True):
         entries = store.scan()
         damaged = [e for e in entries if e.error is not None]
         if damaged:
             raise MLOpsUsageError(
                 f"gc stopped: {damaged[0].error}; gc cannot tell what that version needs, so fix "
-                "or delete that file first (%snapshot verify lists every damaged one)"
+                f"that file or remove the version (%snapshot rm {damaged[0].ref}) first "
+                "(%snapshot verify lists every damaged one)"
             )
         records = [e.record for e in entries if e.record is not None]
-        live_manifests = {r["snapshot"] for r in records}
-        live_objects: set[str] = set()
-        by_name_objects: dict[str, set[str]] = {}
+        removed_records: list[dict[str, Any]] = []
+        verdicts: list[VersionVerdict] = []
+        if policy is not None:
+            records, removed_records, verdicts = _apply(store, records, policy, known, dry_run)
+        live: set[str] = set()
+        by_name_keys: dict[str, set[str]] = {}
         for record in records:
-            manifest = store.manifest(record["snapshot"], f"{record['name']}@v{record['version']}")
-            objects = {object_key(o) for o, _ in object_ids(manifest)}
-            live_objects |= objects
-            by_name_objects.setdefault(record["name"], set()).update(objects)
+            keys = keys_of(store, record["snapshot"], _ref(record))
+            live |= keys
+            by_name_keys.setdefault(record["name"], set()).update(keys)
 
         removed = {"objects": 0, "manifests": 0, "temp files": 0}
         reclaimed = kept_bytes = kept = 0
         sizes: dict[str, int] = {}
-        live_manifest_keys = {manifest_key(m) for m in live_manifests}
         candidates = [
-            *(("objects", key, key in live_objects) for key in backend.list("objects")),
-            *(("manifests", key, key in live_manifest_keys) for key in backend.list("manifests")),
+            *(("objects", key, key in live) for key in backend.list("objects")),
+            *(("manifests", key, key in live) for key in backend.list("manifests")),
             *(("temp files", key, False) for key in backend.list("tmp")),
         ]
-        for what, key, live in candidates:
+        freed_by = _keys_of_removed(store, removed_records)  # before their manifests go
+        for what, key, is_live in candidates:
             try:
                 size, age = backend.size(key), backend.age(key)
             except FileNotFoundError:  # a temp file its live writer just published
@@ -67,7 +115,7 @@ def collect(store: SnapshotStore, *, dry_run: bool, grace_s: float = GRACE_S) ->
             if what == "temp files":
                 keep = not _temp_is_orphan(age, key)
             else:
-                keep = live or (grace_s > 0 and age < grace_s)
+                keep = is_live or (grace_s > 0 and age < grace_s)
             if keep:
                 if what == "objects":
                     kept += 1
@@ -80,8 +128,32 @@ def collect(store: SnapshotStore, *, dry_run: bool, grace_s: float = GRACE_S) ->
     by_name = {
         name: (
             sum(r["name"] == name for r in records),
-            sum(sizes.get(k, 0) for k in keys),
+            sum(sizes.get(k, 0) for k in keys if not k.startswith("manifests/")),
         )
-        for name, keys in by_name_objects.items()
+        for name, keys in by_name_keys.items()
     }
-    return GcReport(dry_run, removed, reclaimed, kept, kept_bytes, len(records), by_name)
+    verdicts = [
+        replace(v, bytes=sum(sizes.get(k, 0) for k in freed_by.get(v.ref, set()) - live))
+        for v in verdicts
+    ]
+    return GcReport(
+        dry_run,
+        removed,
+        reclaimed,
+        kept,
+        kept_bytes,
+        len(records),
+        by_name,
+        policy.label if policy is not None else "",
+        verdicts,
+    )
+
+
+def _keys_of_removed(store: SnapshotStore, removed: list[dict[str, Any]]) -> dict[str, set[str]]:
+    found = {}
+    for record in removed:
+        try:
+            found[_ref(record)] = keys_of(store, record["snapshot"], _ref(record))
+        except SnapshotCorrupted:  # a damaged manifest frees what it frees; nothing to count
+            found[_ref(record)] = set()
+    return found

@@ -5,6 +5,7 @@ FORMAT                         {"format": 1, "hash": "blake3"}
 objects/ab/cdef...             cells (Arrow IPC) and file blobs, named by content id, read-only
 manifests/<snapshot id>.json   what a snapshot holds; named by the id of its content
 refs/<name>/v000001.json       one version: snapshot id, provenance, tags; created exclusively
+refs/<name>/v000001.removed.json  its tombstone once removed (rm, gc --keep-last): see tombstones
 tmp/                           staging for atomic publishes (local stores), swept by gc
 ```
 
@@ -21,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MLOpsUsageError
+from . import tombstones
 from .errors import SnapshotCorrupted
 from .hashing import FORMAT_VERSION, HASH_NAME, digest_json
 from .names import Ref, check_name, parse_ref
@@ -133,12 +135,19 @@ class SnapshotStore:
         return sorted({key.split("/")[1] for key in self.backend.list("refs")})
 
     def versions(self, name: str) -> list[int]:
-        found = []
+        """The live versions of ``name``: removed ones (see :mod:`.tombstones`) are left out."""
+        numbers, removed = self.numbers(name)
+        return [v for v in numbers if v not in removed]
+
+    def numbers(self, name: str) -> tuple[list[int], set[int]]:
+        """Every version number ``name`` was given, and the removed ones among them."""
+        given: set[int] = set()
+        removed: set[int] = set()
         for key in self.backend.list(f"refs/{check_name(name)}"):
-            stem = key.rsplit("/", 1)[-1]
-            if stem.startswith("v") and stem.endswith(".json") and stem[1:-5].isdigit():
-                found.append(int(stem[1:-5]))
-        return sorted(found)
+            parsed = tombstones.version_number(key.rsplit("/", 1)[-1])
+            if parsed is not None:
+                (removed if parsed[1] else given).add(parsed[0])
+        return sorted(given | removed), removed
 
     def record(self, name: str, version: int) -> dict[str, Any]:
         entry = self.entry(name, version)
@@ -165,7 +174,7 @@ class SnapshotStore:
 
     def add_version(self, name: str, record: dict[str, Any]) -> int:
         """Allocate the next version of ``name`` with an exclusive create; never overwrites."""
-        existing = self.versions(name)
+        existing, _ = self.numbers(name)  # a removed version's number is never reused
         version = (existing[-1] if existing else 0) + 1
         for _ in range(MAX_VERSION_TRIES):
             record = {**record, "name": name, "version": version}
@@ -218,7 +227,9 @@ class SnapshotStore:
     def resolve(self, text: object) -> Resolved:
         ref = parse_ref(text)
         if ref.name is not None:
-            versions = self.versions(ref.name)
+            numbers, removed = self.numbers(ref.name)
+            tombstones.refuse_removed(self.backend, ref.name, ref.version, numbers, removed)
+            versions = [v for v in numbers if v not in removed]
             if versions:
                 return self._pin(ref, versions)
             if ref.id_prefix is None or ref.version is not None:
@@ -249,6 +260,7 @@ class SnapshotStore:
         for entry in self.scan():
             if entry.record is not None and entry.record["snapshot"] == matches[0]:
                 return Resolved(matches[0], entry.name, entry.version)
+        tombstones.refuse_removed_id(self.backend, matches[0])
         return Resolved(matches[0], None, None)
 
     def all_records(self, name: str | None = None) -> list[dict[str, Any]]:

@@ -187,6 +187,16 @@ class VerifyReport:
 
 
 @dataclass(frozen=True)
+class VersionVerdict:
+    """What a keep policy (``gc --keep-last N``) decided for one version beyond the last N."""
+
+    ref: str
+    removed: bool
+    reason: str  # "beyond the last 2", "tagged (stage=gold)", "used by run 1a2b3c4d (fit)"
+    bytes: int = 0  # what removing it frees: bytes no kept version uses
+
+
+@dataclass(frozen=True)
 class GcReport:
     """What garbage collection removed (or would remove, in a dry run) and what the store holds."""
 
@@ -197,6 +207,12 @@ class GcReport:
     kept_bytes: int
     versions: int
     by_name: dict[str, tuple[int, int]]  # name -> (versions, bytes its versions use)
+    policy: str = ""  # the keep policy applied, e.g. "--keep-last 2 --keep-tagged"
+    verdicts: list[VersionVerdict] = field(default_factory=list)
+
+    @property
+    def removed_versions(self) -> list[str]:
+        return [v.ref for v in self.verdicts if v.removed]
 
     def __repr__(self) -> str:
         verb = "would reclaim" if self.dry_run else "reclaimed"
@@ -209,4 +225,10 @@ class GcReport:
         ]
         for name, (versions, used) in sorted(self.by_name.items()):
             lines.append(f"  {name:<20} {versions} version(s)  {human_bytes(used)}")
+        if self.policy:
+            lines.append(f"  policy {self.policy}: {len(self.removed_versions)} version(s) gone")
+            gone = "would remove" if self.dry_run else "removed"
+            for v in self.verdicts:
+                size = f"{human_bytes(v.bytes):>10}  " if v.removed else ""
+                lines.append(f"  {gone if v.removed else 'kept':<12} {v.ref:<20} {size}{v.reason}")
         return "\n".join(lines)

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
-from . import catalog, gc, verify
+from ..errors import MLOpsUsageError
+from . import catalog, gc, retention, verify
 from . import diff as diffing
 from . import load as loading
 from . import save as saving
@@ -97,9 +98,29 @@ def verify_store(settings: Settings, ref: str | None = None) -> VerifyReport:
 
 
 def collect_garbage(
-    settings: Settings, *, dry_run: bool = False, grace_s: float = gc.GRACE_S
+    settings: Settings,
+    *,
+    dry_run: bool = False,
+    grace_s: float = gc.GRACE_S,
+    keep_last: int | None = None,
+    keep_tagged: bool = False,
 ) -> GcReport:
-    return gc.collect(open_store(settings), dry_run=dry_run, grace_s=grace_s)
+    if keep_tagged and keep_last is None:
+        raise MLOpsUsageError("--keep-tagged applies to a keep policy: add --keep-last N")
+    policy = retention.KeepPolicy(keep_last, keep_tagged) if keep_last is not None else None
+    return gc.collect(
+        open_store(settings),
+        dry_run=dry_run,
+        grace_s=grace_s,
+        policy=policy,
+        users=lambda: retention.who_uses(settings),
+    )
+
+
+def remove_snapshot(settings: Settings, ref: str, *, force: bool = False) -> retention.Removal:
+    return retention.remove(
+        open_store(settings), ref, force=force, users=lambda: retention.who_uses(settings)
+    )
 
 
 @dataclass(frozen=True)

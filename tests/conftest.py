@@ -17,7 +17,8 @@ from jupyter_mlops.tracking import active, run
 from jupyter_mlops.tracking.client import mlflow_client
 from tests.tracking_support import running_runs
 
-pytest_plugins = ("pytest_jupyter.jupyter_server",)
+# tests.engines: session fixtures that start a real MLflow server and an S3 API (moto).
+pytest_plugins = ("pytest_jupyter.jupyter_server", "tests.engines")
 
 # Temporary folders live under the repository (numbered per run, safe for concurrent runs), away
 # from any .mlops/ store that /tmp may hold: the store is found by walking up from the cwd.
@@ -47,7 +48,9 @@ KERNEL_NAMES = frozenset(
 KERNEL_STRINGS = ("nbconvert", "papermill")
 TORCHRUN_MODULES = frozenset(
     {
+        "test_distributed_checkpoint",
         "test_distributed_kernel",
+        "test_distributed_parallel",
         "test_distributed_pool",
         "test_distributed_run",
         "test_distributed_tracking",

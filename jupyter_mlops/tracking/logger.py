@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MLOpsError, MLOpsUsageError
+from . import remote
 from .spill import spill
 from .store import say
 
@@ -124,8 +125,10 @@ class MetricLogger:
         max_pending: int = MAX_PENDING,
         interval: float = FLUSH_INTERVAL_S,
         spill_folder: Path | None = None,
+        tracking_uri: str = "",
     ) -> None:
         self.client = client
+        self.tracking_uri = tracking_uri  # a remote server's calls are bounded in time
         self.spill_folder = spill_folder  # where a SIGTERM leaves what is not yet written
         self.run_id = run_id
         self.max_pending = max_pending
@@ -201,7 +204,9 @@ class MetricLogger:
         """Wait until the writer has written everything logged; raises MLOpsError on loss.
 
         A Ctrl-C or SIGTERM while waiting is noted (``interrupted``, ``terminated``) and the
-        wait goes on; a second Ctrl-C abandons what is left.
+        wait goes on; a second Ctrl-C abandons what is left. A remote server that does not
+        answer raises :class:`~.remote.TrackingServerUnavailable` at once and keeps the values
+        (see :meth:`keep`).
         """
         self._closed = True
         self._wake.set()
@@ -213,6 +218,8 @@ class MetricLogger:
                 signal.signal(signal.SIGTERM, previous)
         with self._lock:
             lost = len(self._pending)
+        if lost and isinstance(self._error, remote.TrackingServerUnavailable):
+            raise self._error
         if lost:
             raise MLOpsError(
                 f"{lost} metric values of run {self.run_id} could not be written to the MLflow "
@@ -256,6 +263,14 @@ class MetricLogger:
             path = spill(self.spill_folder, self.run_id, rows)
             say(f"{len(rows):,} metric values kept in {path}; written at the store's next use")
 
+    def keep(self, end: Mapping[str, object]) -> Path | None:
+        """Put what is not written, and how the run ended (``end``), on disk for a replay."""
+        with self._lock:
+            rows, self._pending = self._pending, []
+        if self.spill_folder is None:
+            return None
+        return spill(self.spill_folder, self.run_id, rows, end)
+
     def _left(self) -> int:
         with self._lock:
             return len(self._pending) + self._in_flight
@@ -282,7 +297,8 @@ class MetricLogger:
             except Exception as exc:  # e.g. the store stayed locked: retried
                 self._error = exc
                 failures += 1
-                if closing and failures >= RETRIES:
+                gone = isinstance(exc, remote.TrackingServerUnavailable)
+                if closing and (failures >= RETRIES or gone):  # a silent server: no retries
                     return
                 if closing:
                     time.sleep(0.05 * 2**failures)
@@ -317,7 +333,8 @@ class MetricLogger:
 
         metrics = [Metric(k, v, ts, s) for k, v, ts, s in chunk]
         try:
-            self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
+            with remote.bounded(self.tracking_uri):
+                self.client.log_batch(self.run_id, metrics=metrics, synchronous=True)
         except MlflowException as exc:
             if exc.error_code != "INVALID_PARAMETER_VALUE":
                 raise

@@ -33,6 +33,10 @@ _install = threading.Lock()
 class TrackingServerUnavailable(MLOpsError):
     """A remote tracking server did not answer within the bound (or refused the connection)."""
 
+    def _render_traceback_(self) -> list[str]:
+        """One line in a notebook (IPython shows this instead of a traceback)."""
+        return [f"TrackingServerUnavailable: {self}"]
+
 
 def limits() -> tuple[tuple[float, float], int]:
     """((connect, read) timeout in seconds, retries), honouring MLflow's own variables."""

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from .. import records
 from ..context import current_notebook, current_settings, user_namespace
 from ..errors import MLOpsUsageError
-from . import active, context, fluent, spill, termination
+from . import active, context, fluent, remote, spill, termination
 from .client import (
     ARTIFACTS_DIRNAME,
     interrupt_afterwards,
@@ -41,6 +41,7 @@ from .client import (
 )
 from .logger import MetricLogger, MetricSeries
 from .owner import owner_tags
+from .store import say
 
 if TYPE_CHECKING:
     from mlflow.tracking import MlflowClient
@@ -263,6 +264,7 @@ class TrackedRun:
         later_params: Sequence[str] = (),
         namespace: Mapping[str, Any] | None = None,
         fluent_state: fluent.FluentState | None = None,
+        home: Path | None = None,
     ) -> None:
         self.client = client
         self.run_id = run_id
@@ -278,7 +280,8 @@ class TrackedRun:
             client,
             run_id,
             first_steps=first_steps,
-            spill_folder=spill.folder_for(sqlite_path(tracking_uri)),
+            spill_folder=spill_folder(tracking_uri, home),
+            tracking_uri=tracking_uri,
         )
         self.status = "RUNNING"
         self.error: str | None = None
@@ -296,16 +299,18 @@ class TrackedRun:
         self.logger.log(step, metrics)
 
     def log_params(self, **params: Any) -> None:
-        self.params.update(record_params(self.client, self.run_id, params))
+        with remote.bounded(self.tracking_uri):
+            self.params.update(record_params(self.client, self.run_id, params))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         local = Path(path)
         if not local.exists():
             raise MLOpsUsageError(f"log_artifact: {local} does not exist; pass a file or folder")
-        if local.is_dir():
-            self.client.log_artifacts(self.run_id, str(local), artifact_path)
-        else:
-            self.client.log_artifact(self.run_id, str(local), artifact_path)
+        with remote.bounded(self.tracking_uri):
+            if local.is_dir():
+                self.client.log_artifacts(self.run_id, str(local), artifact_path)
+            else:
+                self.client.log_artifact(self.run_id, str(local), artifact_path)
 
     def set_live_view(self, callback: Callable[[], None] | None) -> None:
         self.logger.on_log = callback
@@ -353,15 +358,19 @@ class TrackedRun:
         abandoned: KeyboardInterrupt | None = None
         if isinstance(exc, termination.Terminated):
             self.logger.terminated = True  # no time to write everything: keep it on disk
+        gone: remote.TrackingServerUnavailable | None = None
+        tags: dict[str, str] = {}
+        later: dict[str, str] = {}
         try:
             try:
                 self.logger.close()
             except KeyboardInterrupt as again:  # a second Ctrl-C while flushing: stop there
                 abandoned = again
+            except remote.TrackingServerUnavailable as silent:  # values kept, status as is
+                gone = silent
             except Exception as flush_error:
                 failure = flush_error
                 status = "FAILED" if exc is None else status
-            tags = {}
             stopped = abandoned is not None or self.logger.interrupted or self.logger.terminated
             if stopped and exc is None:
                 status = "KILLED"
@@ -374,27 +383,39 @@ class TrackedRun:
             if exc is not None:
                 self.error = "".join(traceback.format_exception_only(type(exc), exc)).strip()
                 tags[TAG_ERROR] = context.clip(self.error or type(exc).__name__)
-                self.client.log_text(
-                    self.run_id,
-                    "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-                    ERROR_ARTIFACT,
-                )
-            later = {}
             if self.later_params and self.namespace is not None:
                 # A failed cell may not have assigned them all: record those it did.
                 later = context.read_params(
                     self.later_params, self.namespace, skip_missing=exc is not None
                 )
-            if tags or later:
-                _log_batch(self.client, self.run_id, later, tags)
                 self.params.update(later)
+            with remote.bounded(self.tracking_uri):
+                if exc is not None and gone is None:
+                    self.client.log_text(
+                        self.run_id,
+                        "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
+                        ERROR_ARTIFACT,
+                    )
+                if (tags or later) and gone is None:
+                    _log_batch(self.client, self.run_id, later, tags)
+        except remote.TrackingServerUnavailable as silent:
+            gone = silent
         except Exception as record_error:
             failure = failure or record_error
             status = "FAILED" if exc is None else status
         finally:
             self.status = status
             try:
-                self.client.set_terminated(self.run_id, status)
+                if gone is None:
+                    try:
+                        with remote.bounded(self.tracking_uri):
+                            self.client.set_terminated(self.run_id, status)
+                    except remote.TrackingServerUnavailable as silent:
+                        gone = silent
+                if gone is not None:
+                    failure = self._keep_end(gone, tags, later)
+                    if exc is not None:  # the cell's own error is what it raises
+                        say(str(failure))
             finally:
                 active.pop(self._handle)
                 if self in _open:
@@ -418,6 +439,33 @@ class TrackedRun:
         if failure is not None and exc is None:
             raise failure
         return summary
+
+    def _keep_end(
+        self,
+        gone: remote.TrackingServerUnavailable,
+        tags: Mapping[str, str],
+        later: Mapping[str, str],
+    ) -> remote.TrackingServerUnavailable:
+        """The server stopped answering: keep the values and the end on disk, say where."""
+        left = self.logger._left()
+        kept = self.logger.keep({"status": self.status, "params": dict(later), "tags": dict(tags)})
+        where = (
+            f"{left:,} metric values and its end ({self.status}) are kept in {kept} and "
+            "written when the next run starts on this server"
+            if kept is not None
+            else "its unwritten values are lost"
+        )
+        return remote.TrackingServerUnavailable(f"{gone}; run {self.run_id[:8]}: {where}")
+
+
+def spill_folder(tracking_uri: str, home: Path | None) -> Path | None:
+    """Where unwritten values of a run go when the store cannot take them in time."""
+    db = sqlite_path(tracking_uri)
+    if db is not None:
+        return spill.folder_for(db)
+    if remote.is_remote(tracking_uri) and home is not None:
+        return spill.folder_for_server(home, tracking_uri)
+    return None
 
 
 def start(
@@ -458,91 +506,95 @@ def start(
 
     settings = current_settings({"experiment": experiment})
     notebook = current_notebook()
-    client = mlflow_client(settings.tracking_uri)
-    exp_id = experiment_id(client, settings.experiment, settings.home, settings.tracking_uri)
+    with remote.bounded(settings.tracking_uri):  # a silent server: one error, in seconds
+        client = mlflow_client(settings.tracking_uri)
+        if remote.is_remote(settings.tracking_uri):  # what an earlier silence left on disk
+            spill.replay(client, spill_folder(settings.tracking_uri, settings.home))
+        exp_id = experiment_id(client, settings.experiment, settings.home, settings.tracking_uri)
 
-    cell_id = cell.cell_id
-    if cell_id is None and notebook.path is not None and cell.source:
-        cell_id = context.cell_id_in_notebook(notebook.path, cell.source)
-    key = run_key(notebook.path, CellInfo(cell_id, code_as_written, cell.ordinal), name)
-    cell.ordinal += 1
-    if policy == "auto":
-        policy = "replace" if is_interactive() else "new"
-    previous = previous_run(client, exp_id, key) if key and policy != "new" else None
-    outer = active.active_run()
+        cell_id = cell.cell_id
+        if cell_id is None and notebook.path is not None and cell.source:
+            cell_id = context.cell_id_in_notebook(notebook.path, cell.source)
+        key = run_key(notebook.path, CellInfo(cell_id, code_as_written, cell.ordinal), name)
+        cell.ordinal += 1
+        if policy == "auto":
+            policy = "replace" if is_interactive() else "new"
+        previous = previous_run(client, exp_id, key) if key and policy != "new" else None
+        outer = active.active_run()
 
-    first_steps: dict[str, int] = {}
-    replaced = None
-    status_if_aborted = "FAILED"
-    fluent_state = None
-    opened = None
-    # From the moment a run exists, any exception (a Ctrl-C included) ends it: a run left
-    # RUNNING by a live kernel would never be swept as a dead owner's.
-    try:
-        if policy == "resume" and previous is not None:
-            status_if_aborted = previous.info.status
-            opened = previous
-            run_id = previous.info.run_id
-            run_name: str = previous.info.run_name or run_id
-            client.update_run(run_id, status="RUNNING")
-            first_steps = next_steps(client, previous)
-        else:
-            if policy == "resume":
-                policy = "new"  # nothing to resume yet
-            # A Ctrl-C inside create_run would leave a RUNNING run whose id we never learn.
-            with interrupt_afterwards("the run is created"):
-                opened = client.create_run(exp_id, run_name=name, tags=owner_tags())
-            run_id = opened.info.run_id
-            run_name = opened.info.run_name or run_id
-            if policy == "replace" and previous is not None:
-                replaced = previous.info.run_id
-                client.set_tag(replaced, TAG_SUPERSEDED, run_id)
-            elif policy == "replace":
-                policy = "new"
+        first_steps: dict[str, int] = {}
+        replaced = None
+        status_if_aborted = "FAILED"
+        fluent_state = None
+        opened = None
+        # From the moment a run exists, any exception (a Ctrl-C included) ends it: a run left
+        # RUNNING by a live kernel would never be swept as a dead owner's.
+        try:
+            if policy == "resume" and previous is not None:
+                status_if_aborted = previous.info.status
+                opened = previous
+                run_id = previous.info.run_id
+                run_name: str = previous.info.run_name or run_id
+                client.update_run(run_id, status="RUNNING")
+                first_steps = next_steps(client, previous)
+            else:
+                if policy == "resume":
+                    policy = "new"  # nothing to resume yet
+                # A Ctrl-C inside create_run would leave a RUNNING run whose id we never learn.
+                with interrupt_afterwards("the run is created"):
+                    opened = client.create_run(exp_id, run_name=name, tags=owner_tags())
+                run_id = opened.info.run_id
+                run_name = opened.info.run_name or run_id
+                if policy == "replace" and previous is not None:
+                    replaced = previous.info.run_id
+                    client.set_tag(replaced, TAG_SUPERSEDED, run_id)
+                elif policy == "replace":
+                    policy = "new"
 
-        all_tags = {
-            **owner_tags(),
-            **context.user_tags(),
-            **context.environment_tags(),
-            **context.source_tags(notebook.path, notebook.source, cell_id),
-            **context.git_state(notebook.path.parent if notebook.path else Path.cwd()),
-            **(tags or {}),
-        }
-        if key:
-            all_tags[TAG_KEY] = key
-        if replaced:
-            all_tags[TAG_REPLACES] = replaced
-        if (
-            outer is not None
-            and outer.tracking_uri == settings.tracking_uri
-            and outer.run_id != run_id
-        ):
-            all_tags["mlflow.parentRunId"] = outer.run_id
-        _log_batch(client, run_id, recorded, all_tags)
-        if code_as_written:
-            client.log_text(run_id, code_as_written, CELL_ARTIFACT)
-        fluent_state = fluent.attach(opened, settings.tracking_uri)
-        return TrackedRun(
-            client,
-            run_id,
-            name=run_name,
-            experiment=settings.experiment,
-            tracking_uri=settings.tracking_uri,
-            policy=policy,
-            replaced=replaced,
-            first_steps=first_steps,
-            params=recorded,
-            later_params=later_names,
-            namespace=namespace,
-            fluent_state=fluent_state,
-        )
-    except BaseException as exc:
-        if opened is None:
+            all_tags = {
+                **owner_tags(),
+                **context.user_tags(),
+                **context.environment_tags(),
+                **context.source_tags(notebook.path, notebook.source, cell_id),
+                **context.git_state(notebook.path.parent if notebook.path else Path.cwd()),
+                **(tags or {}),
+            }
+            if key:
+                all_tags[TAG_KEY] = key
+            if replaced:
+                all_tags[TAG_REPLACES] = replaced
+            if (
+                outer is not None
+                and outer.tracking_uri == settings.tracking_uri
+                and outer.run_id != run_id
+            ):
+                all_tags["mlflow.parentRunId"] = outer.run_id
+            _log_batch(client, run_id, recorded, all_tags)
+            if code_as_written:
+                client.log_text(run_id, code_as_written, CELL_ARTIFACT)
+            fluent_state = fluent.attach(opened, settings.tracking_uri)
+            return TrackedRun(
+                client,
+                run_id,
+                name=run_name,
+                experiment=settings.experiment,
+                tracking_uri=settings.tracking_uri,
+                policy=policy,
+                replaced=replaced,
+                first_steps=first_steps,
+                params=recorded,
+                later_params=later_names,
+                namespace=namespace,
+                fluent_state=fluent_state,
+                home=settings.home,
+            )
+        except BaseException as exc:
+            if opened is None:
+                raise
+            if isinstance(exc, KeyboardInterrupt) and opened is not previous:
+                status_if_aborted = "KILLED"
+            _abandon(client, opened.info.run_id, fluent_state, exc, status_if_aborted)
             raise
-        if isinstance(exc, KeyboardInterrupt) and opened is not previous:
-            status_if_aborted = "KILLED"
-        _abandon(client, opened.info.run_id, fluent_state, exc, status_if_aborted)
-        raise
 
 
 def _abandon(

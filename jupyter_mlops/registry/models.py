@@ -145,14 +145,23 @@ def register(
     run_id: str | None = None,
     input_example: Any = None,
     flavor: str | None = None,
+    features: Any = None,
 ) -> ModelVersion:
-    """Log ``model`` to the run (default: :func:`latest_run`) and register it as ``name``."""
+    """Log ``model`` to the run (default: :func:`latest_run`) and register it as ``name``;
+    with ``features`` (a function of a raw frame) the version is one pyfunc that computes the
+    features, then predicts (:mod:`.features`)."""
     from mlflow.entities import LoggedModelOutput
     from mlflow.models import Model
 
     from .flavors import as_example
 
     check_name(name)
+    code_tags: dict[str, str] = {}
+    if features is not None:
+        from .features import pipeline
+
+        model, flavor = pipeline(model, features, flavor), "features"
+        code_tags = model.code.tags()
     chosen = pick_flavor(model, flavor)
     client = mlflow_client(settings.tracking_uri)
     run = get_run(client, run_id) if run_id else latest_run(settings, client)
@@ -175,7 +184,8 @@ def register(
             with quiet_mlflow():
                 chosen.save(model, folder, description, as_example(input_example))
             client.log_model_artifacts(logged.model_id, str(folder))
-            flavor_name = folder_flavor(folder) if chosen.name == "folder" else chosen.name
+            native = chosen.name not in ("folder", "features")  # else: what the folder declares
+            flavor_name = chosen.name if native else folder_flavor(folder)
         client.finalize_logged_model(logged.model_id, "READY")
     except BaseException:
         client.finalize_logged_model(logged.model_id, "FAILED")
@@ -189,6 +199,7 @@ def register(
         records.TAG_SNAPSHOT_IDS: ",".join(ids),
         records.TAG_FLAVOR: flavor_name,
         records.TAG_REGISTERED_BY: user(),
+        **code_tags,
     }
     if notebook:
         tags[records.TAG_NOTEBOOK] = notebook
@@ -204,6 +215,7 @@ def register(
         model_id=logged.model_id,
         snapshots=tuple(refs),
         notebook=notebook,
+        features=code_tags.get(records.TAG_FEATURES),
     )
 
 

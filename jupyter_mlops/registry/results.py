@@ -24,6 +24,7 @@ class ModelVersion:
     snapshots: tuple[str, ...] = ()
     notebook: str | None = None
     aliases: tuple[str, ...] = ()
+    features: str | None = None  # the feature function packaged with the model (--features)
 
     @property
     def uri(self) -> str:
@@ -38,6 +39,8 @@ class ModelVersion:
         ]
         if self.snapshots:
             lines.append(f"  input snapshots: {', '.join(self.snapshots)}")
+        if self.features:
+            lines.append(f"  features: {self.features}, applied to raw input before the model")
         if self.aliases:
             lines.append(f"  aliases: {', '.join(self.aliases)}")
         return "\n".join(lines)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from .drift.result import DriftResult
     from .lineage.graph import Lineage
     from .lineage.reproduce import Reproduction
+    from .monitoring.result import MonitorResult
     from .registry.results import GateResult, ModelVersion
     from .snapshots.results import GcReport, Snapshot, SnapshotDiff, VerifyReport
     from .snapshots.retention import Removal
@@ -356,3 +357,46 @@ def reproduce(run_id: str) -> Reproduction:
     from .lineage.reproduce import reproduce as restore
 
     return restore(current_settings(), run_id)
+
+
+# --- monitoring (jupyter_mlops/monitoring) --------------------------------------------------------
+def monitor(
+    model: str,
+    *,
+    since: str | None = None,
+    until: str | None = None,
+    window: str = "1h",
+    reference: Any = None,
+    data: Any = None,
+    fail_on: str | None = None,
+    retrain: str | None = None,
+    retrain_params: Mapping[str, Any] | None = None,
+) -> MonitorResult:
+    """Per-window drift, data quality, volume and quality of ``NAME@ALIAS`` (``%monitor``).
+
+    Reads the model's inference log (or ``data``: a DataFrame or snapshot REF of production data)
+    against the snapshots its version was trained on (or ``reference``). ``fail_on``
+    ("window.share_drifted > 0.3, quality.accuracy < 0.85") is a gate recorded like a
+    promotion's; when it fails, ``retrain`` (a notebook) runs through papermill first.
+    """
+    from .monitoring.service import MonitorOptions
+    from .monitoring.service import monitor as run_monitor
+
+    options = MonitorOptions(
+        since=since,
+        until=until,
+        window=window,
+        reference=reference,
+        data=data,
+        fail_on=fail_on,
+        retrain=retrain,
+        retrain_params=dict(retrain_params or {}),
+    )
+    return run_monitor(current_settings(), model, options)
+
+
+def feedback(model: str, request_ids: Sequence[Any], labels: Any = None, **outcomes: Any) -> int:
+    """Store ground truth (``labels``) and outcome columns for served requests, by request id."""
+    from .monitoring.feedback import feedback as store_feedback
+
+    return store_feedback(current_settings(), model, request_ids, labels, **outcomes)

@@ -13,6 +13,7 @@ from .diagnostics import doctor_html, status_html
 from .distributed import distributed_result_html, distributed_status_html
 from .drift import drift_html
 from .lineage import lineage_html
+from .monitoring import monitor_html, schedules_html
 from .registry import gate_html, model_version_html
 from .serving import bench_html, deployment_html, kserve_html, serving_status_html
 from .snapshots import diff_html, gc_html, removal_html, snapshot_html, verify_html
@@ -21,6 +22,8 @@ from .tracking import comparison_html, runs_html, summary_html
 RENDERERS: dict[str, Callable[[Any], str]] = {
     "jupyter_mlops.drift.result.DriftResult": drift_html,
     "jupyter_mlops.lineage.graph.Lineage": lineage_html,
+    "jupyter_mlops.monitoring.result.MonitorResult": monitor_html,
+    "jupyter_mlops.monitoring.schedules.ScheduleList": schedules_html,
     "jupyter_mlops.registry.results.GateResult": gate_html,
     "jupyter_mlops.registry.results.ModelVersion": model_version_html,
     "jupyter_mlops.serving.results.Deployment": deployment_html,

@@ -11,10 +11,12 @@ from typing import Any
 
 from IPython.core.magic import Magics
 
+from .contracts import ContractMagics
 from .core import MLOpsMagics
 from .distributed import DistributedMagics
 from .drift import DriftMagics
 from .lineage import LineageMagics
+from .monitoring import MonitoringMagics
 from .registry import RegistryMagics
 from .serving import ServingMagics
 from .snapshots import SnapshotMagics
@@ -29,6 +31,8 @@ FAMILIES: tuple[type[Magics], ...] = (
     RegistryMagics,
     ServingMagics,
     LineageMagics,
+    ContractMagics,
+    MonitoringMagics,
 )
 
 

@@ -9,7 +9,9 @@
 Which NAMEs an expression may use is a :class:`Names`: ``--require`` reads a run
 (``metrics.NAME``, ``params.NAME``, ``tags.NAME``; NAME is letters, digits and ``_ . / -``, or any
 text in backquotes: ``metrics.`val acc```), ``--fail-on`` reads a drift result (``share_drifted``,
-``column:age``...; see :mod:`jupyter_mlops.drift.gate`). Metrics are numbers; params and tags are
+``column:age``...; see :mod:`jupyter_mlops.drift.gate`) or a monitor's windows (``window.NAME``,
+``quality.NAME``, ``outcome.NAME``; see :mod:`jupyter_mlops.monitoring.gate`): a ``KIND.NAME``
+is read only where the flag's Names list KIND. Metrics are numbers; params and tags are
 strings, read as numbers when compared with one. Anything else (a call, an attribute, a bare name
 such as ``__import__``) is a usage error.
 """
@@ -47,7 +49,7 @@ MAX_DEPTH = 32  # nested "not" and parentheses; deeper would exhaust Python's re
 _TOKEN = re.compile(
     r"""
     (?P<space>\s+)
-    | (?P<field>(?:metrics|params|tags)\.(?:`[^`]+`|[A-Za-z0-9_][A-Za-z0-9_./-]*))
+    | (?P<field>[A-Za-z_][A-Za-z0-9_]*\.(?:`[^`]+`|[A-Za-z0-9_][A-Za-z0-9_./-]*))
     | (?P<column>column:(?:`[^`]+`|"[^"]+"|'[^']+'|[^\s<>=!,()"'`]+))
     | (?P<number>[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)
     | (?P<string>'[^'\\]*'|"[^"\\]*")
@@ -66,7 +68,7 @@ class Names:
 
     flag: str  # --require, --fail-on
     usage: str  # appended to every error: what to write instead
-    kinds: tuple[str, ...] = FIELD_KINDS  # KIND.NAME (metrics, params, tags) or column:NAME
+    kinds: tuple[str, ...] = FIELD_KINDS  # KIND.NAME (metrics, window, ...) or column:NAME
     words: tuple[str, ...] = ()  # bare names, e.g. share_drifted
     comma_is_or: bool = False  # "a > 1, b > 2" reads as "a > 1 or b > 2"
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from jupyter_server.utils import url_path_join
 
-from . import browse
+from . import browse, monitoring
 from .handlers import ROUTES
 
 NAMESPACE = "jupyter-mlops/api"
@@ -18,6 +18,7 @@ def setup_handlers(web_app: Any) -> None:
         ".*$",
         [
             (url_path_join(base_url, NAMESPACE, route), handler)
-            for route, handler in [*ROUTES, *browse.ROUTES]
+            for route, handler in [*ROUTES, *browse.ROUTES, *monitoring.ROUTES]
         ],
     )
+    web_app.settings["jupyter_mlops_schedule_host"] = monitoring.host_schedules(web_app)

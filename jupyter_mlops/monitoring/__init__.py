@@ -1,0 +1,1 @@
+"""Monitoring served models: ``%monitor`` windows, ``mlops.feedback``, ``%schedule``, retraining."""

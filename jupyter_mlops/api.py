@@ -338,6 +338,30 @@ def load_model(ref: str, flavor: str = "pyfunc") -> Any:
     return load_registered(current_settings(), ref, flavor)
 
 
+# --- batch scoring (jupyter_mlops/serving) -------------------------------------------------------
+def score(
+    model: str,
+    data: Any,
+    name: str | None = None,
+    *,
+    keys: Sequence[str] = (),
+    batch_rows: int = 10_000,
+) -> Snapshot:
+    """Score ``data`` with a model version in batches in a child process (``%score``).
+
+    ``model``: ``NAME@ALIAS`` (resolved once, when scoring starts), ``NAME/VERSION`` or ``NAME``.
+    ``data``: a DataFrame, an Arrow table or record-batch reader, a snapshot REF or a Parquet
+    file or folder. Returns the predictions snapshot ``name`` (default ``<model>-predictions``):
+    the data's index and key columns (``keys``, default the columns the model does not read),
+    then ``prediction``. A run records model, version and data, and ``%lineage`` links them.
+    """
+    from .serving.scoring import score as run_scoring
+
+    return run_scoring(
+        current_settings(), model, data, name=name, keys=tuple(keys), batch_rows=batch_rows
+    )
+
+
 # --- lineage (jupyter_mlops/lineage) ------------------------------------------------------------
 def lineage(obj: Any) -> Lineage:
     """Snapshot -> run -> model version -> drift reports -> gate decisions (``%lineage``).

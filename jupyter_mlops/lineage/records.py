@@ -95,3 +95,29 @@ def drift_checks(version: Any) -> list[tuple[str, dict[str, Any]]]:
         if isinstance(data, dict) and "share_drifted" in data:
             found.append((key, data))
     return found
+
+
+def scoring_runs(client: MlflowClient, pinned: str) -> list[Any]:
+    """The ``%score`` runs of a model version (``NAME/VERSION``), oldest first."""
+    experiments = experiment_ids(client)
+    if not experiments:
+        return []
+    return list(
+        client.search_runs(
+            experiments,
+            filter_string=f"tags.`{records.TAG_SCORE_MODEL}` = '{pinned}'",
+            order_by=["attributes.start_time ASC"],
+            max_results=1000,
+        )
+    )
+
+
+def model_version(client: MlflowClient, pinned: str) -> Any | None:
+    """The registered version ``NAME/VERSION`` names, or None when it is gone."""
+    from mlflow.exceptions import MlflowException
+
+    name, _, number = pinned.rpartition("/")
+    try:
+        return client.get_model_version(name, number)
+    except MlflowException:
+        return None

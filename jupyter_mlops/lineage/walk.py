@@ -50,6 +50,7 @@ class Walker:
         self.run_names: dict[str, str] = {}
         self._runs_done: set[str] = set()
         self._models_done: set[str] = set()
+        self._upstream_done: set[str] = set()  # training runs walked from a scoring run
         self._users: dict[str, list[Any]] = {}
         self._experiments: dict[str, str] = {}
         self._aliases: dict[str, dict[str, int]] = {}
@@ -235,7 +236,29 @@ class Walker:
             self.graph.note(
                 f"run {run.info.run_name or run.info.run_id!r} recorded no input snapshots"
             )
+        scored_with = run.data.tags.get(names.TAG_SCORE_MODEL)
+        if scored_with:
+            self.link_scoring(run, key, scored_with)
         return key
+
+    def link_scoring(self, run: Any, key: str, pinned: str) -> None:
+        """A ``%score`` run: its data -> the model version -> its predictions, and the model's
+        own upstream (training run and data)."""
+        version = records.model_version(self.client, pinned)
+        if version is None:
+            self.graph.note(f"run {run.info.run_id} scored with {pinned}, no longer registered")
+            return
+        model = self.model_node(version)
+        self.graph.link(model, key, "scored in")
+        for entry in self.run_inputs(run):
+            if entry.operation == "saved":
+                self.graph.link(model, self.snapshot_node(entry), "predicted")
+            else:
+                self.graph.link(self.snapshot_node(entry), model, "scored by")
+        training = self.get_run(version.run_id) if version.run_id else None
+        if training is not None and run_key(training.info.run_id) not in self._upstream_done:
+            self._upstream_done.add(run_key(training.info.run_id))
+            self.graph.link(self.upstream_of_run(training), model, "registered")
 
     def downstream_of_run(self, run: Any) -> None:
         """Drift reports and run gates logged to the run, and the models registered from it."""
@@ -268,6 +291,8 @@ class Walker:
             self.graph.link(key, gate, "gate decision")
         for tag, summary in records.drift_checks(version):
             self.graph.link(key, self.checked_drift_node(key, tag, summary), "drift check")
+        for scoring in records.scoring_runs(self.client, f"{name}/{number}"):
+            self.upstream_of_run(scoring)
         if run is None:
             return
         self.downstream_of_run(run)

@@ -15,7 +15,7 @@ from .. import __version__
 from ..config import Settings, resolve_settings
 from ..errors import MLOpsNotFound, MLOpsUsageError
 from ..tracking import remote
-from . import actions, cache, pools, queries, warmup
+from . import actions, cache, deployments, pools, queries, warmup
 from .kernels import reported_settings
 from .models import StoreInfo
 
@@ -234,6 +234,20 @@ class LineageHandler(MLOpsHandler):
         self.send(await self.call(queries.lineage, settings, self.get_argument("ref", "")))
 
 
+class DeploymentsHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def get(self) -> None:
+        settings, _ = self.store_settings()
+        self.send((await self.call(deployments.deployment_list, settings)).to_json())
+
+
+class DeploymentStopHandler(MLOpsHandler):
+    @tornado.web.authenticated
+    async def post(self, name: str) -> None:
+        settings, _ = self.store_settings()
+        self.send((await self.call(deployments.stop_deployment, settings, name)).to_json())
+
+
 NAME = r"([^/]+)"
 ROUTES: list[tuple[str, type[MLOpsHandler]]] = [
     ("store", StoreHandler),
@@ -248,4 +262,6 @@ ROUTES: list[tuple[str, type[MLOpsHandler]]] = [
     (f"drift/{NAME}/{NAME}", DriftReportHandler),
     ("lineage", LineageHandler),
     ("compare", CompareHandler),
+    ("deployments", DeploymentsHandler),
+    (f"deployments/{NAME}/stop", DeploymentStopHandler),
 ]

@@ -293,3 +293,34 @@ class DriftReport:
 
     def to_json(self) -> dict[str, Any]:
         return _json(self)
+
+
+@dataclass(frozen=True)
+class DeploymentInfo:
+    """One endpoint of the store, as ``%serve status`` shows it (latencies in milliseconds)."""
+
+    name: str  # NAME@ALIAS
+    model: str
+    alias: str
+    version: str | None  # the version answering now (None until a worker reported)
+    url: str
+    pid: int
+    detached: bool
+    started: float  # epoch seconds
+    requests: int
+    errors: int
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+    alive: bool
+    workers: int
+
+
+@dataclass(frozen=True)
+class DeploymentList:
+    """``GET deployments`` (and the answer of ``POST deployments/<name>/stop``), oldest first."""
+
+    deployments: list[DeploymentInfo]
+
+    def to_json(self) -> dict[str, Any]:
+        return _json(self)

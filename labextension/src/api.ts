@@ -450,3 +450,48 @@ export function getLineage(
 ): Promise<Record<string, unknown>> {
   return request(scope, 'lineage', { ref });
 }
+
+// --- deployments ----------------------------------------------------------------------------
+
+/** One endpoint as `%serve status` shows it; latencies in milliseconds. */
+export interface IDeploymentInfo {
+  name: string;
+  model: string;
+  alias: string;
+  /** The model version answering now; null until a worker reported. */
+  version: string | null;
+  url: string;
+  pid: number;
+  detached: boolean;
+  /** Seconds since the epoch. */
+  started: number;
+  requests: number;
+  errors: number;
+  p50_ms: number | null;
+  p95_ms: number | null;
+  p99_ms: number | null;
+  alive: boolean;
+  workers: number;
+}
+
+export interface IDeploymentList {
+  deployments: IDeploymentInfo[];
+}
+
+/** The store's endpoints with their live counters. */
+export function getDeployments(scope: IScope): Promise<IDeploymentList> {
+  return request(scope, 'deployments', { experiment: undefined });
+}
+
+/** Stop an endpoint as `%serve stop NAME` does; answers the endpoints left. */
+export function stopDeployment(
+  scope: IScope,
+  name: string
+): Promise<IDeploymentList> {
+  return request(
+    scope,
+    `deployments/${part(name)}/stop`,
+    { experiment: undefined },
+    { method: 'POST' }
+  );
+}

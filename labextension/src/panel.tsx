@@ -11,6 +11,7 @@ import React, { useEffect, useMemo, useState } from 'react';
 
 import { IStoreInfo, getExperiments, getStore } from './api';
 import { IPanelContext, PanelContext, useApi } from './context';
+import { DeploymentsSection } from './sections/deployments';
 import { DriftSection } from './sections/drift';
 import { ModelsSection } from './sections/models';
 import { RunsSection } from './sections/runs';
@@ -201,6 +202,7 @@ function PanelView(props: IPanelViewProps): JSX.Element {
             <SnapshotsSection />
             <ModelsSection />
             <DriftSection />
+            <DeploymentsSection />
           </React.Fragment>
         </PanelContext.Provider>
       )}

@@ -1,0 +1,42 @@
+"""The panel's Deployments section: the store's endpoints, and stopping one (``%serve stop``)."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .models import DeploymentInfo, DeploymentList
+
+
+def deployment_list(settings: Settings) -> DeploymentList:
+    """Every endpoint recorded in the store, with its live counters (nothing is created)."""
+    from ..serving.deployments import list_deployments
+
+    return DeploymentList(
+        [
+            DeploymentInfo(
+                name=d.name,
+                model=d.model,
+                alias=d.alias,
+                version=d.version,
+                url=d.url,
+                pid=d.pid,
+                detached=d.detached,
+                started=d.started,
+                requests=d.requests,
+                errors=d.errors,
+                p50_ms=d.p50_ms,
+                p95_ms=d.p95_ms,
+                p99_ms=d.p99_ms,
+                alive=d.alive,
+                workers=d.workers,
+            )
+            for d in list_deployments(settings)
+        ]
+    )
+
+
+def stop_deployment(settings: Settings, name: str) -> DeploymentList:
+    """Stop the endpoint ``name`` as ``%serve stop NAME`` does; answers the list after it."""
+    from ..serving.launch import stop
+
+    stop(settings, name)
+    return deployment_list(settings)

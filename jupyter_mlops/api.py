@@ -124,8 +124,13 @@ def snapshot(
     tags: Mapping[str, Any] | None = None,
     message: str | None = None,
     allow_pickle: bool = False,
+    sql: str | None = None,
+    db: str | None = None,
 ) -> Snapshot:
-    """Save a DataFrame, file or folder as the next version of ``name`` (``%snapshot``).
+    """Save data as the next version of ``name`` (``%snapshot``): a pandas or polars frame
+    (or LazyFrame), an Arrow table or record-batch reader, a Parquet file, folder or URL, a
+    file or a folder; or, with ``obj=None``, the result of ``sql`` run on the database ``db``
+    (DuckDB). Sources other than a pandas frame are streamed in bounded memory.
 
     ``allow_pickle`` stores columns Arrow cannot hold (mixed objects, complex, Sparse) as
     opaque pickled cells instead of refusing them.
@@ -139,20 +144,37 @@ def snapshot(
         tags=dict(tags) if tags else None,
         message=message,
         allow_pickle=allow_pickle,
+        sql=sql,
+        db=db,
     )
 
 
 def load(
-    ref: str, verify: bool = True, to: str | Path | None = None, allow_pickle: bool = False
+    ref: str,
+    verify: bool = True,
+    to: str | Path | None = None,
+    allow_pickle: bool = False,
+    as_: str = "pandas",
+    batches: bool = False,
 ) -> Any:
     """The DataFrame (or restored path) of a snapshot REF, re-hashed on the way in.
 
-    ``allow_pickle`` lets pickled columns be unpickled, which runs code the writer chose (off
-    by default, for every store).
+    ``as_``: ``pandas`` (exactly the frame saved), ``arrow`` (a pyarrow Table) or ``polars``.
+    ``batches=True`` gives an iterator of pyarrow RecordBatches instead, one per row chunk, each
+    cell verified as it is read, in bounded memory. ``allow_pickle`` lets pickled columns be
+    unpickled, which runs code the writer chose (off by default, for every store).
     """
     from .snapshots import service
 
-    return service.load(current_settings(), ref, verify=verify, to=to, allow_pickle=allow_pickle)
+    return service.load(
+        current_settings(),
+        ref,
+        verify=verify,
+        to=to,
+        allow_pickle=allow_pickle,
+        as_=as_,
+        batches=batches,
+    )
 
 
 def snapshots(name: str | None = None) -> pd.DataFrame:

@@ -85,7 +85,7 @@ def test_results_render_as_html(ip: Any, frames: pd.DataFrame) -> None:
     [
         ("%snapshot df", "required: --name"),
         ("%snapshot", "required"),
-        ("%snapshot nothing_here --name x", "no variable or path named 'nothing_here'"),
+        ("%snapshot nothing_here --name x", "no variable, path or URL named 'nothing_here'"),
         ("%snapshot df --name ../etc", "invalid snapshot name"),
         ("%snapshot df --name 'a b'", "invalid snapshot name"),
         ("%snapshot df --name x --tag novalue", "is not KEY=VALUE"),

@@ -60,10 +60,10 @@ def test_appending_rows_writes_only_the_last_chunk_and_the_new_ones() -> None:
     df = frame(1000)
     first = save_small_chunks(df, "grow")
     grown = save_small_chunks(pd.concat([df, frame(10, seed=1)], ignore_index=True), "grow")
-    # 1000 rows in 10 chunks of 100; 10 more rows make one new chunk per column (the index is a
-    # RangeIndex: metadata only). Nothing else is written again.
-    assert grown.objects_written == 3
-    assert grown.bytes_written < first.bytes_written * 0.15
+    # 1000 rows in content-defined chunks of about 100; 10 more rows rewrite only the last chunk
+    # of each column (cut at the end before, grown now; the index is a RangeIndex: metadata).
+    assert grown.objects_written <= 2 * 3  # at most the grown chunk and one more, per column
+    assert grown.bytes_written < first.bytes_written * 0.5
 
 
 def test_a_flipped_byte_is_detected_on_load_and_by_verify() -> None:
@@ -174,10 +174,13 @@ def test_diff_reports_schema_rows_changed_ranges_and_stats() -> None:
     kinds = {(c.column, c.change) for c in d.changes}
     assert kinds == {("new", "added"), ("s", "removed"), ("k", "retyped"), ("x", "changed")}
     (x_change,) = d.by_change("changed")
-    assert x_change.row_ranges == [(200, 300)]
+    # Boundaries are anchored on x and k (values, not types): dropping s and adding a column
+    # move none, so only the chunks around the edited rows 250-260 of x are new.
+    ((start, stop),) = x_change.row_ranges
+    assert start <= 250 and stop >= 261 and stop - start <= 2 * 400
     assert any(s.column == "x" and s.stat == "mean" for s in d.stat_shifts)
     text = repr(d)
-    assert "retyped    k: int64 -> int32" in text and "changed    x: rows 200-299" in text
+    assert "retyped    k: int64 -> int32" in text and f"changed    x: rows {start}-" in text
     assert not mlops.diff("d@v1", "d@v1") and "identical content" in repr(
         mlops.diff("d@v1", "d@v1")
     )
@@ -278,9 +281,11 @@ def test_slow_snapshots_show_progress_on_stderr(
     from jupyter_mlops.snapshots import progress
 
     monkeypatch.setattr(progress, "SHOW_AFTER_S", 0.0)
-    save_small_chunks(frame(1000), "slow", chunk_rows=100)
+    snap = save_small_chunks(frame(1000), "slow", chunk_rows=100)
     err = capsys.readouterr().err
-    assert "snapshot slow" in err and "/30 " in err
+    assert "snapshot slow" in err and "B/s" in err  # bytes done and their rate
+    mlops.load(snap.ref)
+    assert "load slow@v1" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("bad_path", ["../../evil.txt", "/tmp/evil.txt", "a/../../evil.txt"])

@@ -11,6 +11,7 @@ from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
 from .. import api
+from ..config import is_url
 from ..errors import MLOpsUsageError
 from .core import nearest, parse, usage_errors
 from .tracking import parse_tags
@@ -33,7 +34,13 @@ class SnapshotMagics(Magics):
         }
 
     @magic_arguments()
-    @argument("target", help="A DataFrame variable, or the path of a file or folder.")
+    @argument(
+        "target",
+        nargs="?",
+        default=None,
+        help="A pandas/polars frame, Arrow table or reader variable; a Parquet file, folder or "
+        "URL; any other file or folder.",
+    )
     @argument("--name", required=True, help="Snapshot name (letters, digits, '_', '-', '.').")
     @argument("--tag", action="append", default=[], metavar="KEY=VALUE", help="A tag (repeatable).")
     @argument("--message", "-m", nargs="+", default=None, help="A note kept with the version.")
@@ -42,18 +49,24 @@ class SnapshotMagics(Magics):
         action="store_true",
         help="Store columns Arrow cannot hold (mixed objects, complex) as pickled cells.",
     )
+    @argument("--sql", metavar="QUERY", nargs="+", default=None, help="Snapshot a query's result.")
+    @argument("--db", metavar="URL", default=None, help="The database --sql runs on (DuckDB).")
     @line_magic
     def snapshot(self, line: str) -> Any:
-        """Snapshot data: ``%snapshot VAR_OR_PATH --name NAME [--tag k=v ...] [--message TEXT]``.
+        """Snapshot data: ``%snapshot SOURCE --name NAME [--tag k=v ...] [--message TEXT]``.
 
-        Saves a DataFrame (or a file or folder) as the next version NAME@vN: content-addressed
-        (BLAKE3 per column x 2^20-row chunk), deduplicated against every earlier version, written
-        atomically. Saving unchanged content returns the existing version and writes 0 bytes.
-        Inside ``%%track`` (or an active MLflow run) the version is logged as a run input.
+        SOURCE: a pandas or polars frame (or LazyFrame), an Arrow table or record-batch reader, a
+        Parquet file, folder or URL, or any file or folder; or ``--sql "QUERY" --db URL``.
+        Saves it as the next version NAME@vN: content-addressed (BLAKE3 per column x
+        content-defined row chunk, so edits anywhere write about what changed), deduplicated
+        against every earlier version, written atomically; sources other than a pandas frame
+        are streamed in bounded memory. Saving unchanged content returns the existing version
+        and writes 0 bytes. Inside ``%%track`` (or an active MLflow run) the version is logged
+        as a run input.
 
         Sub-commands (REF is NAME, NAME@vN, NAME@latest or an id prefix of 8+ hex chars):
 
-          %snapshot load REF [-o VAR] [--to PATH] [--no-verify] [--allow-pickle]
+          %snapshot load REF [--as pandas|arrow|polars] [-o VAR] [--to PATH] [--no-verify]
           %snapshot list [NAME]
           %snapshot diff REF_A REF_B
           %snapshot verify [REF]
@@ -73,7 +86,10 @@ class SnapshotMagics(Magics):
             )
         args = parse(self.snapshot, line, "snapshot")
         with usage_errors("snapshot"):
-            target = self._target(args.target)
+            query = " ".join(args.sql) if args.sql else None
+            if args.target is None and query is None:
+                raise MLOpsUsageError("give a SOURCE to snapshot, or --sql QUERY --db URL")
+            target = None if args.target is None else self._target(args.target)
             message = " ".join(args.message) if args.message else None
             return api.snapshot(
                 target,
@@ -81,6 +97,8 @@ class SnapshotMagics(Magics):
                 tags=parse_tags(args.tag),
                 message=message,
                 allow_pickle=args.allow_pickle,
+                sql=query,
+                db=args.db,
             )
 
     def _target(self, token: str) -> Any:
@@ -88,9 +106,11 @@ class SnapshotMagics(Magics):
         if token.isidentifier() and token in namespace:
             return namespace[token]
         path = Path(token).expanduser()
-        if path.exists():
-            return str(path)
-        raise MLOpsUsageError(f"no variable or path named {token!r}; give a DataFrame or a path")
+        if path.exists() or is_url(token):
+            return token if is_url(token) else str(path)
+        raise MLOpsUsageError(
+            f"no variable, path or URL named {token!r}; give a frame, a table or a path"
+        )
 
     @magic_arguments()
     @argument("ref", help="NAME, NAME@vN, NAME@latest or an id prefix.")
@@ -98,6 +118,13 @@ class SnapshotMagics(Magics):
     @argument("--to", metavar="PATH", help="Where to restore a file or folder snapshot.")
     @argument("--no-verify", action="store_true", help="Skip re-hashing the data read.")
     @argument("--allow-pickle", action="store_true", help="Unpickle columns (runs writer's code).")
+    @argument(
+        "--as",
+        dest="as_",
+        choices=("pandas", "arrow", "polars"),
+        default="pandas",
+        help="What a table comes back as (default pandas, exactly as saved).",
+    )
     def snapshot_load(self, line: str) -> Any:
         """%snapshot load REF [-o VAR] [--to PATH]: the DataFrame (or restored path)."""
         args = parse(self.snapshot_load, line, "snapshot load")
@@ -105,7 +132,11 @@ class SnapshotMagics(Magics):
             raise UsageError(f"%snapshot load: -o {args.output!r} is not a Python variable name")
         with usage_errors("snapshot load"):
             value = api.load(
-                args.ref, verify=not args.no_verify, to=args.to, allow_pickle=args.allow_pickle
+                args.ref,
+                verify=not args.no_verify,
+                to=args.to,
+                allow_pickle=args.allow_pickle,
+                as_=args.as_,
             )
         if args.output is not None and self.shell is not None:
             self.shell.user_ns[args.output] = value

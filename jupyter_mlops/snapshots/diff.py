@@ -1,11 +1,10 @@
 """``%snapshot diff``: schema, rows, changed columns and row ranges, stat shifts.
 
-Cells are aligned to absolute row offsets, so comparing two manifests' cell ids position by
-position tells which row chunks of which columns changed. Rows added or removed at the end are
-one row change of the whole frame ("appended rows 1,000-1,149"), not a change of every column:
-a column counts as changed only when rows both versions hold differ. An append changes the
-ids of the chunk it grew; for that one chunk per column the shared rows are read and compared,
-every other chunk is judged by its id alone.
+A column's changed rows are the rows of the newer version held in cells the older version does
+not have (for any manifest format: fixed or content-defined chunks), so an insert or a delete
+marks only the rows around it. Rows added or removed at the end are one row change of the whole
+frame ("appended rows 1,000-1,149"), not a change of every column: the last chunk the two
+versions share in position is read and compared, every other chunk is judged by its id alone.
 """
 
 from __future__ import annotations
@@ -13,21 +12,21 @@ from __future__ import annotations
 from typing import Any
 
 from .cells import read_cell
+from .chunking import chunk_starts
 from .repository import Resolved, SnapshotStore
 from .results import ColumnChange, SnapshotDiff, StatShift
 
 SHIFT_STATS = ("nulls", "min", "max", "mean", "std", "categories", "min_len", "max_len")
 
 
-def _ranges(
-    cells_a: list[str], cells_b: list[str], rows: int, chunk_rows: int
-) -> list[tuple[int, int]]:
-    """Row ranges below ``rows`` whose cells differ, adjacent chunks merged."""
+def _new_ranges(cells_a: list[str], cells_b: list[str], starts: list[int]) -> list[tuple[int, int]]:
+    """Row ranges of the newer version held in cells the older one lacks, adjacent merged."""
+    known = set(cells_a)
     ranges: list[tuple[int, int]] = []
     for k, cell in enumerate(cells_b):
-        start, stop = k * chunk_rows, min((k + 1) * chunk_rows, rows)
-        if start >= rows or (k < len(cells_a) and cells_a[k] == cell):
+        if cell in known:
             continue
+        start, stop = starts[k], starts[k + 1]
         if ranges and ranges[-1][1] == start:
             ranges[-1] = (ranges[-1][0], stop)
         else:
@@ -72,31 +71,52 @@ def _columns(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
 class _SharedRows:
     """Compares the rows two versions of a frame both hold (``rows`` of them), column by column."""
 
-    def __init__(self, store: SnapshotStore, a: Resolved, b: Resolved, rows: int, chunk: int):
-        self.store, self.a, self.b, self.rows, self.chunk = store, a, b, rows, chunk
+    def __init__(
+        self, store: SnapshotStore, a: Resolved, b: Resolved, ma: dict[str, Any], mb: dict[str, Any]
+    ) -> None:
+        self.store, self.a, self.b = store, a, b
+        self.starts_a, self.starts_b = chunk_starts(ma["content"]), chunk_starts(mb["content"])
+        self.rows = min(self.starts_a[-1], self.starts_b[-1])
+        self.grown = self.starts_a[-1] != self.starts_b[-1]
 
     def changed_ranges(
         self, name: str, col_a: dict[str, Any], col_b: dict[str, Any]
     ) -> list[tuple[int, int]]:
-        ranges = _ranges(col_a["cells"], col_b["cells"], self.rows, self.chunk)
-        partial = self.rows % self.chunk
-        if not partial or not ranges or ranges[-1][1] != self.rows:
+        ranges = [
+            (start, min(stop, self.rows))
+            for start, stop in _new_ranges(col_a["cells"], col_b["cells"], self.starts_b)
+            if start < self.rows
+        ]
+        if not self.grown or not ranges or ranges[-1][1] != self.rows:
             return ranges
-        # The last shared chunk is partial in the shorter version, so its ids differ whenever
-        # rows were appended or removed: compare its shared rows themselves.
-        k = self.rows // self.chunk
-        start = k * self.chunk
-        if k >= len(col_a["cells"]) or k >= len(col_b["cells"]):
-            return ranges
-        values_a = self._read(col_a["cells"][k], name, self.a)
-        values_b = self._read(col_b["cells"][k], name, self.b)
-        if not values_a.slice(0, partial).equals(values_b.slice(0, partial)):
+        # The last shared rows sit in a chunk the shorter version cut at its end, so its ids
+        # differ whenever rows were appended or removed: compare those rows themselves.
+        k = max(i for i, s in enumerate(self.starts_b[:-1]) if s < self.rows)
+        start = max(self.starts_b[k], ranges[-1][0])
+        values_a = self._rows(col_a["cells"], self.starts_a, name, self.a, start)
+        values_b = self._rows(col_b["cells"], self.starts_b, name, self.b, start)
+        if values_a is None or values_b is None or not values_a.equals(values_b):
             return ranges
         head = ranges[-1][0]
         return ranges[:-1] + ([(head, start)] if head < start else [])
 
-    def _read(self, object_id: str, name: str, snapshot: Resolved) -> Any:
-        return read_cell(self.store.backend, object_id, name, verify=False, snapshot=snapshot.ref)
+    def _rows(
+        self, cells: list[str], starts: list[int], name: str, snapshot: Resolved, start: int
+    ) -> Any:
+        """Rows ``[start, self.rows)`` of one column, read from the cells holding them."""
+        import pyarrow as pa
+
+        parts = []
+        for k, cell in enumerate(cells):
+            lo, hi = starts[k], starts[k + 1]
+            if hi <= start or lo >= self.rows:
+                continue
+            values = read_cell(self.store.backend, cell, name, verify=False, snapshot=snapshot.ref)
+            first, last = max(lo, start), min(hi, self.rows)
+            parts.append(values.slice(first - lo, last - first))
+        if not parts:
+            return None
+        return pa.chunked_array([c for p in parts for c in p.chunks], type=parts[0].type)
 
 
 def _frame_changes(
@@ -122,8 +142,7 @@ def _frame_changes(
             else:
                 changes.append(ColumnChange(shown[name], "removed", dtypes_a[name]))
     shared_rows = min(ca["rows"], cb["rows"])
-    same_chunks = ca["chunk_rows"] == cb["chunk_rows"]
-    shared = _SharedRows(store, a, b, shared_rows, cb["chunk_rows"]) if same_chunks else None
+    shared = _SharedRows(store, a, b, ma, mb)
     for name, col_b in cols_b.items():
         col_a = cols_a.get(name)
         if col_a is None:
@@ -135,7 +154,7 @@ def _frame_changes(
         if col_a["cells"] == col_b["cells"]:
             unchanged += 1
             continue
-        if shared is not None and col_b["type"] != "pickle":
+        if col_b["type"] != "pickle":
             ranges = shared.changed_ranges(name, col_a, col_b)
         else:
             ranges = [(0, shared_rows)]

@@ -20,7 +20,7 @@ from blake3 import blake3
 
 from ..errors import MLOpsUsageError
 from .errors import SnapshotCorrupted
-from .hashing import FORMAT_VERSION, digest_file
+from .hashing import PATH_FORMAT, digest_file
 from .repository import object_key
 from .store import Backend
 
@@ -73,7 +73,7 @@ def describe_path(path: Path, cache: StatCache) -> tuple[dict[str, Any], dict[st
         st = path.stat()
         object_id = cache.file_id(path, st)
         content = {
-            "format": FORMAT_VERSION,
+            "format": PATH_FORMAT,
             "kind": "file",
             "name": path.name,
             "size": st.st_size,
@@ -95,7 +95,7 @@ def describe_path(path: Path, cache: StatCache) -> tuple[dict[str, Any], dict[st
             }
         )
         sources[object_id] = file_path
-    content = {"format": FORMAT_VERSION, "kind": "dir", "name": path.name, "entries": entries}
+    content = {"format": PATH_FORMAT, "kind": "dir", "name": path.name, "entries": entries}
     return content, sources
 
 

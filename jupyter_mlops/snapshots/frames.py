@@ -142,8 +142,12 @@ def _keep_nan_bits(df: pd.DataFrame, table: pa.Table, meta: dict[str, Any]) -> p
     return table
 
 
-def pandas_metadata(table: pa.Table) -> dict[str, Any]:
-    return json.loads(table.schema.metadata[PANDAS_KEY]) if table.schema.metadata else {}
+def pandas_metadata(table: pa.Table | pa.Schema) -> dict[str, Any]:
+    import pyarrow as pa
+
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    raw = (schema.metadata or {}).get(PANDAS_KEY)
+    return json.loads(raw) if raw else {}
 
 
 def to_pandas(table: pa.Table, fixes: dict[str, Any]) -> pd.DataFrame:

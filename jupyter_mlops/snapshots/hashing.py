@@ -11,7 +11,6 @@ because a restore must give them back exactly.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
@@ -19,9 +18,13 @@ from blake3 import blake3
 if TYPE_CHECKING:
     import pyarrow as pa
 
-FORMAT_VERSION = 1
+# Manifest format: 1 cut frames at fixed multiples of 2^20 rows, 2 at content-defined rows.
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+PATH_FORMAT = 1  # file and folder manifests (unchanged)
+STORE_FORMAT = 1  # the folder layout (FORMAT file), unchanged by the manifest format
+CELL_ID_VERSION = 1  # part of every cell id: equal values keep equal ids across formats
 HASH_NAME = "blake3"
-DEFAULT_CHUNK_ROWS = 1 << 20
 
 
 def digest_bytes(data: bytes | memoryview) -> str:
@@ -215,12 +218,6 @@ def cell_id(name: str, array: pa.ChunkedArray | pa.Array) -> str:
     streams = _Streams()
     _feed_array(streams, "", [c for c in chunks if len(c)])
     header = json.dumps(
-        [FORMAT_VERSION, name, type_label(array.type), len(array)], separators=(",", ":")
+        [CELL_ID_VERSION, name, type_label(array.type), len(array)], separators=(",", ":")
     ).encode()
     return streams.combine(header)
-
-
-def cell_ranges(rows: int, chunk_rows: int) -> Iterable[tuple[int, int]]:
-    """Row ranges ``[start, stop)`` of the cells, aligned to multiples of ``chunk_rows``."""
-    for start in range(0, rows, chunk_rows):
-        yield start, min(start + chunk_rows, rows)

@@ -14,7 +14,8 @@ import json
 import math
 from typing import TYPE_CHECKING, Any
 
-from .hashing import type_label
+from .chunking import chunk_lengths
+from .hashing import READABLE_FORMATS, type_label
 from .stats import column_stats
 
 if TYPE_CHECKING:
@@ -32,6 +33,13 @@ def schema_problem(manifest: dict[str, Any]) -> str | None:
     import pyarrow as pa
 
     content = manifest["content"]
+    if content.get("format") not in READABLE_FORMATS:
+        return (
+            f"it has format {content.get('format')!r}; this jupyter-mlops reads {READABLE_FORMATS}"
+        )
+    problem = chunks_problem(content)
+    if problem:
+        return problem
     try:
         schema = stored_schema(manifest)
     except (KeyError, TypeError, ValueError, pa.ArrowException) as exc:
@@ -56,6 +64,25 @@ def schema_problem(manifest: dict[str, Any]) -> str | None:
     details = [c.get("name") for c in manifest.get("columns", [])]
     if details != names:
         return f"its column details name {details}, its content {names}"
+    return None
+
+
+def chunks_problem(content: dict[str, Any]) -> str | None:
+    """Do the row chunks add up to the rows, and does every column have one cell per chunk?"""
+    try:
+        lengths = chunk_lengths(content)
+    except (KeyError, TypeError, ValueError) as exc:
+        return f"its row chunks are unreadable ({str(exc)[:80]})"
+    if not content["columns"]:
+        return None  # Arrow carries no rows without columns: the count is the frame's own
+    if sum(lengths) != content.get("rows") or any(n <= 0 for n in lengths):
+        return f"its row chunks hold {sum(lengths)} rows, its content says {content.get('rows')}"
+    for column in content["columns"]:
+        if len(column["cells"]) != len(lengths):
+            return (
+                f"column {column['name']!r} has {len(column['cells'])} cells "
+                f"for {len(lengths)} row chunks"
+            )
     return None
 
 

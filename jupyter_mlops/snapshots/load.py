@@ -8,23 +8,115 @@ store, local ones included. The Jupyter server never passes it.
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MLOpsUsageError
 from .cells import read_cell
+from .chunking import chunk_lengths
 from .errors import SnapshotCorrupted
 from .files import StatCache, matches, materialise, safe_relpath
 from .frames import to_pandas
-from .hashing import digest_bytes
+from .hashing import digest_bytes, type_label
 from .integrity import cell_type_problem, stored_schema
 from .progress import Progress
 from .repository import Resolved, SnapshotStore, manifest_key, object_key
 from .save import WORKERS
 
 if TYPE_CHECKING:
-    import pandas as pd
+    import pyarrow as pa
+
+
+LOAD_FORMS = ("pandas", "arrow", "polars")
+PREFETCH = WORKERS + 1  # row chunks read ahead of the one being handed out
+
+
+def row_chunks(
+    store: SnapshotStore, manifest: dict[str, Any], *, verify: bool, label: str
+) -> Iterator[list[pa.ChunkedArray]]:
+    """Each row chunk's columns, in order, every cell re-hashed (with ``verify``) as it is read.
+
+    A few row chunks are decoded ahead on a thread pool; the rest stay on disk, so a snapshot
+    of any size streams in bounded memory.
+    """
+    content = manifest["content"]
+    schema = stored_schema(manifest)  # checked against the content by store.manifest
+    columns = content["columns"]
+    chunks = len(chunk_lengths(content)) if columns else 0
+    sizes = {c["name"]: len(c["cells"]) for c in columns}
+    if any(n != chunks for n in sizes.values()):
+        problem = f"its columns hold {sorted(set(sizes.values()))} cells, not {chunks} each"
+        raise SnapshotCorrupted(label, f"manifest {manifest_key(manifest['id'])}", problem)
+
+    def read(k: int) -> list[pa.ChunkedArray]:
+        arrays = []
+        for field, column in zip(schema, columns, strict=True):
+            cell = read_cell(
+                store.backend, column["cells"][k], field.name, verify=verify, snapshot=label
+            )
+            if cell.type != field.type and type_label(cell.type) == type_label(field.type):
+                cell = cell.cast(field.type)  # an equal cell stored by another source's layout
+            problem = cell_type_problem(field, cell)
+            if problem:
+                raise SnapshotCorrupted(label, f"manifest {manifest_key(manifest['id'])}", problem)
+            arrays.append(cell)
+        return arrays
+
+    with (
+        Progress(manifest.get("bytes") or None, f"load {label}") as progress,
+        ThreadPoolExecutor(WORKERS) as pool,
+    ):
+        ahead: deque[Future[list[pa.ChunkedArray]]] = deque()
+        for k in range(chunks):
+            ahead.append(pool.submit(read, k))
+            if len(ahead) > PREFETCH:
+                yield _handed(ahead.popleft(), progress)
+        while ahead:
+            yield _handed(ahead.popleft(), progress)
+
+
+def _handed(future: Future[list[Any]], progress: Progress) -> list[Any]:
+    arrays = future.result()
+    progress.advance(sum(a.nbytes for a in arrays))
+    return arrays
+
+
+def load_table(
+    store: SnapshotStore, manifest: dict[str, Any], *, verify: bool, label: str
+) -> pa.Table:
+    """The whole Arrow table of a frame snapshot (schema with its pandas metadata)."""
+    import pyarrow as pa
+
+    schema = stored_schema(manifest)
+    parts: list[list[Any]] = [[] for _ in schema]
+    for arrays in row_chunks(store, manifest, verify=verify, label=label):
+        for i, array in enumerate(arrays):
+            parts[i].extend(array.chunks)
+    try:
+        columns = [pa.chunked_array(p, type=f.type) for p, f in zip(parts, schema, strict=True)]
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        raise SnapshotCorrupted(label, "cells", f"the cells of a column differ ({exc})") from None
+    table = pa.Table.from_arrays(columns, schema=schema)
+    rows = manifest["content"]["rows"]
+    if table.num_columns and table.num_rows != rows:
+        problem = f"cells hold {table.num_rows} rows, the manifest says {rows}"
+        raise SnapshotCorrupted(label, "cells", problem)
+    return table
+
+
+def iter_batches(
+    store: SnapshotStore, manifest: dict[str, Any], *, verify: bool, label: str
+) -> Iterator[pa.RecordBatch]:
+    """The frame as record batches, one per row chunk, verified cell by cell."""
+    import pyarrow as pa
+
+    refuse_pickles(manifest["content"], label)
+    schema = stored_schema(manifest)
+    for arrays in row_chunks(store, manifest, verify=verify, label=label):
+        yield pa.RecordBatch.from_arrays([a.combine_chunks() for a in arrays], schema=schema)
 
 
 def load_frame(
@@ -34,39 +126,19 @@ def load_frame(
     verify: bool,
     label: str,
     allow_pickle: bool = False,
-) -> pd.DataFrame:
-    import pyarrow as pa
-
+    as_: str = "pandas",
+) -> Any:
+    """The frame as ``pandas`` (exactly as saved), ``arrow`` (a Table) or ``polars``."""
     content = manifest["content"]
-    if not allow_pickle:
+    if not allow_pickle or as_ != "pandas":
         refuse_pickles(content, label)
-    schema = stored_schema(manifest)  # checked against the content by store.manifest
-    tasks = [(c["name"], object_id) for c in content["columns"] for object_id in c["cells"]]
+    table = load_table(store, manifest, verify=verify, label=label)
+    if as_ == "arrow":
+        return table
+    if as_ == "polars":
+        import polars as pl
 
-    def read(task: tuple[str, str]) -> pa.ChunkedArray:
-        name, object_id = task
-        return read_cell(store.backend, object_id, name, verify=verify, snapshot=label)
-
-    with Progress(len(tasks), f"load {label}") as progress, ThreadPoolExecutor(WORKERS) as pool:
-        decoded: dict[str, list[Any]] = {c["name"]: [] for c in content["columns"]}
-        for (name, _), column in zip(tasks, pool.map(read, tasks), strict=True):
-            decoded[name].extend(column.chunks)
-            progress.advance()
-    arrays = []
-    for field in schema:
-        try:
-            column = pa.chunked_array(decoded[field.name], type=decoded_type(field, decoded))
-        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            mixed = f"the cells of column {field.name!r} differ in type ({exc})"
-            raise SnapshotCorrupted(label, "cells", mixed) from None
-        problem = cell_type_problem(field, column)
-        if problem:
-            raise SnapshotCorrupted(label, f"manifest {manifest_key(manifest['id'])}", problem)
-        arrays.append(column)
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    if table.num_columns and table.num_rows != content["rows"]:
-        problem = f"cells hold {table.num_rows} rows, the manifest says {content['rows']}"
-        raise SnapshotCorrupted(label, "cells", problem)
+        return pl.from_arrow(table)
     df = to_pandas(table, content["restore"])
     for entry in sorted(content.get("opaque", []), key=lambda e: e["position"]):
         column = read_pickled(store, entry, verify=verify, label=label, allowed=allow_pickle)
@@ -75,12 +147,6 @@ def load_frame(
             df = df.reindex(column.index)
         df.insert(entry["position"], column.name, column.array)
     return df
-
-
-def decoded_type(field: Any, decoded: dict[str, list[Any]]) -> Any:
-    """The type the decoded cells of a column have (the schema's when it has no cells)."""
-    chunks = decoded[field.name]
-    return chunks[0].type if chunks else field.type
 
 
 def refuse_pickles(content: dict[str, Any], label: str) -> None:
@@ -160,14 +226,32 @@ def load(
     restore_root: Path,
     stat_cache: Path,
     allow_pickle: bool = False,
+    as_: str = "pandas",
+    batches: bool = False,
 ) -> tuple[Resolved, dict[str, Any], Any]:
+    if as_ not in LOAD_FORMS:
+        raise MLOpsUsageError(f"cannot load as {as_!r}; use one of {', '.join(LOAD_FORMS)}")
     resolved = store.resolve(ref)
     manifest = store.manifest(resolved.id, resolved.ref)
     if manifest["content"]["kind"] == "dataframe":
         if to is not None:
             raise MLOpsUsageError(f"{resolved.ref} is a DataFrame; --to applies to file snapshots")
-        value: Any = load_frame(
-            store, manifest, verify=verify, label=resolved.ref, allow_pickle=allow_pickle
+        value: Any
+        if batches:
+            value = iter_batches(store, manifest, verify=verify, label=resolved.ref)
+        else:
+            value = load_frame(
+                store,
+                manifest,
+                verify=verify,
+                label=resolved.ref,
+                allow_pickle=allow_pickle,
+                as_=as_,
+            )
+    elif batches or as_ != "pandas":
+        raise MLOpsUsageError(
+            f"{resolved.ref} is a {manifest['content']['kind']} snapshot; batches and --as "
+            "apply to tables"
         )
     else:
         value = load_path(

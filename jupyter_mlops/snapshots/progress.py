@@ -1,31 +1,43 @@
-"""A progress bar for snapshots that take longer than a second: tqdm when installed, else text."""
+"""Progress of long saves and loads: bytes and bytes/s, shown only past ``SHOW_AFTER_S``.
+
+A text bar on stderr (tqdm): JupyterLab redraws it in place, and a notebook run in batch
+(nbconvert, papermill) keeps its final line. A widget bar (``tqdm.auto``) was left out on
+purpose: a batch run saves a widget as its first frame, "0%". Small snapshots finish before the
+delay and show nothing at all.
+"""
 
 from __future__ import annotations
 
 import sys
-import time
 from types import TracebackType
 from typing import Any
 
 SHOW_AFTER_S = 1.0
 
 
-class Progress:
-    """Counts finished units; shows nothing for work that ends within ``SHOW_AFTER_S``."""
+def _bar_class() -> Any:
+    try:
+        from tqdm import tqdm
+    except ImportError:
+        return None
+    return tqdm
 
-    def __init__(self, total: int, description: str, unit: str = "cell") -> None:
-        self.total, self.description, self.unit = total, description, unit
+
+class Progress:
+    """Counts units done, bytes by default (``total`` when known); silent for short work."""
+
+    def __init__(self, total: int | None, description: str, unit: str = "B") -> None:
         self.done = 0
-        self.started = time.monotonic()
         self.bar: Any = None
-        try:
-            from tqdm import tqdm
-        except ImportError:
+        bar = _bar_class()
+        if bar is None:
             return
-        self.bar = tqdm(
+        self.bar = bar(
             total=total,
             desc=description,
             unit=unit,
+            unit_scale=unit == "B",
+            unit_divisor=1024,
             delay=SHOW_AFTER_S,
             file=sys.stderr,
             leave=True,  # a cleared bar would leave an empty stderr box in a notebook
@@ -44,6 +56,3 @@ class Progress:
     ) -> None:
         if self.bar is not None:
             self.bar.close()
-        elif time.monotonic() - self.started > SHOW_AFTER_S and kind is None:
-            took = time.monotonic() - self.started
-            print(f"{self.description}: {self.done} {self.unit}s in {took:.1f} s", file=sys.stderr)

@@ -24,7 +24,7 @@ from typing import Any
 from ..errors import MLOpsUsageError
 from . import tombstones
 from .errors import SnapshotCorrupted
-from .hashing import FORMAT_VERSION, HASH_NAME, digest_json
+from .hashing import HASH_NAME, STORE_FORMAT, digest_json
 from .names import Ref, check_name, parse_ref
 from .store import Backend, json_bytes, open_backend, read_json, write_json
 
@@ -117,16 +117,16 @@ class SnapshotStore:
     def _check_format(self) -> None:
         if self.backend.exists(FORMAT_KEY):
             fmt = read_json(self.backend, FORMAT_KEY)
-            if fmt.get("format") != FORMAT_VERSION or fmt.get("hash") != HASH_NAME:
+            if fmt.get("format") != STORE_FORMAT or fmt.get("hash") != HASH_NAME:
                 raise MLOpsUsageError(
                     f"snapshot store {self.backend.location} has format {fmt}; this "
-                    f"jupyter-mlops reads format {FORMAT_VERSION} ({HASH_NAME}): upgrade it"
+                    f"jupyter-mlops reads format {STORE_FORMAT} ({HASH_NAME}): upgrade it"
                 )
 
     def ensure_format(self) -> None:
         if not self.backend.exists(FORMAT_KEY):
             self.backend.create_exclusive(
-                FORMAT_KEY, json_bytes({"format": FORMAT_VERSION, "hash": HASH_NAME})
+                FORMAT_KEY, json_bytes({"format": STORE_FORMAT, "hash": HASH_NAME})
             )
 
     # --- versions -----------------------------------------------------------------------------

@@ -13,31 +13,25 @@ import functools
 import os
 import pickle
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MLOpsUsageError
 from .cells import write_cell
+from .chunking import Chunker, Chunking
 from .files import StatCache, describe_path, store_file
 from .frames import NotArrow, opaque_columns, pandas_metadata, to_arrow
-from .hashing import (
-    DEFAULT_CHUNK_ROWS,
-    FORMAT_VERSION,
-    HASH_NAME,
-    cell_id,
-    cell_ranges,
-    digest_bytes,
-    digest_json,
-    type_label,
-)
+from .hashing import FORMAT_VERSION, HASH_NAME, cell_id, digest_bytes, digest_json, type_label
 from .names import check_name
 from .progress import Progress
 from .provenance import now, provenance
 from .repository import SnapshotStore, manifest_key, object_key
 from .results import Snapshot
-from .stats import column_stats
+from .sources import Source, open_source, rebatch
+from .stats import ColumnStats
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -125,15 +119,10 @@ def pickled_column(
     }
 
 
-def frame_content(
-    store: SnapshotStore,
-    df: pd.DataFrame,
-    name: str,
-    chunk_rows: int,
-    writes: _Writes,
-    allow_pickle: bool,
-) -> tuple[Content, Details]:
-    """The identity content of a frame (storing its cells), and how to get the rest."""
+def pandas_source(
+    store: SnapshotStore, writes: _Writes, df: pd.DataFrame, allow_pickle: bool
+) -> tuple[Source, list[dict[str, Any]]]:
+    """A frame as a source; columns Arrow cannot hold are pickled (when allowed) and returned."""
     opaque: list[dict[str, Any]] = []
     try:
         table, fixes = to_arrow(df)
@@ -144,48 +133,94 @@ def frame_content(
         keep = [i for i in range(df.shape[1]) if i not in positions]
         table, fixes = to_arrow(df.iloc[:, keep])
         opaque = [pickled_column(store, writes, df, i) for i in positions]
-    rows = len(df)
-    ranges = list(cell_ranges(rows, chunk_rows))
-    index_fields = {
-        c if isinstance(c, str) else "" for c in pandas_metadata(table).get("index_columns", [])
-    }
-    labels = {c["field_name"]: c["name"] for c in pandas_metadata(table).get("columns", [])}
-    dtypes = {str(k): str(v) for k, v in df.dtypes.items()}
+    source = Source(
+        table.schema,
+        rebatch(iter(table.to_batches()), table.schema),
+        "pandas",
+        restore=fixes,
+        nbytes=table.nbytes,
+    )
+    return source, opaque
+
+
+def _one_chunk(chunk: pa.Table) -> pa.Table:
+    """The row chunk as one contiguous batch (batches of a polars categorical differ in
+    dictionary, so those are unified first)."""
+    import pyarrow as pa
+
+    try:
+        return chunk.combine_chunks()
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return chunk.unify_dictionaries().combine_chunks()
+
+
+def table_content(
+    store: SnapshotStore,
+    source: Source,
+    name: str,
+    writes: _Writes,
+    chunking: Chunking | None = None,
+    dtypes: dict[str, str] | None = None,
+) -> tuple[Content, Details]:
+    """Cut ``source`` into content-defined row chunks, store each column x chunk cell that is
+    missing, and return the identity content; only a few row chunks are in memory at once."""
+    schema = source.schema
+    chunking = chunking or Chunking.for_schema(schema)
+    names = schema.names
+    meta = pandas_metadata(schema)
+    index_fields = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
+    labels = {c["field_name"]: c["name"] for c in meta.get("columns", [])}
+    stats = {f: ColumnStats(schema.field(f).type) for f in names}
+    cells: dict[str, list[str]] = {f: [] for f in names}
+    lengths: list[int] = []
+    inflight: deque[tuple[str, int, Future[str]]] = deque()
+    limit = max(1, len(names)) * (WORKERS + 2)
 
     def cell(field: str, values: pa.ChunkedArray) -> str:
         object_id = cell_id(field, values)
         writes.ensure(store, object_id, lambda: write_cell(store.backend, object_id, field, values))
         return object_id
 
-    tasks = [(f, start, stop) for f in table.column_names for start, stop in ranges]
     with (
-        Progress(len(tasks), f"snapshot {name}") as progress,
+        Progress(source.nbytes, f"snapshot {name}") as progress,
         ThreadPoolExecutor(WORKERS) as pool,
     ):
-        futures = {
-            (f, start): pool.submit(cell, f, table.column(f).slice(start, stop - start))
-            for f, start, stop in tasks
-        }
-        cells: dict[str, list[str]] = {f: [] for f in table.column_names}
-        for (f, _start), future in futures.items():
-            cells[f].append(future.result())
-            progress.advance()
 
-    columns_content = [
-        {"name": f, "type": type_label(table.schema.field(f).type), "cells": cells[f]}
-        for f in table.column_names
-    ]
+        def settle(keep: int) -> None:
+            while len(inflight) > keep:
+                field, nbytes, future = inflight.popleft()
+                cells[field].append(future.result())
+                progress.advance(nbytes)
+
+        def submit(chunk: pa.Table) -> None:
+            chunk = _one_chunk(chunk)
+            lengths.append(chunk.num_rows)
+            for field in names:
+                values = chunk.column(field)
+                stats[field].add(values)
+                inflight.append((field, values.nbytes, pool.submit(cell, field, values)))
+            settle(limit)
+
+        chunker = Chunker(chunking, schema)
+        for batch in source.batches:
+            for chunk in chunker.feed(batch):
+                submit(chunk)
+        for chunk in chunker.finish():
+            submit(chunk)
+        settle(0)
+
     content = {
         "format": FORMAT_VERSION,
         "kind": "dataframe",
-        "rows": rows,
-        "chunk_rows": chunk_rows,
-        "columns": columns_content,
-        "pandas": pandas_metadata(table),
-        "restore": fixes,
+        "rows": sum(lengths),
+        "chunking": chunking.describe(schema),
+        "chunks": lengths,
+        "columns": [
+            {"name": f, "type": type_label(schema.field(f).type), "cells": cells[f]} for f in names
+        ],
+        "pandas": meta,
+        "restore": source.restore,
     }
-    if opaque:
-        content["opaque"] = opaque
 
     def details() -> dict[str, Any]:
         columns = [
@@ -193,15 +228,15 @@ def frame_content(
                 "name": f,
                 "label": labels.get(f, f),
                 "index": f in index_fields,
-                "pandas_dtype": dtypes.get(str(labels.get(f, f))),
-                "arrow_type": str(table.schema.field(f).type),
+                "pandas_dtype": (dtypes or {}).get(str(labels.get(f, f))),
+                "arrow_type": str(schema.field(f).type),
                 "bytes": sum(writes.sizes[c] for c in cells[f]),
-                "stats": column_stats(table.column(f)),
+                "stats": stats[f].result(),
             }
-            for f in table.column_names
+            for f in names
         ]
-        schema = base64.b64encode(table.schema.serialize().to_pybytes()).decode()
-        return {"columns": columns, "schema": schema}
+        encoded = base64.b64encode(schema.serialize().to_pybytes()).decode()
+        return {"columns": columns, "schema": encoded}
 
     return content, details
 
@@ -251,19 +286,30 @@ def save(
     tags: dict[str, Any] | None = None,
     message: str | None = None,
     stat_cache: Path,
-    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    chunk_rows: int | None = None,
     allow_pickle: bool = False,
 ) -> Snapshot:
-    """Snapshot a DataFrame, a file or a folder as the next version of ``name``."""
+    """Snapshot a table source (any kind :mod:`.sources` knows), a file or a folder as the next
+    version of ``name``; ``chunk_rows`` sets the average row chunk (default: from the schema)."""
     import pandas as pd
 
     check_name(name)
     tag_map = _check_tags(tags)
     writes = _Writes()
+    chunking = Chunking.around(chunk_rows) if chunk_rows else None
     store.ensure_format()
     with store.backend.lock(exclusive=False):
+        source = obj if isinstance(obj, Source) else None
         if isinstance(obj, pd.DataFrame):
-            content, details = frame_content(store, obj, name, chunk_rows, writes, allow_pickle)
+            source, opaque = pandas_source(store, writes, obj, allow_pickle)
+            dtypes = {str(k): str(v) for k, v in obj.dtypes.items()}
+            content, details = table_content(store, source, name, writes, chunking, dtypes)
+            if opaque:
+                content["opaque"] = opaque
+            if not source.schema.names:
+                content["rows"] = len(obj)  # Arrow carries no rows without columns
+        elif source is not None or (source := open_source(obj)) is not None:
+            content, details = table_content(store, source, name, writes, chunking)
         elif isinstance(obj, str | os.PathLike):
             path = Path(obj).expanduser()
             if not path.exists():
@@ -271,8 +317,8 @@ def save(
             content, details = path_content(store, path, stat_cache, name, writes)
         else:
             raise MLOpsUsageError(
-                f"cannot snapshot a {type(obj).__name__}; give a pandas DataFrame, "
-                "a file path or a folder path"
+                f"cannot snapshot a {type(obj).__name__}; give a pandas or polars frame, an "
+                "Arrow table or record-batch reader, a Parquet path or URL, a file or a folder"
             )
         snapshot_id = digest_json(content)
         manifest = publish_manifest(store, snapshot_id, content, details, writes)

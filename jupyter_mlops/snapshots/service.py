@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
 from ..errors import MLOpsUsageError
-from . import catalog, gc, retention, verify
+from . import catalog, gc, retention, sources, verify
 from . import diff as diffing
 from . import load as loading
 from . import save as saving
@@ -39,7 +39,15 @@ def snapshot(
     tags: dict[str, Any] | None = None,
     message: str | None = None,
     allow_pickle: bool = False,
+    sql: str | None = None,
+    db: str | None = None,
 ) -> Snapshot:
+    """Every save comes here: ``obj`` is anything :mod:`.sources` reads, a file or a folder, or
+    (with ``sql`` and ``db``) the result of a query, streamed."""
+    if sql is not None or db is not None:
+        if sql is None or db is None or obj is not None:
+            raise MLOpsUsageError("give a query with both --sql QUERY and --db URL, and no source")
+        obj = sources.sql_source(sql, db)
     store = open_store(settings)
     result = saving.save(
         store,
@@ -62,6 +70,8 @@ def load(
     verify: bool = True,
     to: str | Path | None = None,
     allow_pickle: bool = False,
+    as_: str = "pandas",
+    batches: bool = False,
 ) -> Any:
     store = open_store(settings)
     resolved, manifest, value = loading.load(
@@ -72,6 +82,8 @@ def load(
         restore_root=settings.home / "restored",
         stat_cache=stat_cache_path(settings),
         allow_pickle=allow_pickle,
+        as_=as_,
+        batches=batches,
     )
     if resolved.name is not None and resolved.version is not None:
         record = store.record(resolved.name, resolved.version)

@@ -1,4 +1,9 @@
-"""Cheap per-column summary statistics (pyarrow.compute), for list and diff; never identity."""
+"""Cheap per-column summary statistics (pyarrow.compute), for list and diff; never identity.
+
+Computed incrementally, one row chunk at a time (:class:`ColumnStats`), so a source larger than
+memory gets the same stats as a frame held whole; means and deviations are merged with Chan's
+parallel formula.
+"""
 
 from __future__ import annotations
 
@@ -18,36 +23,104 @@ def _plain(value: Any) -> Any:
     return str(value)
 
 
-def column_stats(values: pa.ChunkedArray) -> dict[str, Any]:
-    import pyarrow as pa
-    import pyarrow.compute as pc
+def _nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
-    t = values.type
-    stats: dict[str, Any] = {"nulls": values.null_count}
-    if len(values) == values.null_count:
+
+class ColumnStats:
+    """Nulls, extremes, mean and deviation (or lengths, categories) of a column fed in parts."""
+
+    def __init__(self, arrow_type: pa.DataType) -> None:
+        import pyarrow as pa
+
+        t = arrow_type
+        self.kind = (
+            "dictionary"
+            if pa.types.is_dictionary(t)
+            else "string"
+            if pa.types.is_string(t) or pa.types.is_large_string(t)
+            else "boolean"
+            if pa.types.is_boolean(t)
+            else "number"
+            if pa.types.is_integer(t) or pa.types.is_floating(t)
+            else "extremes"
+            if pa.types.is_temporal(t) or pa.types.is_decimal(t)
+            else "none"
+        )
+        self.rows = self.nulls = 0
+        self.low: Any = None
+        self.high: Any = None
+        self.count = 0  # values in the mean
+        self.mean = 0.0
+        self.m2 = 0.0
+        self.categories: int | None = None
+        self.failed = False
+
+    def add(self, values: pa.ChunkedArray | pa.Array) -> None:
+        import pyarrow as pa
+        import pyarrow.compute as pc
+
+        self.rows += len(values)
+        nulls = values.null_count
+        self.nulls += nulls
+        if len(values) == nulls or self.failed:
+            return
+        try:
+            if self.kind == "dictionary":
+                if self.categories is None:
+                    first = values.chunk(0) if isinstance(values, pa.ChunkedArray) else values
+                    self.categories = len(first.dictionary)
+            elif self.kind == "string":
+                lengths = pc.min_max(pc.utf8_length(values))
+                self._extremes(lengths["min"].as_py(), lengths["max"].as_py())
+            elif self.kind in ("boolean", "number"):
+                if self.kind == "number":
+                    extremes = pc.min_max(values)
+                    self._extremes(extremes["min"].as_py(), extremes["max"].as_py())
+                n = len(values) - nulls
+                mean = pc.mean(values).as_py()
+                m2 = pc.variance(values).as_py() * n if self.kind == "number" else 0.0
+                self._moments(n, float(mean), float(m2))
+            elif self.kind == "extremes":
+                extremes = pc.min_max(values)
+                self._extremes(extremes["min"].as_py(), extremes["max"].as_py())
+        except (pa.ArrowException, OverflowError, ValueError, TypeError):
+            self.failed = True  # stats are a convenience; an odd type simply has fewer of them
+
+    def _extremes(self, low: Any, high: Any) -> None:
+        if low is not None and not _nan(low):
+            self.low = low if self.low is None or _nan(self.low) else min(self.low, low)
+        if high is not None and not _nan(high):
+            self.high = high if self.high is None or _nan(self.high) else max(self.high, high)
+
+    def _moments(self, n: int, mean: float, m2: float) -> None:
+        total = self.count + n
+        delta = mean - self.mean
+        self.mean += delta * n / total
+        self.m2 += m2 + delta * delta * self.count * n / total
+        self.count = total
+
+    def result(self) -> dict[str, Any]:
+        stats: dict[str, Any] = {"nulls": self.nulls}
+        if self.rows == self.nulls or self.failed:
+            return stats
+        if self.kind == "dictionary":
+            stats["categories"] = self.categories or 0
+        elif self.kind == "string":
+            stats["min_len"], stats["max_len"] = self.low, self.high
+        elif self.kind == "boolean":
+            stats["mean"] = _plain(self.mean)
+        elif self.kind == "number":
+            stats["min"], stats["max"] = _plain(self.low), _plain(self.high)
+            stats["mean"] = _plain(self.mean)
+            stats["std"] = _plain(math.sqrt(self.m2 / self.count) if self.m2 >= 0 else self.m2)
+        elif self.kind == "extremes":
+            stats["min"], stats["max"] = _plain(self.low), _plain(self.high)
         return stats
-    try:
-        if pa.types.is_dictionary(t):
-            stats["categories"] = len(values.chunk(0).dictionary) if values.num_chunks else 0
-        elif pa.types.is_string(t) or pa.types.is_large_string(t):
-            lengths = pc.min_max(pc.utf8_length(values))
-            stats["min_len"], stats["max_len"] = lengths["min"].as_py(), lengths["max"].as_py()
-        elif pa.types.is_boolean(t):
-            stats["mean"] = _plain(pc.mean(values).as_py())
-        elif pa.types.is_integer(t) or pa.types.is_floating(t):
-            extremes = pc.min_max(values)
-            stats["min"], stats["max"] = (
-                _plain(extremes["min"].as_py()),
-                _plain(extremes["max"].as_py()),
-            )
-            stats["mean"] = _plain(pc.mean(values).as_py())
-            stats["std"] = _plain(pc.stddev(values).as_py())
-        elif pa.types.is_temporal(t) or pa.types.is_decimal(t):
-            extremes = pc.min_max(values)
-            stats["min"], stats["max"] = (
-                _plain(extremes["min"].as_py()),
-                _plain(extremes["max"].as_py()),
-            )
-    except (pa.ArrowException, OverflowError, ValueError):
-        pass  # stats are a convenience; an odd type simply has fewer of them
-    return stats
+
+
+def column_stats(values: pa.ChunkedArray) -> dict[str, Any]:
+    stats = ColumnStats(values.type)
+    for chunk in values.chunks:
+        stats.add(chunk)
+    return stats.result()

@@ -45,6 +45,7 @@ TABLE = "mlops_schedules"
 LOCK_NAME = "scheduler.lock"
 DEFAULT_IMAGE = "python:3.12-slim"
 CRON_FIELDS = ("minute", "hour", "day", "month", "day_of_week")
+ORPHANED = "failed: the scheduler host stopped during the run"
 HOST_HINT = (
     "no scheduler is running for this store: open JupyterLab here (the server extension runs "
     "schedules) or run: python -m jupyter_mlops.monitoring.scheduler {home}"
@@ -266,6 +267,7 @@ def start_host(home: Path, poll_s: float = 10.0) -> Host | None:
     fd = take_host_lock(home)
     if fd is None:
         return None
+    close_orphans(home)
     scheduler = new_scheduler(
         home,
         jobstores={"memory": MemoryJobStore()},
@@ -274,6 +276,24 @@ def start_host(home: Path, poll_s: float = 10.0) -> Host | None:
     scheduler.add_job(_look, "interval", seconds=poll_s, jobstore="memory", id="look")
     scheduler.start()
     return Host(scheduler, fd)
+
+
+def close_orphans(home: Path) -> None:
+    """Executions a dead host left RUNNING end as KILLED (only a host runs them, and this
+    process now holds the host lock, so none of them is still running)."""
+    from ..config import resolve_settings
+    from ..tracking.client import mlflow_client
+
+    settings = resolve_settings(home.parent, flags={"home": str(home)}, create_home=False)
+    if not (home / records.SCHEDULES_DB).exists():
+        return
+    client = mlflow_client(settings.tracking_uri)
+    found = client.get_experiment_by_name(records.SCHEDULE_EXPERIMENT)
+    if found is None:
+        return
+    for run in client.search_runs([found.experiment_id], "attributes.status = 'RUNNING'"):
+        client.set_tag(run.info.run_id, records.TAG_SCHEDULE_OUTCOME, ORPHANED)
+        client.set_terminated(run.info.run_id, "KILLED")
 
 
 def _look() -> None:

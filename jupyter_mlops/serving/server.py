@@ -11,7 +11,6 @@ arrival: the proxy runs the contract check, splits feature computation from pred
 model offers it, and keeps inputs and outputs for the inference log.
 """
 
-
 import asyncio
 import collections
 import contextlib
@@ -111,7 +110,7 @@ class Endpoint:
         if not self.options.enforce_contract:
             return None
         from ..config import resolve_settings
-        from ..contracts.service import request_checker  # type: ignore[import-not-found]
+        from ..contracts.service import request_checker
 
         settings = resolve_settings(
             Path(self.options.home).parent,
@@ -128,11 +127,13 @@ class Endpoint:
 
     def stop(self) -> None:
         """Stop following, flush the inference log and the last stats (nothing logged lost)."""
+        log.info("stopping")
         self._stop.set()
         if self._follower.is_alive():
             self._follower.join(timeout=10)
         self.writer.close()
         self.write_stats()
+        log.info("stopped")
 
     def write_stats(self) -> None:
         self.stats.version = self.current.version
@@ -296,7 +297,7 @@ def main(argv: list[str]) -> int:
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
     sock = config.bind_socket()
-    host, port = sock.getsockname()[:2]
+    port = sock.getsockname()[1]
     save_record(
         Path(options.home),
         DeploymentRecord(
@@ -333,5 +334,11 @@ def options_env(options: Options) -> dict[str, str]:
 
 
 if __name__ == "__main__":
+    code = 0
     with contextlib.suppress(KeyboardInterrupt):
-        sys.exit(main(sys.argv[1:]))
+        code = main(sys.argv[1:])
+    # The log and stats are flushed by the app's shutdown; MLflow's exit hooks would only add
+    # seconds to every %serve stop.
+    logging.shutdown()
+    sys.stdout.flush()
+    os._exit(code)

@@ -1,0 +1,193 @@
+"""A real endpoint on 127.0.0.1 (one per module): MLflow's protocol and errors, the alias
+switch under load, the inference log against the requests sent, status/bench/stop."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jupyter_mlops import records
+from jupyter_mlops.config import Settings
+from jupyter_mlops.serving.bench import load
+from jupyter_mlops.serving.deployments import list_deployments
+from jupyter_mlops.serving.launch import serve, serving_status, stop
+from jupyter_mlops.serving.results import Deployment
+from jupyter_mlops.serving.traffic import read_traffic
+from tests.serving_support import (
+    COLUMNS,
+    TELLING_ROW,
+    frame,
+    get_json,
+    move_alias,
+    post,
+    register_two_versions,
+    split_body,
+    store_settings,
+    wait_until,
+)
+
+MODEL = "clf"
+SENT: dict[str, int] = {}  # request id -> status of every request this module sent itself
+ROWS = {"expected": 0}  # log rows those requests make: one per input row, one per refusal
+LOADED = {"requests": 0}  # requests sent by load generators
+
+
+@pytest.fixture(scope="module")
+def settings(template_store: Path, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    settings = store_settings(template_store, tmp_path_factory.mktemp("serving"))
+    register_two_versions(settings, MODEL)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def endpoint(settings: Settings) -> Iterator[Deployment]:
+    deployment = serve(settings, f"{MODEL}@prod")
+    try:
+        yield deployment
+    finally:
+        if any(d.alive for d in list_deployments(settings)):
+            stop(settings, deployment.name)
+
+
+def send(url: str, body: str, content_type: str = "application/json", rows: int = 1) -> Any:
+    status, headers, content = post(url, body, content_type)
+    SENT[headers[records.HEADER_REQUEST_ID]] = status
+    ROWS["expected"] += rows if status == 200 else 1
+    return status, headers, content
+
+
+def stock_answer(settings: Settings, version: str, body: str, content_type: str) -> Any:
+    """What MLflow's own scoring app answers for the same model version and payload."""
+    import mlflow.pyfunc
+    from fastapi.testclient import TestClient
+    from mlflow.pyfunc import scoring_server
+
+    from jupyter_mlops.tracking.client import mlflow_client
+
+    uri = mlflow_client(settings.tracking_uri).get_model_version_download_uri(MODEL, version)
+    app = scoring_server.init(mlflow.pyfunc.load_model(uri))
+    response = TestClient(app).post(
+        "/invocations", content=body, headers={"Content-Type": content_type}
+    )
+    return response.status_code, response.content
+
+
+PAYLOADS = {  # name: (body, content type, rows)
+    "split": (split_body([TELLING_ROW, [0.9, 0.1]]), "application/json", 2),
+    "records": (json.dumps({"dataframe_records": [{"a": 0.9, "b": 0.1}]}), "application/json", 1),
+    "instances": (json.dumps({"instances": [{"a": 0.2, "b": 0.7}]}), "application/json", 1),
+    "csv": ("a,b\n0.1,0.9\n0.8,0.3\n", "text/csv", 2),
+    "csv-utf8": ("a,b\n0.4,0.5\n", "text/csv; charset=utf-8", 1),
+}
+BAD = {
+    "not json": ("{nope", "application/json"),
+    "no format key": (json.dumps({"rows": [[1, 2]]}), "application/json"),
+    "missing column": (json.dumps({"dataframe_split": {"columns": ["a"], "data": [[1]]}}),
+                       "application/json"),
+    "text in a number": (split_body([["x", 1]]), "application/json"),  # type: ignore[list-item]
+    "csv of nothing": ("", "text/csv"),
+}  # fmt: skip
+
+
+def test_mlflow_clients_get_what_mlflow_serving_answers(
+    endpoint: Deployment, settings: Settings
+) -> None:
+    for name, (body, content_type, rows) in PAYLOADS.items():
+        status, headers, content = send(endpoint.url, body, content_type, rows)
+        assert (status, json.loads(content)) == (200, json.loads(
+            stock_answer(settings, "1", body, content_type)[1]
+        )), name  # fmt: skip
+        assert headers[records.HEADER_MODEL_VERSION] == "1", name
+    assert get_json(f"{endpoint.url}/version")["version"] == "1"
+    assert send(endpoint.url, split_body([TELLING_ROW]))[2] == b'{"predictions": [0]}'
+
+
+def test_a_bad_payload_is_a_400_with_mlflows_error_json_never_a_500(
+    endpoint: Deployment, settings: Settings
+) -> None:
+    for name, (body, content_type) in BAD.items():
+        status, headers, content = send(endpoint.url, body, content_type)
+        error = json.loads(content)
+        assert status == 400, (name, content)
+        assert set(error) >= {"error_code", "message"}, name
+        stock_status, stock_content = stock_answer(settings, "1", body, content_type)
+        assert (
+            stock_status == 400 and json.loads(stock_content)["error_code"] == error["error_code"]
+        ), name
+        assert headers[records.HEADER_MODEL_VERSION] == "1"
+
+
+def test_an_alias_switch_under_load_fails_no_request_and_shows_within_5_s(
+    endpoint: Deployment, settings: Settings
+) -> None:
+    result: dict[str, Any] = {}
+    worker = threading.Thread(
+        target=lambda: result.setdefault(
+            "load", load(endpoint.url, split_body([TELLING_ROW]).encode(), clients=8, seconds=4)
+        )
+    )
+    worker.start()
+    wait_until(lambda: endpoint_requests(settings) > 20, 30, "load reached the endpoint")
+    move_alias(settings, MODEL, "prod", 2)
+    took = wait_until(
+        lambda: get_json(f"{endpoint.url}/version")["version"] == "2", 5, "/version says 2"
+    )
+    worker.join(timeout=60)
+    bench = result["load"]
+    LOADED["requests"] += bench.requests
+    assert bench.errors == 0 and bench.statuses == {200: bench.requests}
+    assert set(bench.versions) == {"1", "2"} and sum(bench.versions.values()) == bench.requests
+    assert took < 5
+    _, headers, content = send(endpoint.url, split_body([TELLING_ROW]))
+    assert (headers[records.HEADER_MODEL_VERSION], content) == ("2", b'{"predictions": [1]}')
+    move_alias(settings, MODEL, "prod", 1)
+    wait_until(lambda: get_json(f"{endpoint.url}/version")["version"] == "1", 5, "back to 1")
+
+
+def endpoint_requests(settings: Settings) -> int:
+    return sum(d.requests for d in list_deployments(settings))
+
+
+def test_magics_list_bench_and_find_the_endpoint(
+    endpoint: Deployment, ip: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_HOME", str(settings.home))
+    status = ip.run_line_magic("serve", "status")
+    assert [d.name for d in status.deployments] == [f"{MODEL}@prod"]
+    row = status.deployments[0]
+    assert row.alive and row.version == "1" and row.url == endpoint.url
+    wait_until(lambda: serving_status(settings).deployments[0].requests >= len(SENT), 5, "stats")
+    bench = ip.run_line_magic("serve", "bench clf --clients 2 --seconds 1")
+    LOADED["requests"] += bench.requests
+    assert bench.requests > 0 and bench.errors == 0 and bench.p99_ms is not None
+    assert "req/s" in repr(bench)
+    html = ip.display_formatter.format(status)[0]["text/html"]
+    assert endpoint.url in html
+
+
+def test_stop_flushes_the_log_one_row_per_request_with_its_id_and_status(
+    endpoint: Deployment, settings: Settings
+) -> None:
+    sample = frame(3, seed=4).round(4)
+    body = json.dumps({"dataframe_split": json.loads(sample.to_json(orient="split", index=False))})
+    status, headers, _ = send(endpoint.url, body, rows=3)
+    assert status == 200
+    assert stop(settings, endpoint.name) == [endpoint.name]
+    assert list_deployments(settings) == []
+    log = read_traffic(settings, MODEL, "prod")
+    # Every request this module sent itself is in the log under its id, with its status, and
+    # every request of the load generators (single rows) too.
+    logged = log.groupby(records.TRAFFIC_REQUEST_ID)[records.TRAFFIC_STATUS].first().to_dict()
+    assert {k: logged.get(k) for k in SENT} == SENT
+    assert len(log) == ROWS["expected"] + LOADED["requests"]
+    assert list(log.columns[:6]) == list(records.TRAFFIC_FIXED_COLUMNS)
+    assert [c for c in log.columns if c in COLUMNS] == COLUMNS
+    assert str(log[records.TRAFFIC_TIMESTAMP].dtype).startswith("datetime64")
+    last = log[log[records.TRAFFIC_REQUEST_ID] == headers[records.HEADER_REQUEST_ID]]
+    assert last[COLUMNS].to_numpy().tolist() == sample.to_numpy().tolist()
+    assert last["prediction"].notna().all()

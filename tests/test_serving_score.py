@@ -10,12 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from IPython.core.error import UsageError
 
 import jupyter_mlops as mlops
 from jupyter_mlops import records
 from jupyter_mlops.context import current_settings
 from jupyter_mlops.errors import MLOpsNotFound, MLOpsUsageError
-from jupyter_mlops.serving.scoring import ScoringFailed, score
+from jupyter_mlops.serving.scoring import score
 from tests.registry_support import client
 
 
@@ -89,8 +90,8 @@ def test_a_snapshot_is_scored_into_a_predictions_snapshot_with_its_run_and_linea
         assert ("train", "churn/1", "registered") in links, subject
 
 
-def test_a_dataframe_streams_to_a_child_process_in_batches_and_keeps_its_index(
-    store: Path,
+def test_score_magic_streams_a_dataframe_to_a_child_process_and_keeps_its_index(
+    store: Path, ip: Any
 ) -> None:
     kernel = os.getpid()
 
@@ -101,7 +102,9 @@ def test_a_dataframe_streams_to_a_child_process_in_batches_and_keeps_its_index(
         mlops.register(which_process, "pid")
     frame = pd.DataFrame({"x": range(23)}, index=pd.Index([f"r{i}" for i in range(23)], name="id"))
 
-    predictions = mlops.score("pid", frame, name="pids", keys=["x"], batch_rows=5)
+    ip.user_ns["frame"] = frame
+
+    predictions = ip.run_line_magic("score", "pid frame --name pids --key x --batch-rows 5")
 
     loaded = mlops.load(predictions.ref)
     assert loaded.index.tolist() == frame.index.tolist()
@@ -123,7 +126,7 @@ def test_a_parquet_file_is_streamed_by_the_scorer(store: Path, tmp_path: Path) -
     assert loaded.index.tolist() == list(range(40))  # row numbers across batches
 
 
-def test_bad_requests_are_one_line_errors_and_publish_nothing(store: Path) -> None:
+def test_bad_requests_are_one_line_errors_and_publish_nothing(store: Path, ip: Any) -> None:
     frame = churn_frame(20)
     train_churn(store, frame)
 
@@ -134,10 +137,12 @@ def test_bad_requests_are_one_line_errors_and_publish_nothing(store: Path) -> No
     with pytest.raises(MLOpsUsageError, match="cannot score a list"):
         mlops.score("churn@champion", [1, 2, 3])
 
-    with pytest.raises(ScoringFailed) as failed:
-        mlops.score("churn@champion", frame.drop(columns=["b"]), name="broken")
+    ip.user_ns["broken"] = frame.drop(columns=["b"])
+    with pytest.raises(UsageError) as failed:
+        ip.run_line_magic("score", "churn@champion broken --name broken")
     message = str(failed.value)
     assert "\n" not in message
+    assert message.startswith("%score: scoring churn@champion failed after 0 of 20 rows")
     assert "no column 'b'" in message and "run %score again" in message
     assert mlops.snapshots("broken").empty
     failed_runs = client(store).search_runs(

@@ -8,6 +8,7 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import argument, magic_arguments
 
+from .. import api
 from ..context import current_settings
 from .core import did_you_mean, parse, usage_errors
 
@@ -101,6 +102,47 @@ class ServingMagics(Magics):
                 log_sample=args.log_sample,
                 enforce_contract=args.enforce_contract,
             )
+
+    @magic_arguments()
+    @argument("model", help="NAME@ALIAS (resolved once, at the start), NAME/VERSION or NAME.")
+    @argument(
+        "data",
+        help="A DataFrame (pandas, polars, Arrow) variable, a snapshot REF or a Parquet path.",
+    )
+    @argument("--name", default=None, help="Predictions snapshot name (default MODEL-predictions).")
+    @argument(
+        "--key",
+        action="append",
+        default=[],
+        metavar="COLUMN",
+        help="A column kept beside the predictions (repeatable; default: those the model "
+        "does not read).",
+    )
+    @argument("--batch-rows", type=int, default=10_000, help="Rows per batch (default 10,000).")
+    @line_magic
+    def score(self, line: str) -> Any:
+        """Batch-score data with a registered model: ``%score NAME@ALIAS DATA [--name PRED]``.
+
+        Runs in a child process (never in the kernel; it dies with the kernel and stops on
+        Ctrl-C), batch by batch with a progress bar, and returns the predictions snapshot: the
+        data's index and key columns, then ``prediction``. A run records the model, version and
+        data (params) with rows and rows/s (metrics); ``%lineage PRED`` and ``%lineage
+        NAME@ALIAS`` show data -> model version -> predictions. A scorer that fails or is
+        killed publishes no predictions version.
+        """
+        from ..serving.scoring import ScoringFailed
+
+        args = parse(self.score, line, "score")
+        namespace = self.shell.user_ns if self.shell is not None else {}
+        token = args.data
+        data = namespace[token] if token.isidentifier() and token in namespace else token
+        with usage_errors("score"):
+            try:
+                return api.score(
+                    args.model, data, args.name, keys=args.key, batch_rows=args.batch_rows
+                )
+            except ScoringFailed as exc:
+                raise UsageError(f"%score: {exc}") from None
 
     def _verb(self, verb: str, rest: list[str], args: Any) -> Any:
         settings = current_settings()

@@ -120,6 +120,8 @@ def run(spec: dict[str, Any], events: IO[str], stdin: IO[bytes]) -> None:
 def main(argv: list[str]) -> int:
     die_with_parent()
     spec = json.loads(argv[1])
+    if os.getppid() != spec["kernel_pid"]:  # the kernel died before we asked to die with it
+        return 1
     with os.fdopen(int(spec["events_fd"]), "w", encoding="utf-8") as events:
         try:
             run(spec, events, sys.stdin.buffer)

@@ -165,7 +165,13 @@ def _watch(
     env = {**os.environ, "MLFLOW_TRACKING_URI": settings.tracking_uri}
     try:
         process = subprocess.Popen(
-            [sys.executable, "-m", WORKER, json.dumps({**spec, "events_fd": write_fd}), marker],
+            [
+                sys.executable,
+                "-m",
+                WORKER,
+                json.dumps({**spec, "events_fd": write_fd, "kernel_pid": os.getpid()}),
+                marker,
+            ],
             stdin=subprocess.PIPE if source.feed else subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -218,7 +218,12 @@ class FsspecBackend:
                 f"snapshot_store {location!r} is a URL, which needs fsspec; pip install fsspec"
             ) from None
         try:
-            self.fs, root = fsspec.core.url_to_fs(location)
+            # Listings are never cached: another process's new version or lease must be seen
+            # (s3fs answers exists()/info() from a cached listing once it has one).
+            try:
+                self.fs, root = fsspec.core.url_to_fs(location, use_listings_cache=False)
+            except TypeError:  # a filesystem without a listings cache
+                self.fs, root = fsspec.core.url_to_fs(location)
         except (ImportError, ValueError) as exc:
             raise MLOpsUsageError(f"cannot open snapshot_store {location!r}: {exc}") from None
         self.root = root.rstrip("/")

@@ -1,0 +1,155 @@
+"""Snapshots on a real S3 API: moto's standalone server, reached through s3fs as users reach MinIO
+or AWS (``AWS_ENDPOINT_URL`` and keys in the environment, ``snapshot_store = "s3://..."``).
+
+The server starts once per session (tests/engines.py); every test has a bucket of its own.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from pandas.testing import assert_frame_equal
+
+import jupyter_mlops as mlops
+
+PROCESS_TIMEOUT_S = 120
+
+
+@pytest.fixture
+def s3_store(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"s3://{s3_bucket}/snapshots"
+    monkeypatch.setenv("MLOPS_SNAPSHOT_STORE", url)
+    return url
+
+
+def keys(url: str, under: str) -> list[str]:
+    import fsspec
+
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    root = url.removeprefix("s3://")
+    return sorted(k[len(root) + 1 :] for k in fs.find(f"{root}/{under}"))
+
+
+def test_save_load_list_diff_verify_and_gc_on_s3(s3_store: str, tmp_path: Path) -> None:
+    import fsspec
+
+    df = pd.DataFrame({"a": np.arange(500), "s": [f"v{i}" for i in range(500)]})
+    v1 = mlops.snapshot(df, "remote")
+    assert v1.location == f"{s3_store}/manifests/{v1.id}.json"
+    assert mlops.snapshot(df, "remote").bytes_written == 0  # deduplicated on the server
+    v2 = mlops.snapshot(df.assign(a=df.a * 2), "remote")
+    assert_frame_equal(mlops.load("remote@v1"), df)
+    assert_frame_equal(mlops.load(v2.ref), df.assign(a=df.a * 2))
+    assert list(mlops.snapshots()["ref"]) == ["remote@v1", "remote@v2"]
+    assert [c.column for c in mlops.diff("remote@v1", "remote@v2").changes] == ["a"]
+    assert keys(s3_store, "refs") == ["refs/remote/v000001.json", "refs/remote/v000002.json"]
+    assert not Path(".mlops/snapshots").exists()  # nothing went to the local default store
+
+    (tmp_path / "f.txt").write_text("hello")
+    mlops.snapshot(tmp_path / "f.txt", "afile")
+    assert mlops.load("afile").read_text() == "hello"
+    assert mlops.verify_snapshots().ok
+    swept = mlops.gc_snapshots()
+    assert sum(swept.removed.values()) == 0 and keys(s3_store, "locks") == []
+
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    root = s3_store.removeprefix("s3://")
+    victim = next(k for k in keys(s3_store, "objects"))
+    data = bytearray(fs.cat_file(f"{root}/{victim}"))
+    data[-40] ^= 0xFF
+    fs.pipe_file(f"{root}/{victim}", bytes(data))
+    report = mlops.verify_snapshots()
+    assert not report.ok and victim.rsplit("/", 1)[-1] in repr(report)
+
+
+def test_a_version_saved_by_another_process_is_seen_at_once(s3_store: str) -> None:
+    """s3fs answers from cached listings; the store must not (a kernel sees new versions)."""
+    mlops.snapshot(pd.DataFrame({"a": [1]}), "seen")
+    assert list(mlops.snapshots()["ref"]) == ["seen@v1"]
+    code = (
+        "import pandas as pd, jupyter_mlops as mlops\n"
+        "mlops.snapshot(pd.DataFrame({'a': [2]}), 'seen')\n"
+        "mlops.snapshot(pd.DataFrame({'b': [3]}), 'other')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=PROCESS_TIMEOUT_S
+    )
+    assert done.returncode == 0, done.stderr
+    assert list(mlops.snapshots()["ref"]) == ["other@v1", "seen@v1", "seen@v2"]
+    assert_frame_equal(mlops.load("seen"), pd.DataFrame({"a": [2]}))
+
+
+WRITER = """
+    import pathlib, sys, time
+    import pandas as pd
+    import jupyter_mlops as mlops
+
+    writer, go = int(sys.argv[1]), pathlib.Path(sys.argv[2])
+    print("ready", flush=True)
+    deadline = time.monotonic() + 60
+    while not go.exists() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for k in range({rounds}):
+        saved = mlops.snapshot(pd.DataFrame({{"writer": [writer] * 3, "k": [k] * 3}}), "shared")
+        print(saved.version, writer, k, flush=True)
+"""
+
+
+def test_two_processes_saving_one_name_at_once_lose_no_version(
+    s3_store: str, tmp_path: Path
+) -> None:
+    rounds = 4
+    script = tmp_path / "writer.py"
+    script.write_text(textwrap.dedent(WRITER.format(rounds=rounds)))
+    go = tmp_path / "go"
+    writers = [
+        subprocess.Popen(
+            [sys.executable, str(script), str(w), str(go)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=dict(os.environ),
+        )
+        for w in (1, 2)
+    ]
+    try:
+        for proc in writers:  # both imported everything: they start saving together
+            assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+        go.touch()
+        outputs = [proc.communicate(timeout=PROCESS_TIMEOUT_S) for proc in writers]
+    finally:
+        for proc in writers:
+            proc.kill()
+    saved = {}
+    for proc, (out, err) in zip(writers, outputs, strict=True):
+        assert proc.returncode == 0, err
+        for line in out.strip().splitlines():
+            version, writer, k = map(int, line.split())
+            assert version not in saved, f"v{version} handed to two writers"
+            saved[version] = (writer, k)
+    assert sorted(saved) == list(range(1, 2 * rounds + 1))
+    for version, (writer, k) in saved.items():
+        expected = pd.DataFrame({"writer": [writer] * 3, "k": [k] * 3})
+        assert_frame_equal(mlops.load(f"shared@v{version}"), expected)
+    assert mlops.verify_snapshots().ok
+
+
+def test_an_endpoint_from_fsspec_configuration_works_too(
+    s3_bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without AWS_ENDPOINT_URL: fsspec's own config (FSSPEC_S3_* env or ~/.config/fsspec)."""
+    import fsspec.config
+
+    endpoint = os.environ["AWS_ENDPOINT_URL"]
+    monkeypatch.delenv("AWS_ENDPOINT_URL")
+    monkeypatch.setitem(fsspec.config.conf, "s3", {"endpoint_url": endpoint})
+    monkeypatch.setenv("MLOPS_SNAPSHOT_STORE", f"s3://{s3_bucket}/configured")
+    saved = mlops.snapshot(pd.DataFrame({"x": [1.5, 2.5]}), "configured")
+    assert_frame_equal(mlops.load(saved.ref), pd.DataFrame({"x": [1.5, 2.5]}))

@@ -32,7 +32,8 @@ def distributed_result_html(result: Any) -> str:
     )
     pulled = table(["name", "value (rank 0)"], [[k, short(v)] for k, v in result.values.items()])
     logs = f'<div style="opacity:.7">logs: {escape(str(result.job_dir / "logs"))}</div>'
-    body = facts + (pulled if result.values else "") + logs
+    restarts = "".join(f"<div>{escape(line)}</div>" for line in result.restarts)
+    body = restarts + facts + (pulled if result.values else "") + logs
     return titled(f"Distributed job {result.job_id}", body)
 
 
@@ -45,10 +46,21 @@ def distributed_status_html(status: Any) -> str:
             j.backend,
             j.executor,
             str(j.live_processes),
+            str(j.restarts),
+            "; ".join(r.summary for r in j.ranks),
         ]
         for j in status.jobs
     ]
-    header = ["state", "job", "world size", "backend", "executor", "live processes"]
+    header = [
+        "state",
+        "job",
+        "world size",
+        "backend",
+        "executor",
+        "live processes",
+        "restarts",
+        "per rank (step time, memory)",
+    ]
     note = ""
     if status.cancelled:
         note = f"<div>cancelled: {escape(', '.join(status.cancelled))}</div>"

@@ -174,3 +174,24 @@ def rank_error(
             others=tuple(others),
         )
     return None
+
+
+def restart_message(job: Job, entry: dict[str, object]) -> str:
+    """One line on a restart torchrun made: which rank brought the attempt down, and how."""
+    import json
+
+    attempt = int(str(entry["attempt"]))
+    folder = job.errors_dir / f"attempt-{attempt}"
+    failures = [RankFailure(**json.loads(p.read_text())) for p in folder.glob("rank-*.json")]
+    exits_seen = entry.get("exits")
+    exits = [
+        RankExit(int(rank), int(code))
+        for rank, code in (exits_seen.items() if isinstance(exits_seen, dict) else ())
+    ]
+    error = rank_error(job, f"attempt {attempt} of job", failures, exits)
+    why = error.args[0] if error is not None else "the worker group became unhealthy"
+    left = int(str(entry.get("restarts_left", 0)))
+    return (
+        f"restart {attempt + 1} of {int(str(entry.get('max_restarts', attempt + 1)))}: {why}; "
+        f"every rank starts the cell again ({left} restart(s) left)"
+    )

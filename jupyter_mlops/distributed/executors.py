@@ -83,8 +83,10 @@ def rendezvous_args(job: Job, endpoint: str) -> list[str]:
 def torchrun_args(
     job: Job, placement: list[str], log_dir: str, module: str = WORKER_MODULE
 ) -> list[str]:
+    restarts = ["--max-restarts", str(job.spec.max_restarts)] if job.spec.max_restarts else []
     return [
         *placement,
+        *restarts,
         "--nproc-per-node", str(job.spec.nproc_per_node),
         "--log-dir", log_dir,
         "--tee", "3",

@@ -31,6 +31,7 @@ INPUTS_FILE = "inputs.pkl"
 RESULT_FILE = "result.pkl"
 CONTROL_FILE = "control.json"  # the warm pool's loopback address and token
 EXITS_FILE = "exits.json"  # in errors/: how the agent saw each failed rank end
+RESTARTS_FILE = "restarts.jsonl"  # in errors/: each attempt torchrun restarted, and why
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class JobSpec:
     pull: tuple[str, ...] = ("result",)
     pull_explicit: bool = False
     timeout: float | None = None
+    max_restarts: int = 0
     mlflow_run_id: str | None = None
     mlflow_tracking_uri: str | None = None
 
@@ -93,6 +95,14 @@ class Job:
         """``{rank: exit code or -signal}`` of the ranks that failed, written by the agent."""
         path = self.errors_dir / EXITS_FILE
         return {int(r): c for r, c in json.loads(path.read_text()).items()} if path.exists() else {}
+
+    def restarts(self) -> list[dict[str, Any]]:
+        """Each failed attempt torchrun restarted: ``attempt``, ``exits`` ({rank: code})."""
+        path = self.errors_dir / RESTARTS_FILE
+        if not path.exists():
+            return []
+        lines = path.read_text().splitlines()
+        return [json.loads(line) for line in lines if line.endswith("}")]
 
     def worker_pids(self) -> dict[int, int]:
         """``{rank: pid}`` of the workers that started on this host."""

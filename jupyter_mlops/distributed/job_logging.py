@@ -1,10 +1,33 @@
-"""A finished job on the active ``%%track`` run: its parameters, every rank's log, its errors."""
+"""A finished job on the active ``%%track`` run: its parameters, every rank's log, its errors,
+and each rank's step time and peak memory as metrics."""
 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 from .job import CELL_FILE, Job
+from .stats import read_stats
+
+
+def log_rank_stats(client: Any, run_id: str, job: Job) -> None:
+    """Each rank's mean step time and peak memory as metrics ``distributed.rankN.*``.
+
+    The step of each value is the number of steps the rank marked.
+    """
+    import time
+
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    metrics = []
+    for stats in read_stats(job.dir):
+        prefix = f"distributed.rank{stats.rank}"
+        metrics.append(Metric(f"{prefix}.memory_mb", stats.memory_mb, now, stats.steps))
+        if stats.step_s_mean is not None:
+            metrics.append(Metric(f"{prefix}.step_time_s", stats.step_s_mean, now, stats.steps))
+    if metrics:
+        client.log_batch(run_id, metrics=metrics)
 
 
 def log_to_run(job: Job, run_id: str, tracking_uri: str) -> None:
@@ -28,5 +51,6 @@ def log_to_run(job: Job, run_id: str, tracking_uri: str) -> None:
         if any(job.errors_dir.iterdir()):
             client.log_artifacts(run_id, str(job.errors_dir), f"{artifact_path}/errors")
         client.log_artifact(run_id, str(job.dir / CELL_FILE), artifact_path)
+        log_rank_stats(client, run_id, job)
     except Exception as exc:
         warnings.warn(f"could not log job {job.id} to MLflow run {run_id}: {exc}", stacklevel=2)

@@ -15,6 +15,7 @@ from .executors import get_executor
 from .job import RESULT_FILE, Job, list_jobs
 from .procs import alive, owned
 from .results import DistributedStatus, JobRow
+from .stats import read_stats
 
 
 def job_row(job: Job) -> JobRow:
@@ -31,7 +32,16 @@ def job_row(job: Job) -> JobRow:
             name = "ok"
         elif any(job.errors_dir.glob("rank-*.json")):
             name = "failed"
-    return JobRow(job.id, name, job.spec.world_size, job.spec.backend, job.spec.executor, live)
+    return JobRow(
+        job.id,
+        name,
+        job.spec.world_size,
+        job.spec.backend,
+        job.spec.executor,
+        live,
+        restarts=len(job.restarts()),
+        ranks=tuple(read_stats(job.dir)),
+    )
 
 
 def status(limit: int = 20, settings: Settings | None = None) -> DistributedStatus:

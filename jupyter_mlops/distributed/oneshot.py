@@ -25,6 +25,7 @@ from .errors import (
     RankExit,
     RankFailure,
     rank_error,
+    restart_message,
 )
 from .executors import get_executor, join_command
 from .job import RESULT_FILE, Job, JobSpec, create_job, loads
@@ -61,7 +62,8 @@ def run_job(
                 f"[jupyter-mlops] waiting for {spec.nnodes - 1} more node(s); on each, run:\n"
                 f"{join_command(job)}"
             )
-        code = watch(launched, job, pump, spec.timeout, RankStatus(job, on_status))
+        status = RankStatus(job, on_status, sink)
+        code = watch(launched, job, pump, spec.timeout, status)
     except KeyboardInterrupt:
         left = stop_local(launched, job, pump)
         job.set_state("cancelled")
@@ -82,11 +84,13 @@ def run_job(
         if spec.mlflow_run_id is not None:
             log_to_run(job, spec.mlflow_run_id, spec.mlflow_tracking_uri or "")
     if code != 0:
-        job.set_state("failed", exit_code=code)
-        raise failure_error(job, code, list(pump.agent_tail))
+        job.set_state("failed", exit_code=code, restarts=len(status.restarts))
+        raise failure_error(job, code, list(pump.agent_tail), len(status.restarts))
     pulled = loads((job.dir / RESULT_FILE).read_bytes())
-    job.set_state("ok", exit_code=0)
-    return result_of(job, "ok", pulled, time.monotonic() - started)
+    job.set_state("ok", exit_code=0, restarts=len(status.restarts))
+    result = result_of(job, "ok", pulled, time.monotonic() - started)
+    result.restarts = list(status.restarts)
+    return result
 
 
 def result_of(
@@ -107,18 +111,29 @@ def result_of(
 
 
 class RankStatus:
-    """Tells ``on_status`` each rank's state when it changes, at most every half second."""
+    """Tells ``on_status`` each rank's state when it changes, at most every half second, and
+    ``sink`` each restart torchrun made (``--max-restarts``) with the reason."""
 
-    def __init__(self, job: Job, on_status: Callable[[str], None] | None) -> None:
+    def __init__(
+        self, job: Job, on_status: Callable[[str], None] | None, sink: Callable[[str], None]
+    ) -> None:
         self.job = job
         self.on_status = on_status
+        self.sink = sink
+        self.restarts: list[str] = []
         self.shown = ""
         self.checked = 0.0
 
     def poll(self, *, final: bool = False) -> None:
-        if self.on_status is None or (not final and time.monotonic() - self.checked < 0.5):
+        if not final and time.monotonic() - self.checked < 0.5:
             return
         self.checked = time.monotonic()
+        if self.job.spec.max_restarts:
+            for entry in self.job.restarts()[len(self.restarts) :]:
+                self.restarts.append(restart_message(self.job, entry))
+                self.sink(f"[jupyter-mlops] {self.restarts[-1]}")
+        if self.on_status is None:
+            return
         states = self.job.rank_states()
         text = f"ranks started {len(states)}/{self.job.spec.world_size}: " + (
             ", ".join(f"{rank} {state}" for rank, state in states.items()) or "waiting"
@@ -197,10 +212,13 @@ def rank_failures(job: Job) -> list[RankFailure]:
     return [RankFailure(**r) for r in reports]
 
 
-def failure_error(job: Job, code: int, agent_tail: list[str]) -> DistributedCellError:
+def failure_error(
+    job: Job, code: int, agent_tail: list[str], restarts: int = 0
+) -> DistributedCellError:
     """The rank that caused the failure (see :func:`rank_error`), else the agent's own end."""
     exits = [RankExit(rank, exitcode) for rank, exitcode in job.rank_exits().items()]
-    error = rank_error(job, "job", rank_failures(job), exits)
+    note = f", after {restarts} restart(s)" if restarts else ""
+    error = rank_error(job, "job", rank_failures(job), exits, note)
     if error is not None:
         return error
     how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"

@@ -39,11 +39,14 @@ class JobRequest:
     pull: str | Sequence[str] | None = None
     all_logs: bool = False
     fresh: bool = False
+    max_restarts: int = 0
 
     @property
     def may_use_pool(self) -> bool:
-        """A warm pool runs single-node cells that ask for no executor of their own."""
-        return not (self.fresh or self.executor or self.nnodes > 1 or self.rdzv)
+        """A warm pool runs single-node cells that ask for no executor or restarts of their own."""
+        return not (
+            self.fresh or self.executor or self.nnodes > 1 or self.rdzv or self.max_restarts
+        )
 
     @property
     def pulled(self) -> tuple[str, ...]:
@@ -112,6 +115,10 @@ def plan(request: JobRequest) -> JobSpec:
         raise MLOpsUsageError(f"--nnodes must be at least 1, got {nnodes}")
     if timeout is not None and timeout <= 0:
         raise MLOpsUsageError(f"--timeout takes seconds > 0, got {timeout}")
+    if not isinstance(request.max_restarts, int) or request.max_restarts < 0:
+        raise MLOpsUsageError(
+            f"--max-restarts takes a whole number >= 0, got {request.max_restarts!r}"
+        )
     executor = request.executor or ("multinode" if nnodes > 1 else "local")
     if executor == "pool":
         raise MLOpsUsageError(
@@ -149,6 +156,7 @@ def plan(request: JobRequest) -> JobSpec:
         pull=pulled or ("result",),
         pull_explicit=pulled is not None,
         timeout=timeout,
+        max_restarts=request.max_restarts,
     )
 
 

@@ -25,7 +25,15 @@ from typing import Any
 from .job import CONTROL_FILE, Job, dumps_cpu, load_job, loads
 from .procs import die_with_parent
 from .rank_logging import tracked_by_rank
-from .worker import failure_report, init_group, pulled, report_rank, run_cell, run_rank
+from .worker import (
+    bind_rank,
+    failure_report,
+    init_group,
+    pulled,
+    report_rank,
+    run_cell,
+    run_rank,
+)
 
 
 class LineSender(io.TextIOBase):
@@ -107,6 +115,7 @@ def main(job_dir: Path) -> int:
     local_rank = int(os.environ["LOCAL_RANK"])
     job = load_job(job_dir)
     report_rank(job, rank, "running")
+    restart = bind_rank(job, rank)
 
     import torch.distributed as dist
 
@@ -119,11 +128,15 @@ def main(job_dir: Path) -> int:
             "world_size": int(os.environ["WORLD_SIZE"]),
             "local_rank": local_rank,
             "device": device,
+            "restart": restart,
         }
         with connect(job, rank) as conn:
             serve(conn, rank, namespace)
         report_rank(job, rank, "done")
     finally:
+        from .stats import stop_recording
+
+        stop_recording()
         if dist.is_initialized():
             dist.destroy_process_group()
     return 0

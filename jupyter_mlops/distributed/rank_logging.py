@@ -104,3 +104,12 @@ def log_every_rank() -> None:
             "log_every_rank() works inside a %%distributed cell run within a %%track run"
         )
     _current[-1].every_rank = True
+
+
+def log_folder(folder: Path, artifact_path: str) -> bool:
+    """Rank 0 of a tracked cell: ``folder`` as artifacts of the kernel's run (False: untracked)."""
+    if not _current:
+        return False
+    run = _current[-1]
+    run.client.log_artifacts(run.run_id, str(folder), artifact_path)
+    return True

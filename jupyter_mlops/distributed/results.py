@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .stats import RankStats
+
 
 @dataclass
 class DistributedResult:
@@ -21,6 +23,7 @@ class DistributedResult:
     values: dict[str, Any] = field(default_factory=dict)
     seconds: float = 0.0
     scheduler_id: str | None = None
+    restarts: list[str] = field(default_factory=list)  # why torchrun restarted, one line each
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -41,6 +44,8 @@ class JobRow:
     backend: str
     executor: str
     live_processes: int
+    restarts: int = 0
+    ranks: tuple[RankStats, ...] = ()  # per-rank step time and memory (stats/rank-N.json)
 
 
 @dataclass
@@ -59,8 +64,10 @@ class DistributedStatus:
         if self.cancelled:
             lines.append(f"  cancelled: {', '.join(self.cancelled)}")
         for j in self.jobs:
+            restarts = f" restarts={j.restarts}" if j.restarts else ""
             lines.append(
                 f"  {j.job_id}  {j.state:<9} world_size={j.world_size} backend={j.backend} "
-                f"executor={j.executor} live_processes={j.live_processes}"
+                f"executor={j.executor} live_processes={j.live_processes}{restarts}"
             )
+            lines.extend(f"    {r.summary}" for r in j.ranks)
         return "\n".join(lines)

@@ -1,10 +1,11 @@
 """``python -m jupyter_mlops.distributed.worker JOBDIR``: what every rank runs under torchrun.
 
 It ties itself to the agent (PDEATHSIG), records its pid, initialises the process group,
-defines ``rank, world_size, local_rank, device`` and the pushed values, runs the cell compiled
-as ``<cell>`` (registered in ``linecache``, so tracebacks show the cell's lines), and on rank 0
-saves the pulled names. A failure is written to ``errors/rank-N.json`` with a timestamp, so the
-notebook can tell the root cause from the ranks that failed because of it. The process group is
+defines ``rank, world_size, local_rank, device, restart`` (torchrun's restart count) and the
+pushed values, runs the cell compiled as ``<cell>`` (registered in ``linecache``, so tracebacks
+show the cell's lines), and on rank 0 saves the pulled names. A failure is written to
+``errors/rank-N.json`` with a timestamp, so the notebook can tell the root cause from the ranks
+that failed because of it. The process group is
 always destroyed: a rank that exits without it aborts and hides the real error.
 """
 
@@ -66,14 +67,48 @@ def init_group(job: Job, local_rank: int, local_world_size: int) -> Any:
 
     backend = choose_backend(job.spec.backend, local_world_size)
     timeout = timedelta(seconds=job.spec.timeout) if job.spec.timeout else DEFAULT_PG_TIMEOUT
+    store = attempt_store(timeout)
     if backend == "nccl":
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
-        dist.init_process_group("nccl", device_id=device, timeout=timeout)
+        dist.init_process_group("nccl", device_id=device, timeout=timeout, **store)
     else:
         device = torch.device("cpu")
-        dist.init_process_group(backend, timeout=timeout)
+        dist.init_process_group(backend, timeout=timeout, **store)
     return device
+
+
+def attempt_store(timeout: timedelta) -> dict[str, Any]:
+    """After a torchrun restart, the agent's store seen under a prefix of its own attempt.
+
+    torchrun shares one TCPStore across rendezvous rounds, and a process group's keys carry
+    no attempt: a restarted rank could read the address a killed peer published and fail to
+    connect ("Gloo connectFullMesh failed ... Connection refused", seen about every other
+    restart here). The first attempt keeps torch's own env:// set-up.
+    """
+    restart = int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
+    if not restart or os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return {}
+    import torch.distributed as dist
+
+    agent = dist.TCPStore(
+        os.environ["MASTER_ADDR"], int(os.environ["MASTER_PORT"]), is_master=False, timeout=timeout
+    )
+    return {
+        "store": dist.PrefixStore(f"jupyter-mlops/attempt-{restart}/", agent),
+        "rank": int(os.environ["RANK"]),
+        "world_size": int(os.environ["WORLD_SIZE"]),
+    }
+
+
+def bind_rank(job: Job, rank: int) -> int:
+    """Tell this rank's helpers where its job folder is, start its stats; the restart count."""
+    from .checkpoint import JOB_DIR_ENV
+    from .stats import start_recording
+
+    os.environ[JOB_DIR_ENV] = str(job.dir)
+    start_recording(job.dir, rank)
+    return int(os.environ.get("TORCHELASTIC_RESTART_COUNT", "0"))
 
 
 def compile_cell(source: str) -> CodeType:
@@ -154,6 +189,7 @@ def main(job_dir: Path) -> int:
     local_rank = int(os.environ["LOCAL_RANK"])
     job = load_job(job_dir)
     report_rank(job, rank, "running")
+    restart = bind_rank(job, rank)
 
     import torch.distributed as dist
 
@@ -166,6 +202,7 @@ def main(job_dir: Path) -> int:
             world_size=int(os.environ["WORLD_SIZE"]),
             local_rank=local_rank,
             device=device,
+            restart=restart,
         )
         with tracked_by_rank(rank, job.spec.mlflow_run_id, job.spec.mlflow_tracking_uri):
             run_cell((job.dir / CELL_FILE).read_text(), namespace)
@@ -187,6 +224,9 @@ def main(job_dir: Path) -> int:
         print(f"rank {rank} failed: {report['error_type']}: {report['message']}", file=sys.stderr)
         return 1
     finally:
+        from .stats import stop_recording
+
+        stop_recording()
         sys.stdout.flush()
         if dist.is_initialized():
             dist.destroy_process_group()

@@ -55,6 +55,13 @@ class DistributedMagics(Magics):
     @argument("--all-logs", action="store_true", help="Stream every rank's output, not rank 0's.")
     @argument("--fresh", action="store_true", help="A one-shot job even while a pool runs.")
     @argument(
+        "--max-restarts",
+        type=int,
+        default=0,
+        help="Restart every rank up to K times when one fails (torchrun's elastic restarts); "
+        "the cell resumes with mlops.distributed.load().",
+    )
+    @argument(
         "action",
         nargs="*",
         help="Cell: sbatch (same as --executor slurm). Line: status | cancel [JOB_ID] | "
@@ -71,6 +78,11 @@ class DistributedMagics(Magics):
         before any rank starts. A failing rank raises ``DistributedCellError`` naming the rank
         that caused it (one that died names its exit code or signal) with its traceback; Ctrl-C
         stops every rank and says so in one line.
+
+        ``--max-restarts K`` lets torchrun restart every rank up to K times when one fails; each
+        restart is shown with the rank that failed and how (exit code or signal), and a cell
+        that starts with ``step = mlops.distributed.load(state)`` resumes from its newest
+        ``mlops.distributed.save(state, step)`` checkpoint (``restart`` is the attempt number).
 
         ``%%distributed sbatch --nnodes N ...`` writes a Slurm batch script that runs the same
         worker with ``srun torchrun`` and submits it (``--executor slurm``).
@@ -107,6 +119,7 @@ class DistributedMagics(Magics):
             pull=args.pull,
             all_logs=args.all_logs,
             fresh=args.fresh,
+            max_restarts=args.max_restarts,
         )
         with usage_errors("distributed"):
             result = distributed.run(cell, request, on_status=StatusLine().update)

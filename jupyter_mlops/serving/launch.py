@@ -40,7 +40,7 @@ def parse_ref(ref: str) -> tuple[str, str]:
     """``NAME@ALIAS`` -> (name, alias); an endpoint always follows an alias."""
     from ..registry.models import split_ref
 
-    name, version, alias = split_ref(ref)
+    name, _, alias = split_ref(ref)
     if alias is None:
         raise MLOpsUsageError(
             f"{ref!r}: an endpoint follows an alias; write NAME@ALIAS "
@@ -86,6 +86,10 @@ def serve(
     if not 0.0 <= log_sample <= 1.0:
         raise MLOpsUsageError(f"--log-sample {log_sample} is not a share; give 0..1 (e.g. 0.1)")
     resolve_version(mlflow_client(settings.tracking_uri), ref)  # unknown model/alias: one line
+    if enforce_contract:
+        from ..contracts.service import request_checker
+
+        request_checker(settings, enforce_contract)  # an unknown contract: one line, here
     name = f"{model}@{alias}"
     folder = deployment_folder(settings.home, name)
     known = load_record(folder)
@@ -190,9 +194,9 @@ def _wait_ready(
 
 
 def _terminate(child: subprocess.Popen[bytes]) -> None:
-    from ..distributed.procs import signal_group
-
     import signal
+
+    from ..distributed.procs import signal_group
 
     if child.poll() is None:
         signal_group(child.pid, signal.SIGTERM)

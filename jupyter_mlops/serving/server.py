@@ -59,18 +59,17 @@ class Options:
 class ContractViolation(Exception):
     """A request broke the endpoint's data contract (answered 422)."""
 
-    def __init__(self, contract: str, violation: str) -> None:
-        super().__init__(f"data contract {contract!r}: {violation}")
+    def __init__(self, violation: str) -> None:
+        super().__init__(violation)  # the checker's message names the contract and the rule
 
 
 class ModelCall:
     """The model as ``scoring_server.invocations`` sees it for one request."""
 
-    def __init__(self, served: Served, check: Callable[[Any], str | None] | None, contract: str):
+    def __init__(self, served: Served, check: Callable[[Any], str | None] | None):
         self.served = served
         self.metadata = served.model.metadata
         self.check = check
-        self.contract = contract
         self.inputs: Any = None
         self.outputs: Any = None
         self.features: Any = None
@@ -81,7 +80,7 @@ class ModelCall:
         if self.check is not None:
             message = self.check(data)
             if message:
-                self.violation = ContractViolation(self.contract, message)
+                self.violation = ContractViolation(message)
                 raise self.violation
         self.outputs, self.features = self.served.predict(data, params)
         return self.outputs
@@ -167,7 +166,7 @@ class Endpoint:
         from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
         from mlflow.pyfunc import scoring_server
 
-        call = ModelCall(self.current, self.check, self.options.enforce_contract or "")
+        call = ModelCall(self.current, self.check)
         try:
             result = scoring_server.invocations(
                 body, content_type or "", call, call.served.input_schema

@@ -209,7 +209,7 @@ def _duckdb(query: str, db: str) -> pa.RecordBatchReader:
             target if target == ":memory:" else str(Path(target).expanduser()),
             read_only=target != ":memory:",
         )
-        return con.execute(query).to_arrow_reader(BATCH_ROWS)
+        return con.sql(query).to_arrow_reader(BATCH_ROWS)
     except duckdb.Error as exc:
         raise MLOpsUsageError(f"the query failed in DuckDB: {str(exc).splitlines()[0]}") from None
 

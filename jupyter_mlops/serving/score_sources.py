@@ -126,7 +126,7 @@ class InMemory(SourceKind):
 
 @register
 class SnapshotSource(SourceKind):
-    """A snapshot REF (or a ``Snapshot`` a magic returned); read and verified by the scorer."""
+    """A snapshot REF (or a ``Snapshot`` a magic returned), streamed by the scorer."""
 
     name = "snapshot"
 
@@ -150,9 +150,8 @@ class SnapshotSource(SourceKind):
     ) -> Iterator[pd.DataFrame]:
         from ..snapshots import service
 
-        frame = service.load(settings, spec["ref"])  # logged as an input of the scoring run
-        for start in range(0, len(frame), batch_rows):
-            yield frame.iloc[start : start + batch_rows]
+        # Streamed chunk by chunk, each verified; logged as an input of the scoring run.
+        yield from _rebatched(service.load(settings, spec["ref"], batches=True), batch_rows)
 
 
 @register

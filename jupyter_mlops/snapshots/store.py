@@ -231,6 +231,9 @@ class FsspecBackend:
         # A folder reached through fsspec (local://) writes in place, so a killed write would
         # leave a partial blob under its final name: publish through a temp file, as locally.
         self._folder = LocalBackend(self.root) if "file" in _protocols(self.fs) else None
+        # Sizes of immutable blobs this backend wrote or found: on an object store each size()
+        # would otherwise be one more request per object (a save asks exists, writes, sizes).
+        self._sizes: dict[str, int] = {}
 
     def _path(self, key: str) -> str:
         return f"{self.root}/{key}"
@@ -253,7 +256,9 @@ class FsspecBackend:
         buffer = io.BytesIO()
         yield buffer
         # One PUT of the whole blob: object stores publish it atomically.
-        self.fs.pipe_file(self._path(key), buffer.getvalue())
+        data = buffer.getvalue()
+        self.fs.pipe_file(self._path(key), data)
+        self._sizes[key] = len(data)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         if self._folder is not None:
@@ -273,10 +278,19 @@ class FsspecBackend:
             return True
 
     def exists(self, key: str) -> bool:
-        return bool(self.fs.exists(self._path(key)))
+        if self._folder is not None:
+            return self._folder.exists(key)
+        try:
+            info = self.fs.info(self._path(key))  # one request, which also gives the size
+        except FileNotFoundError:
+            return False
+        if info.get("type") == "file" and info.get("size") is not None:
+            self._sizes[key] = int(info["size"])
+        return True
 
     def size(self, key: str) -> int:
-        return int(self.fs.size(self._path(key)))
+        known = self._sizes.get(key)
+        return int(self.fs.size(self._path(key))) if known is None else known
 
     def age(self, key: str) -> float:
         try:
@@ -296,6 +310,7 @@ class FsspecBackend:
         return sorted(p[start:] if p.startswith(self.root) else p for p in self.fs.find(base))
 
     def delete(self, key: str) -> None:
+        self._sizes.pop(key, None)
         with contextlib.suppress(FileNotFoundError):
             self.fs.rm_file(self._path(key))
 

@@ -36,10 +36,12 @@ from .api import (
     reproduce,
     runs,
     score,
+    serve,
     snapshot,
     snapshots,
     status,
     track,
+    traffic,
     verify_snapshots,
 )
 from .config import MLOps
@@ -83,10 +85,12 @@ __all__ = [
     "reproduce",
     "runs",
     "score",
+    "serve",
     "snapshot",
     "snapshots",
     "status",
     "track",
+    "traffic",
     "verify_snapshots",
 ]
 

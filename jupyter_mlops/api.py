@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from .lineage.reproduce import Reproduction
     from .monitoring.result import MonitorResult
     from .registry.results import GateResult, ModelVersion
+    from .serving.results import Deployment
     from .snapshots.results import GcReport, Snapshot, SnapshotDiff, VerifyReport
     from .snapshots.retention import Removal
     from .tracking.compare import Comparison
@@ -382,6 +383,49 @@ def score(
     return run_scoring(
         current_settings(), model, data, name=name, keys=tuple(keys), batch_rows=batch_rows
     )
+
+
+# --- real-time endpoints (jupyter_mlops/serving) -------------------------------------------------
+def serve(
+    model: str,
+    *,
+    port: int = 0,
+    host: str = "127.0.0.1",
+    workers: int = 1,
+    detach: bool = False,
+    log_sample: float = 1.0,
+    enforce_contract: str | None = None,
+) -> Deployment:
+    """Serve ``NAME@ALIAS`` over MLflow's scoring protocol in a child process (``%serve``).
+
+    The endpoint follows the alias (``%promote`` moves it: the new version answers within about
+    a second, no request fails), logs every request to the inference log (``traffic``), and
+    stops with the kernel unless ``detach``. ``port=0`` picks a free port; see ``.url``.
+    """
+    from .serving.launch import serve as start
+
+    return start(
+        current_settings(),
+        model,
+        port=port,
+        host=host,
+        workers=workers,
+        detach=detach,
+        log_sample=log_sample,
+        enforce_contract=enforce_contract,
+    )
+
+
+def traffic(model: str, since: Any = None, until: Any = None) -> pd.DataFrame:
+    """The inference log of ``NAME@ALIAS`` (or of every alias of ``NAME``), oldest first.
+
+    One row per scored input row: request_id, timestamp (UTC), model, version, latency_ms,
+    status, the input columns, ``prediction`` (or ``prediction.<name>``), ``feature.<name>``.
+    ``since``/``until``: a timestamp (naive = UTC), a string pandas reads, or a timedelta ago.
+    """
+    from .serving.traffic import traffic_of
+
+    return traffic_of(current_settings(), model, since=since, until=until)
 
 
 # --- lineage (jupyter_mlops/lineage) ------------------------------------------------------------

@@ -181,3 +181,32 @@ def test_feedback_is_append_only_and_the_latest_label_wins(in_store: dict[str, A
         mlops.feedback("churn@prod", ["a"])
     original = before.set_index(["request_id", "row"]).loc[("r00-0000", 0), "label"]
     mlops.feedback("churn@prod", ["r00-0000"], [int(original)])
+
+
+def test_the_magics_parse_call_and_render(in_store: dict[str, Any], ip: Any) -> None:
+    from IPython.core.error import UsageError
+
+    result = ip.run_line_magic("monitor", f"churn@prod --since {SINCE} --window 2h")
+    assert len(result.windows) == 3 and result.window == "2h"
+    formatted, _ = ip.display_formatter.format(result)
+    assert "<svg" in formatted["text/html"] and "<script" not in formatted["text/html"]
+    with pytest.raises(GateFailed):
+        ip.run_line_magic(
+            "monitor", f'churn@prod --since {SINCE} --fail-on "window.share_drifted > 0.3"'
+        )
+    for line, message in [
+        (f"churn@prod --since {SINCE} -p a 1", "-p gives parameters to --retrain"),
+        ("churn@prod --window=-1h", "--window '-1h'"),
+        ("churn@prod --fail_on x", "did you mean --fail-on"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            ip.run_line_magic("monitor", line)
+    listed = ip.run_line_magic("schedule", "list")
+    assert listed.ids == [] and "no scheduler is running" in repr(listed)
+    for line, message in [
+        ("rm nope", "no schedule 'nope'"),
+        ("job.ipynb", "give --cron"),
+        ("a.ipynb b.ipynb --cron '0 3 * * *'", "give one notebook"),
+    ]:
+        with pytest.raises(UsageError, match=message):
+            ip.run_line_magic("schedule", line)

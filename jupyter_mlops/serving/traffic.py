@@ -196,78 +196,121 @@ def _write_parquet(table: pa.Table, path: Path) -> None:
     os.replace(partial, path)
 
 
-def output_frame(outputs: Any, rows: int) -> pd.DataFrame:
-    """The model's raw predictions as ``prediction`` / ``prediction.<name>`` columns."""
+def output_columns(outputs: Any, rows: int) -> dict[str, list[Any]]:
+    """The model's raw predictions as ``prediction`` / ``prediction.<name>`` columns; {} when
+    they do not have one value per input row (then they are not logged)."""
     import numpy as np
     import pandas as pd
 
     name = records.TRAFFIC_PREDICTION
     if outputs is None:
-        return pd.DataFrame(index=range(rows))
+        return {}
     if isinstance(outputs, pd.DataFrame):
         if outputs.shape[1] == 1:
-            return pd.DataFrame({name: outputs.iloc[:, 0].to_numpy()})
-        return pd.DataFrame({f"{name}.{c}": outputs[c].to_numpy() for c in outputs.columns})
-    if isinstance(outputs, pd.Series):
-        return pd.DataFrame({name: outputs.to_numpy()})
-    if isinstance(outputs, dict):
-        return pd.DataFrame({f"{name}.{k}": list(np.asarray(v)) for k, v in outputs.items()})
-    array = np.asarray(outputs)
-    if array.ndim == 2 and array.shape[1] > 1:
-        return pd.DataFrame({f"{name}.{i}": array[:, i] for i in range(array.shape[1])})
-    return pd.DataFrame({name: array.reshape(len(array), -1)[:, 0] if array.ndim > 1 else array})
+            columns = {name: outputs.iloc[:, 0].tolist()}
+        else:
+            columns = {f"{name}.{c}": outputs[c].tolist() for c in outputs.columns}
+    elif isinstance(outputs, pd.Series):
+        columns = {name: outputs.tolist()}
+    elif isinstance(outputs, dict):
+        columns = {f"{name}.{k}": np.asarray(v).tolist() for k, v in outputs.items()}
+    else:
+        try:
+            array = np.asarray(outputs)
+        except (ValueError, TypeError):  # ragged outputs no array holds
+            return {}
+        if array.ndim == 2 and array.shape[1] > 1:
+            columns = {f"{name}.{i}": array[:, i].tolist() for i in range(array.shape[1])}
+        elif array.ndim >= 1:
+            columns = {name: array.reshape(len(array), -1)[:, 0].tolist()}
+        else:
+            return {}
+    if any(not isinstance(v, list) or len(v) != rows for v in columns.values()):
+        return {}
+    return columns
 
 
-def exchange_frame(exchange: Exchange, model: str) -> pd.DataFrame:
-    """One exchange as rows of the log (one per input row; one row when nothing was parsed)."""
+def frame_columns(value: Any, prefix: str = "") -> dict[str, list[Any]] | None:
+    """A frame-like value (DataFrame, dict of columns, records) as named lists; None when
+    pandas cannot frame it (such inputs go unlogged; status and latency still are)."""
     import pandas as pd
 
-    inputs = exchange.inputs
-    if inputs is not None and not isinstance(inputs, pd.DataFrame):
-        inputs = pd.DataFrame(inputs)
-    rows = len(inputs) if inputs is not None else 1
-    parts = [inputs.reset_index(drop=True)] if inputs is not None else []
-    outputs = output_frame(exchange.outputs, rows)
-    if len(outputs) == rows:
-        parts.append(outputs)
-    features = exchange.features
-    if features is not None:
-        features = pd.DataFrame(features).reset_index(drop=True)
-        if len(features) == rows:
-            features.columns = [f"{records.TRAFFIC_FEATURE_PREFIX}{c}" for c in features.columns]
-            parts.append(features)
-    body = pd.concat(parts, axis=1) if parts else pd.DataFrame(index=range(rows))
-    fixed = pd.DataFrame(
-        {
+    if value is None:
+        return None
+    if not isinstance(value, pd.DataFrame):
+        try:
+            value = pd.DataFrame(value)
+        except (ValueError, TypeError):
+            return None
+    return {f"{prefix}{c}": value[c].tolist() for c in value.columns}
+
+
+class _Columns:
+    """Columns built row block by row block, missing values padded with None."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, list[Any]] = {}
+        self.rows = 0
+
+    def add(self, block: dict[str, list[Any]], rows: int) -> None:
+        for name, values in block.items():
+            column = self.data.get(name)
+            if column is None:
+                column = self.data[name] = [None] * self.rows
+            column.extend(values)
+        self.rows += rows
+        for column in self.data.values():
+            if len(column) < self.rows:
+                column.extend([None] * (self.rows - len(column)))
+
+
+def exchanges_table(batch: Iterable[Exchange], model: str) -> pa.Table:
+    """The log rows of a batch of exchanges: one per input row, one per unparsed request."""
+    import pyarrow as pa
+
+    columns = _Columns()
+    stamps: list[dt.datetime] = []
+    for exchange in batch:
+        inputs = frame_columns(exchange.inputs)
+        parsed = len(next(iter(inputs.values()))) if inputs else 0
+        rows = parsed or 1
+        block: dict[str, list[Any]] = {
             records.TRAFFIC_REQUEST_ID: [exchange.request_id] * rows,
-            records.TRAFFIC_TIMESTAMP: pd.Series([exchange.timestamp] * rows, dtype="object"),
             records.TRAFFIC_MODEL: [model] * rows,
             records.TRAFFIC_VERSION: [exchange.version] * rows,
             records.TRAFFIC_LATENCY_MS: [exchange.latency_ms] * rows,
             records.TRAFFIC_STATUS: [exchange.status] * rows,
         }
-    )
-    fixed[records.TRAFFIC_TIMESTAMP] = pd.to_datetime(fixed[records.TRAFFIC_TIMESTAMP], utc=True)
-    body.columns = [str(c) for c in body.columns]
-    return pd.concat([fixed, body.drop(columns=list(fixed.columns), errors="ignore")], axis=1)
+        stamps.extend([exchange.timestamp] * rows)
+        if inputs and parsed:
+            block.update((k, v) for k, v in inputs.items() if k not in block)
+        block.update(output_columns(exchange.outputs, rows))
+        features = frame_columns(exchange.features, records.TRAFFIC_FEATURE_PREFIX)
+        if features and all(len(v) == rows for v in features.values()):
+            block.update(features)
+        columns.add(block, rows)
+    arrays = {records.TRAFFIC_TIMESTAMP: pa.array(stamps, type=pa.timestamp("us", tz="UTC"))}
+    for name, values in columns.data.items():
+        try:
+            arrays[str(name)] = pa.array(values, from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):  # mixed types across requests: as text
+            arrays[str(name)] = pa.array([v if v is None else str(v) for v in values])
+    names = ordered_names(list(arrays))
+    return pa.table({name: arrays[name] for name in names})
 
 
-def exchanges_table(batch: Iterable[Exchange], model: str) -> pa.Table:
-    import pandas as pd
-    import pyarrow as pa
-
-    frame = ordered(pd.concat([exchange_frame(e, model) for e in batch], ignore_index=True))
-    return pa.Table.from_pandas(frame, preserve_index=False)
-
-
-def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+def ordered_names(names: list[str]) -> list[str]:
     """Fixed columns, then inputs (first seen first), then outputs, then features."""
-    fixed = [c for c in records.TRAFFIC_FIXED_COLUMNS if c in frame.columns]
-    rest = [c for c in frame.columns if c not in fixed]
+    fixed = [c for c in records.TRAFFIC_FIXED_COLUMNS if c in names]
+    rest = [c for c in names if c not in fixed]
     outputs = [c for c in rest if is_output(c)]
     features = [c for c in rest if c.startswith(records.TRAFFIC_FEATURE_PREFIX)]
     inputs = [c for c in rest if c not in outputs and c not in features]
-    return frame[fixed + inputs + outputs + features]
+    return fixed + inputs + outputs + features
+
+
+def ordered(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[ordered_names([str(c) for c in frame.columns])]
 
 
 def is_output(column: str) -> bool:

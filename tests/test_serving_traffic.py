@@ -1,0 +1,153 @@
+"""The inference log without a server (as monitoring tests write it), and ``%serve``'s one-line
+errors for what it cannot serve."""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+
+import jupyter_mlops as mlops
+from jupyter_mlops import records
+from jupyter_mlops.config import Settings, resolve_settings
+from jupyter_mlops.errors import MLOpsUsageError
+from jupyter_mlops.serving.deployments import list_deployments, percentile
+from jupyter_mlops.serving.traffic import TrafficWriter, read_traffic
+
+UTC = dt.UTC
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return resolve_settings(tmp_path, flags={"home": str(tmp_path / ".mlops")}, env={})
+
+
+def test_rows_columns_and_types_as_monitoring_reads_them(settings: Settings) -> None:
+    with TrafficWriter(settings, "churn", "prod") as log:
+        log.log(
+            inputs=pd.DataFrame({"age": [30, 40], "city": ["a", "b"]}),
+            outputs=np.array([0.2, 0.9]),
+            features=pd.DataFrame({"age2": [900, 1600]}),
+            version=3,
+            latency_ms=1.5,
+            request_id="r1",
+        )
+        log.log(inputs=None, status=400, version="3", request_id="r2")
+        log.log(inputs={"age": [50]}, outputs=pd.DataFrame({"p": [0.1], "q": [0.9]}), version=4)
+    frame = read_traffic(settings, "churn", "prod")
+    assert list(frame.columns) == [
+        *records.TRAFFIC_FIXED_COLUMNS,
+        "age",
+        "city",
+        "prediction",
+        "prediction.p",
+        "prediction.q",
+        "feature.age2",
+    ]
+    assert frame[records.TRAFFIC_REQUEST_ID].tolist()[:3] == ["r1", "r1", "r2"]
+    assert frame[records.TRAFFIC_VERSION].tolist() == ["3", "3", "3", "4"]
+    assert frame[records.TRAFFIC_STATUS].tolist() == [200, 200, 400, 200]
+    assert str(frame[records.TRAFFIC_TIMESTAMP].dtype).startswith("datetime64")
+    assert frame[records.TRAFFIC_TIMESTAMP].dt.tz is not None
+    assert frame["prediction"].tolist()[:2] == [0.2, 0.9]
+    assert frame["feature.age2"].tolist()[:2] == [900, 1600]
+    assert frame[records.TRAFFIC_MODEL].unique().tolist() == ["churn"]
+
+
+def test_since_until_alias_and_the_empty_log(settings: Settings) -> None:
+    old = dt.datetime(2026, 1, 1, 12, tzinfo=UTC)
+    with TrafficWriter(settings, "m", "prod") as log:
+        for hours in range(5):
+            log.log(
+                inputs={"x": [hours]}, outputs=[hours], timestamp=old + dt.timedelta(hours=hours)
+            )
+    with TrafficWriter(settings, "m", "canary") as log:
+        log.log(inputs={"x": [99]}, outputs=[1])
+    assert read_traffic(settings, "m", "prod")["x"].tolist() == [0, 1, 2, 3, 4]
+    window = read_traffic(
+        settings, "m", "prod", since="2026-01-01 13:00", until=old.replace(hour=15)
+    )
+    assert window["x"].tolist() == [1, 2]
+    assert read_traffic(settings, "m", since=dt.timedelta(hours=1))["x"].tolist() == [99]
+    assert len(read_traffic(settings, "m")) == 6
+    empty = read_traffic(settings, "nothing", "prod")
+    assert empty.empty and list(empty.columns) == list(records.TRAFFIC_FIXED_COLUMNS)
+
+
+def test_the_buffer_is_bounded_and_close_loses_nothing_it_accepted(settings: Settings) -> None:
+    log = TrafficWriter(settings, "m", "prod", flush_seconds=3600, max_records=50)
+    accepted = sum(log.log(inputs={"x": [i]}, outputs=[i]) for i in range(80))
+    assert (accepted, log.dropped) == (50, 30)
+    log.close()
+    assert read_traffic(settings, "m", "prod")["x"].tolist() == list(range(50))
+    with pytest.raises(MLOpsUsageError, match="closed"):
+        log.log(inputs={"x": [1]})
+
+
+def test_writers_in_threads_and_a_background_flush_keep_every_row(settings: Settings) -> None:
+    log = TrafficWriter(settings, "m", "prod", flush_seconds=0.01)
+
+    def write(offset: int) -> None:
+        for i in range(200):
+            log.log(inputs={"x": [offset + i]}, outputs=[0])
+
+    threads = [threading.Thread(target=write, args=(k * 1000,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    log.close()
+    logged = read_traffic(settings, "m", "prod")["x"]
+    assert sorted(logged) == sorted(k * 1000 + i for k in range(4) for i in range(200))
+    assert len(list(log.folder.rglob("*.parquet"))) > 1  # flushed while writing, not at close
+
+
+def test_sampling_keeps_about_its_share_and_unframeable_inputs_still_log_the_request(
+    settings: Settings,
+) -> None:
+    with TrafficWriter(settings, "m", "prod", sample=0.1) as log:
+        kept = sum(log.wants() for _ in range(5000))
+        log.log(inputs={"a": [1, 2], "b": [1]}, outputs=object(), status=200, request_id="odd")
+    assert 350 < kept < 650
+    odd = read_traffic(settings, "m", "prod")
+    assert odd[records.TRAFFIC_REQUEST_ID].tolist() == ["odd"]
+    with pytest.raises(MLOpsUsageError, match="share"):
+        TrafficWriter(settings, "m", "prod", sample=2)
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 101)]
+    assert [percentile(values, q) for q in (0.5, 0.95, 0.99)] == [50.0, 95.0, 99.0]
+    assert percentile([], 0.5) is None
+
+
+def test_serve_refuses_in_one_line_what_it_cannot_serve(
+    ip: Any, settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_HOME", str(settings.home))
+    cases = {
+        "": "say what to serve",
+        "clf": "follows an alias; write NAME@ALIAS",
+        "clf/2": "follows an alias",
+        "clf@prod --host example.org": "is not an IP address",
+        "clf@prod --log-sample 3": "is not a share",
+        "clf@prod": "no registered model 'clf'",
+        "stop nothing": "no endpoint named 'nothing'",
+        "status extra": "takes no name",
+        "clf@prod --export helm": "--export 'helm' is not known",
+        "stauts": "did you mean",
+    }
+    for line, message in cases.items():
+        with pytest.raises(UsageError, match=message.replace("(", r"\(")):
+            ip.run_line_magic("serve", line)
+    assert repr(ip.run_line_magic("serve", "status")).startswith("no endpoints")
+    assert list_deployments(settings) == []
+    with pytest.raises(MLOpsUsageError, match="per alias"):
+        mlops.traffic("clf/1")
+    assert mlops.traffic("clf@prod").empty

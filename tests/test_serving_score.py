@@ -58,7 +58,7 @@ def test_a_snapshot_is_scored_into_a_predictions_snapshot_with_its_run_and_linea
     )
 
     assert predictions.ref == "churn-predictions@v1"
-    assert seen == [(25, 60), (50, 60), (60, 60)]  # batch by batch, out of every row
+    assert seen == [(0, 60), (25, 60), (50, 60), (60, 60)]  # loaded, then batch by batch
     loaded = mlops.load(predictions.ref)
     # The columns the model does not read are the keys; the index is the data's.
     assert list(loaded.columns) == ["customer", "churned", "prediction"]

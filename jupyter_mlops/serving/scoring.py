@@ -111,14 +111,28 @@ def _settings_json(settings: Settings) -> dict[str, Any]:
 def _reporter(
     given: Callable[[int, int | None], None] | None, description: str, total: int | None
 ) -> Iterator[Callable[[int, int | None], None]]:
-    """The caller's progress callback, else a progress bar (shown after the first second)."""
+    """The caller's progress callback, else a progress bar from the model's load on.
+
+    Text on stderr, not a widget: its last state is what a notebook run by nbconvert or
+    papermill keeps (a widget's text form would stay as it was when first shown).
+    """
     if given is not None:
         yield given
         return
-    from tqdm.auto import tqdm  # a widget in a kernel with ipywidgets, else text on stderr
+    from tqdm import tqdm
 
-    with tqdm(total=total, desc=description, unit="row", delay=1.0, leave=True) as bar:
-        yield lambda done, _total: bar.update(done - bar.n)
+    bars: list[Any] = []
+
+    def report(done: int, _total: int | None) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc=description, unit="row", file=sys.stderr))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        yield report
+    finally:
+        for bar in bars:
+            bar.close()
 
 
 def _run_worker(
@@ -186,8 +200,8 @@ def _watch(
     try:
         for event in _events(read_fd):
             events[event["event"]] = event
-            if event["event"] == "progress":
-                report(int(event["rows"]), source.rows)
+            if event["event"] in ("loaded", "progress"):
+                report(int(event.get("rows", 0)), source.rows)
         return process.wait(), events
     except BaseException:
         stop(lambda: [process.pid], marker)

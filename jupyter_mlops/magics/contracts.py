@@ -95,7 +95,7 @@ class ContractMagics(Magics):
     @argument(
         "--since",
         default=None,
-        help="Only requests logged since then (a timestamp, UTC when naive).",
+        help="Only requests logged since then: a timestamp (UTC when naive) or a variable.",
     )
     @argument("--key", default=None, metavar="COL", help="Pair rows by this key column.")
     @argument(
@@ -118,10 +118,12 @@ class ContractMagics(Magics):
         from ..contracts import skew as skewing
 
         args = parse(self.skew, line, "skew")
+        namespace = self.shell.user_ns if self.shell else {}
+        since = namespace.get(args.since, args.since) if args.since is not None else None
         with usage_errors("skew"):
             settings = current_settings()
             result = skewing.compare(
-                settings, args.model, since=args.since, key=args.key, fail_on=args.fail_on
+                settings, args.model, since=since, key=args.key, fail_on=args.fail_on
             )
             if args.fail_on is None:
                 return result

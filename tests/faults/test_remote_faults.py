@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -160,6 +161,41 @@ def test_a_server_down_at_the_start_is_one_line_and_opens_nothing(
     assert result.ename == "TrackingServerUnavailable" and len(result.traceback) == 1
     assert took < 2 * HTTP_TIMEOUT_S + 20, took
     assert ok(kc, "print(mlflow.active_run())").strip() == "None"
+
+
+def test_logging_past_the_buffer_while_the_server_is_frozen_never_blocks_training(
+    outage_server: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from jupyter_mlops.tracking.logger import MetricLogger
+
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_S))
+    client = MlflowClient(tracking_uri=outage_server.url)
+    run_id = client.create_run("0", run_name="frozen-buffer").info.run_id
+    logger = MetricLogger(
+        client, run_id, max_pending=500, interval=0.05, tracking_uri=outage_server.url
+    )
+    logger.log(0, {"x": 0})
+
+    def train() -> None:
+        for i in range(1, 3000):  # six times the buffer, while nothing can be written
+            logger.log(i, {"x": i})
+
+    trainer = threading.Thread(target=train, daemon=True)
+    outage_server.signal(signal.SIGSTOP)
+    try:
+        trainer.start()
+        trainer.join(2 * HTTP_TIMEOUT_S + 20)  # at most one bounded call in flight
+        blocked = trainer.is_alive()
+    finally:
+        outage_server.signal(signal.SIGCONT)
+    trainer.join(60)
+    assert not blocked, "mlops.log waited on a frozen server"
+    logger.close()  # the server is back: everything is written
+    client.set_terminated(run_id)
+    values = sorted(m.value for m in client.get_metric_history(run_id, "x"))
+    assert values == [float(i) for i in range(3000)]
 
 
 # --- S3 (moto): a save killed mid-upload, and gc while a save runs -----------------------------

@@ -61,6 +61,10 @@ TORCHRUN_MODULES = frozenset(
 # leaves them out, the whole suite runs them. A name here that no longer exists is an error.
 SLOW = frozenset(
     {
+        "tests/test_contracts_gate.py::test_expect_gate_blocks_an_alias_move_when_the_training_data_breaks_the_contract",
+        "tests/test_contracts_serving.py::test_identical_predictions_on_raw_input_everywhere",
+        "tests/test_contracts_serving.py::test_a_request_breaking_the_contract_is_a_422_naming_the_rule_and_is_logged",
+        "tests/test_contracts_serving.py::test_skew_of_what_the_endpoint_logged",
         "tests/test_drift_engine.py::test_real_datasets_match_scipy",
         "tests/test_drift_gate.py::test_fail_on_is_recorded_like_a_promotion_in_reports_mlflow_and_lineage",
         "tests/test_magics_core.py::test_doctor_checks_everything_on_a_real_store",

@@ -23,13 +23,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll", type=float, default=10.0, help="seconds between job-store reads")
     args = parser.parse_args(argv)
     home = Path(args.home).expanduser().resolve()
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):  # before the host exists: no stop is lost
+        signal.signal(signum, lambda *_: stop.set())
     host = start_host(home, args.poll)
     if host is None:
         print(f"another scheduler host already runs the schedules of {home}", file=sys.stderr)
         return ALREADY_HOSTED
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
     print(f"running the schedules of {home}", flush=True)
     stop.wait()
     host.stop()

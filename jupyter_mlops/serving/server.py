@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import sys
 import threading
 import time
@@ -296,6 +297,9 @@ def main(argv: list[str]) -> int:
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
     )
     sock = config.bind_socket()
+    # Connections accepted from a socket handed to the loop do not get TCP_NODELAY (uvicorn's
+    # own binding does): without it Nagle and delayed ACKs add ~40 ms to every answer.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     port = sock.getsockname()[1]
     save_record(
         Path(options.home),

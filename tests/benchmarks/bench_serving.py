@@ -1,0 +1,165 @@
+"""``%serve`` vs stock MLflow serving of the same model, single-row requests, same client load.
+
+Stock is MLflow's own FastAPI scoring app (``mlflow.pyfunc.scoring_server.app``) under uvicorn,
+as ``mlflow models serve --env-manager local`` runs it; ours is ``%serve NAME@ALIAS`` with the
+inference log on (every request), and a second endpoint with it off (``--log-sample 0``). All
+three run at once and are loaded in turn at each concurrency by the same closed-loop client
+(``jupyter_mlops.serving.bench.load``: keep-alive connections, one thread per client). Then the
+alias is moved under 32 clients: failed requests and the time until ``/version`` says so.
+
+    python tests/benchmarks/bench_serving.py                 # 10 s per level, 1 worker each
+    python tests/benchmarks/bench_serving.py --seconds 20 --workers 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from jupyter_mlops.config import resolve_settings  # noqa: E402
+from jupyter_mlops.serving.bench import load  # noqa: E402
+from jupyter_mlops.serving.launch import serve, stop  # noqa: E402
+from jupyter_mlops.tracking.client import mlflow_client  # noqa: E402
+from tests.serving_support import (  # noqa: E402
+    TELLING_ROW,
+    move_alias,
+    register_two_versions,
+    split_body,
+    wait_until,
+)
+
+CLIENTS = (1, 8, 32)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def ping(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/ping", timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
+
+
+def start_stock(model_folder: str, workers: int) -> tuple[subprocess.Popen[bytes], str]:
+    """MLflow's scoring app under uvicorn, as ``mlflow models serve`` starts it."""
+    from mlflow.pyfunc import scoring_server
+
+    port = free_port()
+    env = {**os.environ, scoring_server._SERVER_MODEL_PATH: model_folder}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port), "--workers",
+         str(workers), "--log-level", "warning", "mlflow.pyfunc.scoring_server.app:app"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    wait_until(lambda: ping(url), 120, "stock MLflow serving answers /ping")
+    return process, url
+
+
+def version_of(url: str) -> str:
+    with urllib.request.urlopen(f"{url}/version", timeout=5) as response:
+        return str(json.loads(response.read())["version"])
+
+
+def ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--workers", type=int, default=1)
+    options = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
+    settings = resolve_settings(folder, flags={"home": str(folder / ".mlops")}, env={})
+    register_two_versions(settings, "logged")
+    register_two_versions(settings, "unlogged")
+    location = mlflow_client(settings.tracking_uri).get_model_version_download_uri("logged", "1")
+    body = split_body([TELLING_ROW]).encode()
+
+    stock, stock_url = start_stock(location.removeprefix("file://"), options.workers)
+    logged = serve(settings, "logged@prod", workers=options.workers)
+    unlogged = serve(settings, "unlogged@prod", workers=options.workers, log_sample=0.0)
+    targets = {"stock MLflow": stock_url, "ours, log on": logged.url, "ours, log off": unlogged.url}
+    results: dict[tuple[str, int], Any] = {}
+    try:
+        # Warm up: the first requests load lazy imports.
+        warm = {name: load(url, body, clients=2, seconds=1.0) for name, url in targets.items()}
+        for clients in CLIENTS:
+            for name, url in targets.items():
+                results[name, clients] = load(url, body, clients=clients, seconds=options.seconds)
+
+        outcome: dict[str, Any] = {}
+        runner = threading.Thread(
+            target=lambda: outcome.setdefault(
+                "load", load(logged.url, body, clients=32, seconds=max(8.0, options.seconds))
+            )
+        )
+        runner.start()
+        time.sleep(2.0)
+        move_alias(settings, "logged", "prod", 2)
+        switch_seconds = wait_until(lambda: version_of(logged.url) == "2", 30, "switch")
+        runner.join()
+        switch = outcome["load"]
+    finally:
+        stop(settings, logged.name)
+        stop(settings, unlogged.name)
+        stock.terminate()
+        stock.wait(timeout=30)
+
+    from jupyter_mlops.serving.traffic import read_traffic
+
+    log_rows = len(read_traffic(settings, "logged", "prod"))
+    sent = sum(results["ours, log on", c].requests for c in CLIENTS) + switch.requests
+    sent += warm["ours, log on"].requests
+    print(f"\nsingle-row requests, {options.seconds:.0f} s per level, {options.workers} worker(s), "
+          f"{os.cpu_count()} CPUs\n")  # fmt: skip
+    header = f"{'server':<15}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    print(header)
+    print("-" * len(header))
+    for clients in CLIENTS:
+        for name in targets:
+            r = results[name, clients]
+            print(f"{name:<15}{clients:>8}{r.throughput:>9.0f}{ms(r.p50_ms):>9}"
+                  f"{ms(r.p99_ms):>9}{r.errors:>8}")  # fmt: skip
+    print("\nratios (ours / stock; log on / log off)")
+    for clients in CLIENTS:
+        stock_r, on, off = (results[n, clients] for n in targets)
+        print(
+            f"  {clients:>2} clients: throughput ours/stock "
+            f"{on.throughput / stock_r.throughput:.2f}, p99 ours/stock "
+            f"{on.p99_ms / stock_r.p99_ms:.2f}, logging cost "
+            f"{1 - on.throughput / off.throughput:+.1%} of throughput"
+        )
+    print(
+        f"\nalias switch under 32 clients: {switch.requests} requests, {switch.errors} failed, "
+        f"answered by {dict(sorted(switch.versions.items()))}, /version said 2 after "
+        f"{switch_seconds:.2f} s"
+    )
+    print(f"inference log: {log_rows} rows for {sent} requests sent to the logged endpoint")
+
+
+if __name__ == "__main__":
+    main()

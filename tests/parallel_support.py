@@ -116,10 +116,11 @@ def train_sharded(model: nn.Module, dp_rank: int, dp_size: int, steps: int = STE
     import torch.distributed as dist
 
     opt = torch.optim.SGD(model.parameters(), lr=LR)
+    device = next(model.parameters()).device  # CPU here, a GPU in tests/gpu
     losses = []
     share = BATCH // dp_size
     for step in range(steps):
-        x, y = batch(step)
+        x, y = (t.to(device) for t in batch(step))
         mine = slice(dp_rank * share, (dp_rank + 1) * share)
         loss = loss_fn(model(x[mine]), y[mine])
         opt.zero_grad()
@@ -133,9 +134,10 @@ def train_sharded(model: nn.Module, dp_rank: int, dp_size: int, steps: int = STE
 
 def train_pipeline(pipe: Any, steps: int = STEPS) -> list[float]:
     opt = torch.optim.SGD(pipe.module.parameters(), lr=LR)
+    device = next(pipe.module.parameters()).device
     losses = []
     for step in range(steps):
-        x, y = batch(step)
+        x, y = (t.to(device) for t in batch(step))
         opt.zero_grad()
         losses.append(pipe.step(x, target=y))
         opt.step()

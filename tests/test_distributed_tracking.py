@@ -32,7 +32,9 @@ def test_every_rank_logs_to_the_notebooks_run() -> None:
     assert history("loss") == [(0, 0.0), (1, 1.0), (2, 2.0)]
     assert history("acc") == [(0, 0.5)]
     assert history("acc/rank1") == [(0, 1.5)]
-    assert set(finished.data.metrics) == {"kernel_side", "loss", "acc", "acc/rank1"}
+    # Each rank's peak memory comes along; a step time only once the cell marks steps.
+    ranks = {"distributed.rank0.memory_mb", "distributed.rank1.memory_mb"}
+    assert set(finished.data.metrics) == {"kernel_side", "loss", "acc", "acc/rank1", *ranks}
 
 
 def test_log_every_rank_outside_a_tracked_cell_is_a_usage_error() -> None:

@@ -35,6 +35,7 @@ from jupyter_mlops.errors import MLOpsUsageError
         ("--gpus a,b", "--gpus takes GPU indices"),
         ("--gpus 97", "no GPU 97 here"),
         ("--timeout -1", "--timeout takes seconds > 0"),
+        ("--max-restarts -1", "--max-restarts takes a whole number >= 0, got -1"),
         ("--executor mars", "--executor 'mars'"),
         ("--bogus", "unrecognized arguments"),
         ("status", "unexpected argument 'status'"),
@@ -376,3 +377,175 @@ def test_flags_travel_as_one_request_object() -> None:
         MLOpsUsageError, match=r"^distributed.run: no flag 'nodes'; the flags are n,"
     ):
         run("result = 1", nodes=2)
+
+
+# --- parallelism, checkpoints, restarts, per-rank stats (no torchrun) ----------------------------
+
+
+def test_max_restarts_reaches_torchrun_and_never_the_pool() -> None:
+    from jupyter_mlops.distributed.executors import torchrun_args
+
+    spec = plan(JobRequest(n=2, max_restarts=3))
+    assert spec.max_restarts == 3
+    args = torchrun_args(job.Job("j", Path("/x"), spec), ["--standalone"], "/x/torchrun")
+    assert args[args.index("--max-restarts") + 1] == "3"
+    assert "--max-restarts" not in torchrun_args(
+        job.Job("j", Path("/x"), plan(JobRequest(n=2))), [], "/x"
+    )
+    assert not JobRequest(max_restarts=1).may_use_pool  # a pool's ranks are never restarted
+
+
+def test_each_restart_is_explained_once_with_the_rank_and_its_end() -> None:
+    spec = JobSpec(nproc_per_node=2, backend="gloo", max_restarts=2)
+    made = create_job(current_settings().home, "result = 1", spec, {})
+    restarts = made.errors_dir / job.RESTARTS_FILE
+    restarts.write_text(
+        json.dumps({"attempt": 0, "restarts_left": 1, "max_restarts": 2, "exits": {"1": -9}}) + "\n"
+    )
+    lines: list[str] = []
+    status = oneshot.RankStatus(made, None, lines.append)
+    status.poll(final=True)
+    first = (
+        f"restart 1 of 2: rank 1 of 2 was killed by signal 9 (SIGKILL) without raising a Python "
+        f"error (attempt 0 of job {made.id}); every rank starts the cell again (1 restart(s) left)"
+    )
+    assert lines == [f"[jupyter-mlops] {first}"]
+    (made.errors_dir / "attempt-1").mkdir()
+    report = worker.failure_report(0, ValueError("bad batch"))
+    (made.errors_dir / "attempt-1" / "rank-0.json").write_text(json.dumps(report))
+    with restarts.open("a") as out:  # rank 0 raised; rank 1 was stopped by the agent
+        out.write(
+            json.dumps(
+                {"attempt": 1, "restarts_left": 0, "max_restarts": 2, "exits": {"0": 1, "1": -15}}
+            )
+            + "\n"
+        )
+    status.poll(final=True)
+    assert status.restarts == [
+        first,
+        f"restart 2 of 2: rank 0 of 2 failed: ValueError: bad batch (attempt 1 of job {made.id}); "
+        "every rank starts the cell again (0 restart(s) left)",
+    ]
+    assert len(lines) == 2  # each restart told once
+
+
+def test_status_shows_restarts_and_each_ranks_step_time_and_memory(ip: Any) -> None:
+    from jupyter_mlops.display.distributed import distributed_status_html
+    from jupyter_mlops.distributed.stats import Recorder
+
+    spec = JobSpec(nproc_per_node=2, backend="gloo", max_restarts=1)
+    made = create_job(current_settings().home, "result = 1", spec, {})
+    (made.errors_dir / job.RESTARTS_FILE).write_text('{"attempt": 0, "exits": {}}\n')
+    for rank in (0, 1):
+        recorder = Recorder(made.dir, rank, restart=1)
+        for _ in range(3):
+            recorder.mark()
+        recorder.stop()
+    status = ip.run_line_magic("distributed", "status")
+    (row,) = status.jobs
+    assert row.restarts == 1
+    assert [(r.rank, r.steps, r.memory_kind, r.restart) for r in row.ranks] == [
+        (0, 3, "rss peak", 1),
+        (1, 3, "rss peak", 1),
+    ]
+    assert all(r.memory_mb > 10 and r.step_s_mean is not None for r in row.ranks)
+    assert "restarts=1" in repr(status)
+    assert "    rank 1: 3 steps, " in repr(status) and " ms/step, rss peak " in repr(status)
+    page = distributed_status_html(status)
+    assert "per rank (step time, memory)" in page and "rank 0: 3 steps" in page
+
+
+@pytest.fixture
+def one_rank(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
+    """A real single-rank gloo group in this process, with a job folder for checkpoints."""
+    import torch.distributed as dist
+
+    from jupyter_mlops.distributed.checkpoint import JOB_DIR_ENV
+
+    monkeypatch.setenv(JOB_DIR_ENV, str(tmp_path))
+    dist.init_process_group("gloo", store=dist.HashStore(), rank=0, world_size=1)
+    try:
+        yield tmp_path
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (
+            lambda d, m: d.deepspeed(m, {"zero_optimization": {"stage": 2}}),
+            "deepspeed() needs DeepSpeed, which is not installed on the ranks: "
+            'pip install "jupyter-mlops[deepspeed]" (or pip install deepspeed)',
+        ),
+        (
+            lambda d, m: d.mesh(dp=2),
+            "mesh(dp=2): dp x tp must equal the world size 1; change -n or the mesh shape",
+        ),
+        (lambda d, m: d.tensor_parallel(m, {}), "tensor_parallel(model, plan): plan maps"),
+        (
+            lambda d, m: d.tensor_parallel(m, {"0": "diagonal"}),
+            "tensor_parallel plan '0': 'diagonal' is not a ParallelStyle",
+        ),
+        (lambda d, m: d.fsdp(m, precision="int8"), "fsdp(precision='int8'): choose one of bf16"),
+        (
+            lambda d, m: d.pipeline(m, [], 2, example=None, loss_fn=None),
+            "pipeline(split_points=...): give",
+        ),
+        (
+            lambda d, m: d.pipeline(m, ["1"], 2, example=None, loss_fn=None, schedule="zb"),
+            "pipeline(schedule='zb'): choose one of gpipe, 1f1b",
+        ),
+        (lambda d, m: d.save({"m": m}, -1), "save(state, step): step is an int >= 0, got -1"),
+        (lambda d, m: d.save([m], 1), "save/load(state): state is a dict such as"),
+        (
+            lambda d, m: d.save({"optim": __import__("torch").optim.SGD(m.parameters())}, 1),
+            "save/load(state): optimizer 'optim' has none of the parameters",
+        ),
+    ],
+)
+def test_helper_mistakes_are_one_line_usage_errors(one_rank: Path, call: Any, message: str) -> None:
+    import torch
+
+    import jupyter_mlops as mlops
+
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    with pytest.raises(MLOpsUsageError) as caught:
+        call(mlops.distributed, model)
+    assert str(caught.value).startswith(message)
+    assert "\n" not in str(caught.value)
+
+
+def test_save_then_load_restores_model_optimizer_and_values(one_rank: Path) -> None:
+    import torch
+
+    import jupyter_mlops as mlops
+    from jupyter_mlops.distributed import checkpoint
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    optim = torch.optim.Adam(model.parameters(), lr=0.1)
+    model(torch.randn(3, 4)).sum().backward()
+    optim.step()
+    assert mlops.distributed.load({"model": model, "optim": optim}) is None  # nothing saved yet
+    for step in (1, 2, 3):
+        mlops.distributed.save({"model": model, "optim": optim, "epoch": step}, step, keep=2)
+    assert [s for s, _ in checkpoint.complete_steps(one_rank / "checkpoints")] == [2, 3]
+    # A step a dead rank began writing (no mlops-checkpoint.json) is never the latest.
+    (one_rank / "checkpoints" / "step-000000009").mkdir()
+    saved = {k: v.clone() for k, v in model.state_dict().items()}
+    moments = optim.state_dict()["state"][0]["exp_avg"].clone()
+
+    torch.manual_seed(1)
+    fresh = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 2))
+    fresh_optim = torch.optim.Adam(fresh.parameters(), lr=0.1)
+    state = {"model": fresh, "optim": fresh_optim, "epoch": 0}
+    assert mlops.distributed.load(state) == 3
+    assert state["epoch"] == 3
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in saved.items())
+    assert torch.equal(fresh_optim.state_dict()["state"][0]["exp_avg"], moments)
+    older = {"model": fresh, "optim": fresh_optim, "epoch": 0}
+    assert (
+        mlops.distributed.load(older, checkpoint=one_rank / "checkpoints" / "step-000000002") == 2
+    )
+    assert older["epoch"] == 2

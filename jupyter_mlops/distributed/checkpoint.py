@@ -19,6 +19,7 @@ import json
 import os
 import shutil
 import time
+import warnings
 from collections.abc import Callable, MutableMapping
 from pathlib import Path
 from typing import Any
@@ -222,7 +223,9 @@ def consolidate(checkpoint: Any, factory: Callable[[], Any], *, key: str | None 
 
     weights = model.state_dict()
     try:
-        dcp.load({key: weights}, checkpoint_id=folder, no_dist=True)
+        with warnings.catch_warnings():  # "assuming ... a single process": that is the intent
+            warnings.filterwarnings("ignore", "torch.distributed is disabled")
+            dcp.load({key: weights}, checkpoint_id=folder, no_dist=True)
     except (Exception, CheckpointException) as exc:  # DCP's is a BaseException
         lines = str(exc).strip().splitlines()
         why = lines[-1].strip() if lines else type(exc).__name__  # the cause is the last line

@@ -39,12 +39,17 @@ def device_type() -> str:
     return "cuda" if require_group("mesh").get_backend() == "nccl" else "cpu"
 
 
-def on_rank_device(model: Any) -> Any:
+def rank_device() -> Any:
+    """This rank's ``torch.device``: its GPU under NCCL, else the CPU."""
     import torch
 
     if device_type() == "cuda":
-        return model.to(torch.device("cuda", torch.cuda.current_device()))
-    return model
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
+
+
+def on_rank_device(model: Any) -> Any:
+    return model.to(rank_device()) if device_type() == "cuda" else model
 
 
 def ddp(model: Any, **kwargs: Any) -> Any:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MLOpsUsageError
-from .helpers import device_type, require_group
+from .helpers import rank_device, require_group
 
 SCHEDULES = ("gpipe", "1f1b")
 
@@ -59,11 +59,7 @@ class Pipeline:
             self.schedule.step(*args, target=target, losses=losses)
         else:
             self.schedule.step(*args)
-        device = (
-            torch.device(device_type(), torch.cuda.current_device())
-            if (device_type() == "cuda")
-            else torch.device("cpu")
-        )
+        device = rank_device()
         value = torch.zeros((), device=device, dtype=torch.float64)
         if self.is_last:
             value += torch.stack([loss.detach().double() for loss in losses]).mean()
@@ -127,10 +123,7 @@ def pipeline(
             f"pipeline: microbatches={microbatches} must be at least the {stages} stages and "
             f"divide the example's batch of {example.shape[0]}"
         )
-    kind = device_type()
-    device = (
-        torch.device(kind, torch.cuda.current_device()) if kind == "cuda" else torch.device("cpu")
-    )
+    device = rank_device()
     first_microbatch = torch.chunk(example.to(device), microbatches)[0]
     traced = trace(model.to(device), mb_args=(first_microbatch,), split_spec=spec)
     index = dist.get_rank(group)

@@ -7,8 +7,14 @@ moment the launch is asked for), then a small DDP training loop (steps/s on rank
 A second table times one trivial cell with an all_reduce three ways: a bare ``torchrun`` of it,
 a one-shot ``%%distributed`` job, and a round trip through the warm pool.
 
+A third table (``--checkpoint`` runs it alone) times checkpoints of an FSDP2 model on 2 ranks:
+``mlops.distributed.save``/``load`` (sharded DCP, every rank writes its own shard) against the
+usual alternative, a full state dict gathered to rank 0 and written with ``torch.save`` (loaded
+back with ``torch.load`` on rank 0 and broadcast), in one job per round, alternating the order.
+
     python tests/benchmarks/bench_distributed.py            # 3 rounds, 100 steps
     python tests/benchmarks/bench_distributed.py --full     # 7 rounds, 400 steps
+    python tests/benchmarks/bench_distributed.py --checkpoint
 """
 
 from __future__ import annotations
@@ -136,14 +142,91 @@ def print_none(line: str) -> None:
     pass
 
 
+CHECKPOINT_CELL = """
+import os, time, torch, torch.distributed as dist, jupyter_mlops as mlops
+from torch.distributed.checkpoint.state_dict import (
+    StateDictOptions, get_model_state_dict, set_model_state_dict)
+
+torch.manual_seed(0)
+net = torch.nn.Sequential(*[torch.nn.Linear(WIDTH, WIDTH) for _ in range(LAYERS)])
+model = mlops.distributed.fsdp(net, block_cls=torch.nn.Linear)
+state = {"model": model}
+path = os.path.join(os.environ["MLOPS_JOB_DIR"], "full.pt")
+full = StateDictOptions(full_state_dict=True, cpu_offload=True)
+loaded = StateDictOptions(full_state_dict=True, broadcast_from_rank0=True)
+
+def timed(action):
+    dist.barrier()
+    start = time.perf_counter()
+    action()
+    dist.barrier()
+    return time.perf_counter() - start
+
+def torch_save():
+    gathered = get_model_state_dict(model, options=full)
+    if rank == 0:
+        torch.save(gathered, path)
+
+def torch_load():
+    whole = torch.load(path, weights_only=True) if rank == 0 else {}
+    set_model_state_dict(model, whole, options=loaded)
+
+ours, peer = [], []
+for i in range(REPEATS):
+    sides = [("ours", lambda: mlops.distributed.save(state, i, log=False)), ("peer", torch_save)]
+    for name, action in (sides if i % 2 == 0 else sides[::-1]):
+        (ours if name == "ours" else peer).append(("save", timed(action)))
+    sides = [("ours", lambda: mlops.distributed.load(state)), ("peer", torch_load)]
+    for name, action in (sides if i % 2 == 0 else sides[::-1]):
+        (ours if name == "ours" else peer).append(("load", timed(action)))
+result = (ours, peer, sum(p.numel() for p in net.parameters()))
+"""
+
+
+def checkpoint_table(rounds: int, width: int = 2048, layers: int = 8, repeats: int = 3) -> None:
+    import jupyter_mlops as mlops
+
+    cell = (
+        CHECKPOINT_CELL.replace("WIDTH", str(width))
+        .replace("LAYERS", str(layers))
+        .replace("REPEATS", str(repeats))
+    )
+    ours: dict[str, list[float]] = {"save": [], "load": []}
+    peer: dict[str, list[float]] = {"save": [], "load": []}
+    params = 0
+    for _ in range(rounds):
+        mine, theirs, params = mlops.distributed.run(cell, n=2, sink=print_none)["result"]
+        for kind, seconds in mine:
+            ours[kind].append(seconds)
+        for kind, seconds in theirs:
+            peer[kind].append(seconds)
+    print()
+    print(
+        f"checkpoint of an FSDP2 model on 2 gloo ranks ({params / 1e6:.0f}M fp32 parameters, "
+        f"{params * 4 / 2**20:.0f} MiB), {rounds} jobs x {repeats} alternating repeats"
+    )
+    print(f"{'operation':<28}{'torch.save full (s)':>20}{'DCP save/load (s)':>19}{'ratio':>8}")
+    for kind in ("save", "load"):
+        for label, pick in (("median", statistics.median), ("best", min)):
+            theirs_s, mine_s = pick(peer[kind]), pick(ours[kind])
+            row = f"{kind}, {label}"
+            print(f"{row:<28}{theirs_s:>20.3f}{mine_s:>19.3f}{mine_s / theirs_s:>8.2f}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=None)
     parser.add_argument("--steps", type=int, default=None)
     parser.add_argument("--full", action="store_true", help="7 rounds of 400 steps")
     parser.add_argument("--pool-cells", type=int, default=200, help="warm-pool cells to time")
+    parser.add_argument("--checkpoint", action="store_true", help="only the checkpoint table")
     args = parser.parse_args()
     rounds = args.rounds or (7 if args.full else 3)
+    if args.checkpoint:
+        with tempfile.TemporaryDirectory() as tmp:
+            os.environ["MLOPS_HOME"] = str(Path(tmp) / "store")
+            checkpoint_table(rounds)
+        return
     steps = args.steps or (400 if args.full else 100)
     body = BODY.replace("STEPS", str(steps))
     load = os.getloadavg()[0]
@@ -175,6 +258,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["MLOPS_HOME"] = str(Path(tmp) / "store")
         trivial_cell_table(tmp, rounds, args.pool_cells)
+        checkpoint_table(rounds)
 
 
 if __name__ == "__main__":

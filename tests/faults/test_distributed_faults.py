@@ -293,3 +293,65 @@ def test_worker_error_shows_the_cell_not_our_frames_or_gloo_noise(
     for noise in NOISE:
         assert noise not in text, noise
     assert job_processes(job_dir) == []
+
+
+# A resumable FSDP2 job of 2 ranks: 8 steps, a DCP checkpoint after each; every line says how far
+# the rank got, so the test can kill at a moment that falls anywhere in a step or a save.
+RESUMABLE = """
+import time, torch, jupyter_mlops as mlops
+from tests import parallel_support as ps
+
+model = mlops.distributed.fsdp(ps.make_model(), block_cls=ps.Block)
+optim = ps.make_optimizer(model, adam=True)
+state = {"model": model, "optim": optim, "losses": []}
+last = mlops.distributed.load(state)
+for step in range(0 if last is None else last + 1, 8):
+    x, y = ps.batch(step)
+    loss = ps.loss_fn(model(x[rank * 4 : rank * 4 + 4]), y[rank * 4 : rank * 4 + 4])
+    optim.zero_grad()
+    loss.backward()
+    optim.step()
+    total = loss.detach().clone()
+    torch.distributed.all_reduce(total)
+    state["losses"] = state["losses"] + [total.item() / world_size]
+    mlops.distributed.save(state, step)
+    print(f"attempt {restart} step {step}", flush=True)
+    time.sleep(0.3)
+losses = state["losses"]
+"""
+
+
+def test_ranks_sigkilled_at_random_moments_of_two_attempts_resume_the_same_curve() -> None:
+    """--max-restarts 2: in attempts 0 and 1 a random rank is SIGKILLed at a random moment
+    after a random step (mid-step, mid-save or asleep); the job still ends with the loss curve
+    of one uninterrupted process, and no process outlives it."""
+    import random
+    import signal as signals
+
+    from tests.parallel_support import reference_losses
+
+    chooser = random.Random()
+    plan = {attempt: (chooser.randrange(2), chooser.randrange(1, 5)) for attempt in (0, 1)}
+    killed: list[tuple[int, int]] = []
+
+    def kill_on_cue(line: str) -> None:
+        match = re.fullmatch(r"\[rank 0\] attempt (\d) step (\d)", line)
+        if match is None:
+            return
+        attempt, step = int(match.group(1)), int(match.group(2))
+        if attempt in plan and plan[attempt][1] <= step and len(killed) == attempt:
+            victim = plan[attempt][0]
+            (job_dir,) = (current_settings().home / "jobs").iterdir()
+            time.sleep(chooser.uniform(0, 0.4))  # anywhere in the next step, save or sleep
+            entry = json.loads((job_dir / "pids" / f"rank-{victim}.json").read_text())
+            os.kill(entry["pid"], signals.SIGKILL)
+            killed.append((victim, entry["pid"]))
+
+    out = mlops.distributed.run(RESUMABLE, n=2, max_restarts=2, pull="losses", sink=kill_on_cue)
+    assert len(killed) == 2 and len(out.restarts) == 2, (killed, out.restarts, plan)
+    expected = reference_losses(steps=8, adam=True)
+    worst = max(abs(a - b) for a, b in zip(out["losses"], expected, strict=True))
+    assert worst < 1e-5, (out["losses"], expected, plan)
+    for (victim, _), reason in zip(killed, out.restarts, strict=True):
+        assert f"rank {victim} of 2 was killed by signal 9 (SIGKILL)" in reason, reason
+    assert job_processes(out.job_dir) == []

@@ -36,7 +36,7 @@ PAGE = 1000
 # --- who uses a snapshot ------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclass
 class Users:
     """Who uses which snapshot: labels such as ``run 1a2b3c4d (fit)`` or ``model clf/2``."""
 

@@ -11,15 +11,19 @@ from typing import Any
 
 # Capability packages named like API functions are imported before the API, so that the
 # attributes `mlops.snapshots` and `mlops.drift` end up being the functions SURFACE.md names.
+from . import contracts as _contracts_package  # noqa: F401
 from . import distributed
 from . import drift as _drift_package  # noqa: F401
 from . import lineage as _lineage_package  # noqa: F401
 from . import snapshots as _snapshots_package  # noqa: F401
 from .api import (
+    check_contract,
     compare,
+    contracts,
     diff,
     doctor,
     drift,
+    expect,
     feedback,
     gate,
     gc_snapshots,
@@ -37,6 +41,7 @@ from .api import (
     runs,
     score,
     serve,
+    skew,
     snapshot,
     snapshots,
     status,
@@ -64,11 +69,14 @@ __all__ = [
     "SnapshotCorrupted",
     "SnapshotRemoved",
     "__version__",
+    "check_contract",
     "compare",
+    "contracts",
     "diff",
     "distributed",
     "doctor",
     "drift",
+    "expect",
     "feedback",
     "gate",
     "gc_snapshots",
@@ -86,6 +94,7 @@ __all__ = [
     "runs",
     "score",
     "serve",
+    "skew",
     "snapshot",
     "snapshots",
     "status",

@@ -14,6 +14,9 @@ from .diagnostics import doctor as run_doctor
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .contracts.results import ContractResult
+    from .contracts.skew import SkewResult
+    from .contracts.store import Contract
     from .drift.result import DriftResult
     from .lineage.graph import Lineage
     from .lineage.reproduce import Reproduction
@@ -125,6 +128,7 @@ def snapshot(
     tags: Mapping[str, Any] | None = None,
     message: str | None = None,
     allow_pickle: bool = False,
+    allow_violations: bool = False,
     sql: str | None = None,
     db: str | None = None,
 ) -> Snapshot:
@@ -134,7 +138,9 @@ def snapshot(
     (DuckDB). Sources other than a pandas frame are streamed in bounded memory.
 
     ``allow_pickle`` stores columns Arrow cannot hold (mixed objects, complex, Sparse) as
-    opaque pickled cells instead of refusing them.
+    opaque pickled cells instead of refusing them. When ``name`` has a data contract
+    (``%expect``) the data must satisfy it, else nothing is saved (``ContractViolated``);
+    ``allow_violations`` saves it anyway, tagged with what failed.
     """
     from .snapshots import service
 
@@ -145,6 +151,7 @@ def snapshot(
         tags=dict(tags) if tags else None,
         message=message,
         allow_pickle=allow_pickle,
+        allow_violations=allow_violations,
         sql=sql,
         db=db,
     )
@@ -277,15 +284,32 @@ def register(
     run: str | None = None,
     input_example: Any = None,
     flavor: str | None = None,
+    features: Any = None,
+    factory: Any = None,
 ) -> ModelVersion:
     """Log a model (torch module, sklearn estimator, callable or model folder) and register it.
 
     ``run`` defaults to the open tracked run, else this notebook's latest run (``%register``).
+    ``features``, a function of a raw DataFrame, is packaged with the model: the version
+    computes the features, then predicts, wherever it is loaded. With ``factory`` (a function
+    building the untrained torch model), ``model`` is a sharded checkpoint written by
+    ``mlops.distributed.save`` (a step folder, a job folder or the cell's
+    ``DistributedResult``), consolidated into the factory's model before it is saved.
     """
     from .registry.models import register as register_model
 
+    if factory is not None:
+        from .distributed.checkpoint import consolidate
+
+        model = consolidate(model, factory)
     return register_model(
-        current_settings(), model, name, run_id=run, input_example=input_example, flavor=flavor
+        current_settings(),
+        model,
+        name,
+        run_id=run,
+        input_example=input_example,
+        flavor=flavor,
+        features=features,
     )
 
 
@@ -304,8 +328,12 @@ def promote(
     warn_only: bool = False,
     reason: str | None = None,
     labels: tuple[str, str] | None = None,
+    expect: str | Sequence[str] | None = None,
 ) -> GateResult:
-    """Gate a model version and move alias ``to`` only if every check passes (``%promote``)."""
+    """Gate a model version and move alias ``to`` only if every check passes (``%promote``).
+
+    ``expect`` names data contracts re-checked on the snapshots the version was trained on."""
+    from .contracts.service import expect_checks
     from .drift.gate import gate_spec
     from .registry.gates import promote as run_promotion
 
@@ -318,6 +346,7 @@ def promote(
         current=current,
         max_drift_share=max_drift_share,
         labels=labels,
+        data=expect_checks(expect, model),
     )
     return run_promotion(
         current_settings(), model, to, spec, dry_run=dry_run, warn_only=warn_only, reason=reason
@@ -426,6 +455,39 @@ def traffic(model: str, since: Any = None, until: Any = None) -> pd.DataFrame:
     from .serving.traffic import traffic_of
 
     return traffic_of(current_settings(), model, since=since, until=until)
+
+
+# --- data contracts and skew (jupyter_mlops/contracts) -----------------------------------------
+def expect(name: str, *rules: str, replace: bool = False) -> Contract:
+    """Add rules to the data contract on snapshot name ``name`` (``%expect NAME RULE ...``):
+    "age between 0 120", "plan in {free, pro}", "customer_id unique", "income not null >=
+    0.99", "rows >= 1000", "schema strict"... Every later version of ``name`` must satisfy it."""
+    from .contracts.service import expect as declare
+
+    return declare(current_settings(), name, list(rules), replace=replace)
+
+
+def contracts(name: str | None = None) -> pd.DataFrame:
+    """Every version of ``name``'s contract, or the latest of each (``%expect list``)."""
+    from .contracts.service import contracts as history
+
+    return history(current_settings(), name)
+
+
+def check_contract(ref: str, contract: str | None = None) -> ContractResult:
+    """Check a snapshot version against its name's contract (``%expect check REF``)."""
+    from .contracts.service import check
+
+    return check(current_settings(), ref, contract=contract)
+
+
+def skew(
+    model: str, since: Any = None, key: str | None = None, fail_on: str | None = None
+) -> SkewResult:
+    """Training-time against serving-time features of ``NAME@ALIAS`` (``%skew``)."""
+    from .contracts.skew import skew as compare_skew
+
+    return compare_skew(current_settings(), model, since=since, key=key, fail_on=fail_on)
 
 
 # --- lineage (jupyter_mlops/lineage) ------------------------------------------------------------

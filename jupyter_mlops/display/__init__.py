@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .contracts import contract_html, contract_result_html, skew_html
 from .diagnostics import doctor_html, status_html
 from .distributed import distributed_result_html, distributed_status_html
 from .drift import drift_html
@@ -20,6 +21,9 @@ from .snapshots import diff_html, gc_html, removal_html, snapshot_html, verify_h
 from .tracking import comparison_html, runs_html, summary_html
 
 RENDERERS: dict[str, Callable[[Any], str]] = {
+    "jupyter_mlops.contracts.store.Contract": contract_html,
+    "jupyter_mlops.contracts.results.ContractResult": contract_result_html,
+    "jupyter_mlops.contracts.skew.SkewResult": skew_html,
     "jupyter_mlops.drift.result.DriftResult": drift_html,
     "jupyter_mlops.lineage.graph.Lineage": lineage_html,
     "jupyter_mlops.monitoring.result.MonitorResult": monitor_html,

@@ -24,7 +24,7 @@ from .. import records
 from ..config import Settings
 from ..errors import MLOpsUsageError
 from ..registry import checks
-from ..registry.gates import GateSpec, build_spec
+from ..registry.gates import DataCheck, GateSpec, build_spec
 from ..registry.results import Check
 from . import inputs
 from .engine import compute_drift
@@ -95,8 +95,14 @@ def describe(node: checks.Node) -> str:
     return "(" + f" {node.op} ".join(describe(item) for item in node.items) + ")"
 
 
-def condition_check(node: checks.Node, values: DriftValues, labels: tuple[str, str]) -> Check:
-    """One ``--fail-on`` condition as a check that passes while the condition does not hold."""
+def condition_check(
+    node: checks.Node,
+    values: checks.Values,
+    labels: tuple[str, str],
+    kind: str = records.CHECK_KIND_DRIFT,
+) -> Check:
+    """One ``--fail-on`` condition as a check that passes while the condition does not hold
+    (over a drift result here, over a skew result in :mod:`jupyter_mlops.contracts.skew`)."""
     name = describe(node)
     threshold = "false"
     if isinstance(node, checks.Compare) and isinstance(node.right, checks.Literal):
@@ -113,16 +119,11 @@ def condition_check(node: checks.Node, values: DriftValues, labels: tuple[str, s
         if len(read) == 1:
             value = read[0][1]
         elif read:
-            value = ", ".join(f"{field}={got:.6g}" for field, got in read)
-    return Check(
-        name,
-        value,
-        threshold,
-        not holds,
-        detail,
-        kind=records.CHECK_KIND_DRIFT,
-        inputs=labels,
-    )
+            value = ", ".join(
+                f"{field}={got:.6g}" if isinstance(got, float) else f"{field}={got}"
+                for field, got in read
+            )
+    return Check(name, value, threshold, not holds, detail, kind=kind, inputs=labels)
 
 
 def fail_on_checks(result: DriftResult, fail_on: str) -> list[Check]:
@@ -190,18 +191,20 @@ def gate_spec(
     current: Any = None,
     max_drift_share: float | None = None,
     labels: tuple[str, str] | None = None,
+    data: Sequence[DataCheck] = (),
 ) -> GateSpec:
     """The checks of ``%promote`` / ``%gate`` from a face's options, validated before anything
-    is read or moved: the faces build this once and pass it on."""
+    is read or moved: the faces build this once and pass it on. ``data`` are further data
+    checks (``--expect``'s contract rows)."""
     if (reference is None) != (current is None):
         raise MLOpsUsageError("--reference and --current go together: give both, or neither")
     if max_drift_share is not None and reference is None:
         raise MLOpsUsageError("--max-drift-share needs --reference and --current")
     if max_drift_share is not None and not 0 <= max_drift_share <= 1:
         raise MLOpsUsageError(f"--max-drift-share {max_drift_share}: give a share between 0 and 1")
-    data: tuple[DriftCheck, ...] = ()
+    drift: tuple[DataCheck, ...] = ()
     if reference is not None:
-        data = (
+        drift = (
             DriftCheck(reference, current, max_drift_share, labels or ("reference", "current")),
         )
     return build_spec(
@@ -209,5 +212,5 @@ def gate_spec(
         vs=vs,
         min_delta=min_delta,
         metric=metric,
-        data=data,
+        data=drift + tuple(data),
     )

@@ -114,8 +114,12 @@ class Walker:
         if version.name not in self._aliases:
             self._aliases[version.name] = records.aliases_of(self.client, version.name)
         aliases = sorted(a for a, v in self._aliases[version.name].items() if v == number)
-        flavor = (version.tags or {}).get(names.TAG_FLAVOR, "model")
+        tags = version.tags or {}
+        flavor = tags.get(names.TAG_FLAVOR, "model")
         detail = flavor + (f", aliases: {', '.join(aliases)}" if aliases else "")
+        sha = tags.get(names.TAG_FEATURES_HASH, "")
+        if names.TAG_FEATURES in tags:  # %register --features: the feature code it carries
+            detail += f", features {tags[names.TAG_FEATURES]} (sha256 {sha[:12]})"
         return self.graph.add(
             Node(
                 model_key(version.name, number),
@@ -127,6 +131,11 @@ class Walker:
                     "version": number,
                     "run_id": version.run_id,
                     "aliases": aliases,
+                    **(
+                        {"features": tags[names.TAG_FEATURES], "features_sha256": sha}
+                        if names.TAG_FEATURES in tags
+                        else {}
+                    ),
                 },
             )
         )

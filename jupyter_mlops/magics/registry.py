@@ -104,6 +104,7 @@ class RegistryMagics(Magics):
 
     def _spec(self, args: Any) -> Any:
         """The gate's checks as a ``GateSpec``, validated before anything is read or moved."""
+        from ..contracts.service import expect_checks
         from ..drift.gate import gate_spec
 
         return gate_spec(
@@ -115,6 +116,7 @@ class RegistryMagics(Magics):
             current=self._value(args.current),
             max_drift_share=args.max_drift_share,
             labels=(args.reference or "", args.current or ""),
+            data=expect_checks(getattr(args, "expect", None), getattr(args, "model", "")),
         )
 
     @magic_arguments()
@@ -140,6 +142,19 @@ class RegistryMagics(Magics):
         default=None,
         help="pytorch, sklearn, pyfunc or folder (default: from the object).",
     )
+    @argument(
+        "--features",
+        default=None,
+        metavar="FUNC",
+        help="A function of the raw DataFrame: packaged with the model, applied before it.",
+    )
+    @argument(
+        "--factory",
+        default=None,
+        metavar="FUNC",
+        help="A function building the untrained torch model: the target is then a sharded "
+        "checkpoint of mlops.distributed.save (job result, job folder or step folder).",
+    )
     @line_magic
     def register(self, line: str) -> Any:
         """Register a model: ``%register VAR_OR_PATH --name NAME [--run RUN_ID]``.
@@ -147,7 +162,10 @@ class RegistryMagics(Magics):
         Logs the model to the run (default: the open %%track run, else this notebook's latest
         run that was not superseded) with explicit pip requirements, and registers it as the
         next version of NAME in the MLflow registry of this store. The version is tagged with
-        the run id, the run's input snapshots and the notebook. Returns a ``ModelVersion``.
+        the run id, the run's input snapshots and the notebook. ``--features FUNC`` packages a
+        function of the raw DataFrame with the model (one pyfunc: features, then predict), so
+        every loader applies the training-time feature code; its source and SHA-256 are
+        recorded. Returns a ``ModelVersion``.
         """
         args = parse(self.register, line, "register")
         with usage_errors("register"), pickle_caution_shown_by_result():
@@ -158,6 +176,8 @@ class RegistryMagics(Magics):
                 run=args.run,
                 input_example=self._value(args.input_example),
                 flavor=args.flavor,
+                features=self._value(args.features),
+                factory=self._value(args.factory),
             )
 
     @magic_arguments()
@@ -183,6 +203,13 @@ class RegistryMagics(Magics):
         action="store_true",
         help="Run the checks and record the decision; move nothing.",
     )
+    @argument(
+        "--expect",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Re-check NAME's data contract on the snapshot the version was trained on.",
+    )
     @_gate_arguments
     @line_magic
     def promote(self, line: str) -> Any:
@@ -195,7 +222,9 @@ class RegistryMagics(Magics):
         and/or/not, parentheses (never evaluated as Python). ``--vs`` compares --metric (default:
         the first metric of the first --require; lower is better when that comparison is < or
         <=) with the alias holder's, needing an improvement of at least --min-delta. The drift
-        check compares --reference with --current. The decision is recorded on the version and
+        check compares --reference with --current. ``--expect NAME`` re-checks NAME's data
+        contract (%expect) on the version of NAME the model was trained on (its run's input
+        snapshots). The decision is recorded on the version and
         in <home>/reports/ (JSON, JUnit XML). A failed gate raises GateFailed unless
         --warn-only or gate_mode=warn. Returns a ``GateResult``.
         """

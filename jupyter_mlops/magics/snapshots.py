@@ -49,6 +49,11 @@ class SnapshotMagics(Magics):
         action="store_true",
         help="Store columns Arrow cannot hold (mixed objects, complex) as pickled cells.",
     )
+    @argument(
+        "--allow-violations",
+        action="store_true",
+        help="Save even if the data breaks NAME's contract (%%expect); the version is tagged.",
+    )
     @argument("--sql", metavar="QUERY", nargs="+", default=None, help="Snapshot a query's result.")
     @argument("--db", metavar="URL", default=None, help="The database --sql runs on (DuckDB).")
     @line_magic
@@ -97,6 +102,7 @@ class SnapshotMagics(Magics):
                 tags=parse_tags(args.tag),
                 message=message,
                 allow_pickle=args.allow_pickle,
+                allow_violations=args.allow_violations,
                 sql=query,
                 db=args.db,
             )

@@ -39,16 +39,21 @@ def snapshot(
     tags: dict[str, Any] | None = None,
     message: str | None = None,
     allow_pickle: bool = False,
+    allow_violations: bool = False,
     sql: str | None = None,
     db: str | None = None,
 ) -> Snapshot:
     """Every save comes here: ``obj`` is anything :mod:`.sources` reads, a file or a folder, or
     (with ``sql`` and ``db``) the result of a query, streamed."""
+    from ..contracts.guard import before_version
+
     if sql is not None or db is not None:
         if sql is None or db is None or obj is not None:
             raise MLOpsUsageError("give a query with both --sql QUERY and --db URL, and no source")
         obj = sources.sql_source(sql, db)
     store = open_store(settings)
+    # The name's data contract, if any, decides before a version exists (and may tag it).
+    tags = before_version(settings, obj, name, tags, allow_violations)
     result = saving.save(
         store,
         obj,

@@ -150,3 +150,30 @@ def test_bad_requests_are_one_line_errors_and_publish_nothing(store: Path, ip: A
         filter_string="attributes.status = 'FAILED'",
     )
     assert [r.data.tags[records.TAG_SCORE_MODEL] for r in failed_runs] == ["churn/1"]
+
+
+def test_sources_cut_any_stream_into_exact_batches_and_name_what_they_refuse(
+    tmp_path: Path,
+) -> None:
+    import pyarrow as pa
+
+    from jupyter_mlops.serving import score_sources
+
+    table = pa.table({"x": list(range(23))})
+    uneven = table.to_batches(max_chunksize=4) + table.slice(0, 0).to_batches()
+    frames = list(score_sources._rebatched(uneven, 10))
+    assert [len(f) for f in frames] == [10, 10, 3]
+    assert pd.concat(frames).x.tolist() == list(range(23))
+
+    settings = current_settings()
+    reader = pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+    assert score_sources.describe(settings, reader).rows is None  # a stream: counted as read
+    assert score_sources.describe(settings, table).rows == 23
+    folder = tmp_path / "parts"
+    folder.mkdir()
+    for part in range(2):
+        pd.DataFrame({"x": range(5)}).to_parquet(folder / f"{part}.parquet")
+    described = score_sources.describe(settings, str(folder))
+    assert (described.kind, described.rows) == ("parquet", 10)
+    with pytest.raises(MLOpsUsageError, match="cannot score a dict"):
+        score_sources.describe(settings, {"x": [1]})

@@ -165,3 +165,18 @@ def test_promote_magic_takes_expect(ip: Any) -> None:
     assert type(failed.error_in_exec).__name__ == "GateRejected"
     assert "age between 18 120" in failed.error_in_exec.result.rows[0].detail
     assert "contract pm-data v1 on pm-data@v1" in str(failed.error_in_exec)
+
+
+def test_tab_completes_contract_names_and_flags(ip: Any) -> None:
+    mlops.snapshot(customers(5), "tabbed-data")
+    ip.user_ns["tab_features"] = lambda df: df
+    for line, expected in [
+        ("%expect tabbed", ["tabbed-data"]),
+        ("%expect check tabbed", ["tabbed-data"]),
+        ("%expect list tabbed", ["tabbed-data"]),
+        ("%expect tabbed-data --rep", ["--replace"]),
+        ("%promote m --expect tabbed", ["tabbed-data"]),
+        ("%register m --name x --features tab_f", ["tab_features"]),
+        ("%skew m --fail", ["--fail-on"]),
+    ]:
+        assert ip.complete("", line, len(line))[1] == expected, line

@@ -28,6 +28,10 @@ POSITIONALS: dict[str, tuple[str, ...]] = {
     "mlops": ("verb",),
     "distributed": ("distributed-verb",),
     "distributed pool": ("pool-verb",),
+    "expect": ("snapshot-name",),
+    "expect list": ("snapshot-name",),
+    "expect check": ("snapshot",),
+    "skew": ("model-alias",),
 }
 #: The kind of name a flag takes as its value.
 FLAG_VALUES: dict[str, str] = {
@@ -41,6 +45,9 @@ FLAG_VALUES: dict[str, str] = {
     "--flavor": "flavor",
     "--policy": "policy",
     "--backend": "backend",
+    "--expect": "snapshot-name",
+    "--contract": "snapshot-name",
+    "--features": "variable",
 }
 FIXED = {
     "snapshot-verb": ("load", "list", "diff", "verify", "gc", "rm"),

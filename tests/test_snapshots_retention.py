@@ -164,6 +164,27 @@ def test_a_plain_mlflow_log_input_with_our_digest_protects_the_version() -> None
     assert report.verdicts == [] and mlops.load("train@v1") is not None
 
 
+def test_an_unreachable_tracking_store_blocks_removal_unless_forced(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for seed in range(2):
+        mlops.snapshot(frame(seed), "train")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
+    before = disk()
+    for attempt in (
+        lambda: mlops.remove_snapshot("train@v1"),
+        lambda: mlops.gc_snapshots(keep_last=1),
+    ):
+        with pytest.raises(MLOpsUsageError, match="cannot tell which runs and models use"):
+            attempt()
+    assert disk() == before
+    assert mlops.gc_snapshots(keep_last=2).verdicts == []  # nothing beyond the window: no lookup
+    assert mlops.remove_snapshot("train@v1", force=True).used_by == []
+    assert list(mlops.snapshots()["ref"]) == ["train@v2"]
+
+
 # --- gc --keep-last -------------------------------------------------------------------------------
 
 

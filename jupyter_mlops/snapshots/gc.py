@@ -75,7 +75,12 @@ def collect(
     users: Callable[[], Users] = Users,
 ) -> GcReport:
     backend = store.backend
-    known = users() if policy is not None else Users()  # read before the lock: no save waits
+    # Who uses what is read before the lock (no save waits on MLflow), and only when some name
+    # has versions beyond the policy's window.
+    beyond = policy is not None and any(
+        len(store.versions(name)) > policy.keep_last for name in store.names()
+    )
+    known = users() if beyond else None
     with backend.lock(exclusive=True):
         entries = store.scan()
         damaged = [e for e in entries if e.error is not None]
@@ -89,6 +94,8 @@ def collect(
         removed_records: list[dict[str, Any]] = []
         verdicts: list[VersionVerdict] = []
         if policy is not None:
+            if known is None:  # a save since the look above may have pushed one out of the window
+                known = users() if policy.verdicts(records, Users()) else Users()
             records, removed_records, verdicts = _apply(store, records, policy, known, dry_run)
         live: set[str] = set()
         by_name_keys: dict[str, set[str]] = {}

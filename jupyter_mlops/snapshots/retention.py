@@ -270,7 +270,7 @@ def remove(store: SnapshotStore, text: str, *, force: bool, users: Callable[[], 
     snapshot_id = entry.record["snapshot"] if entry.record is not None else None
     try:
         used = users().of(ref, snapshot_id)
-    except MLOpsUsageError:
+    except MLOpsError:  # the tracking store cannot be read: only --force goes on without it
         if not force:
             raise
         used = []

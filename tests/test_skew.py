@@ -159,3 +159,24 @@ def test_skew_magic_shows_the_report_then_fails(trained: pd.DataFrame, ip: Any) 
     assert "log_income" in ip.display_formatter.format(ok.result)[0]["text/html"]
     failed = ip.run_cell(f'%skew {MODEL}@skewed --fail-on "share_drifted > 0"')
     assert type(failed.error_in_exec).__name__ == "GateRejected"
+
+
+def test_pairing_by_key_counts_differing_values_within_a_tolerance() -> None:
+    from jupyter_mlops.contracts.skew import paired_mismatches
+
+    training = pd.DataFrame(
+        {"id": [1, 2, 3, 4, 4], "x": [1.0, 2.0, np.nan, 4.0, 5.0], "c": ["a", "b", "c", "d", "e"]}
+    )
+    serving = pd.DataFrame(
+        {"id": [2, 3, 4, 9], "x": [2.0 * (1 + 1e-9), np.nan, 5.5, 0.0], "c": ["b", "c", "x", "z"]}
+    )
+    matched, shares, any_share = paired_mismatches(training, serving, ["x", "c"], "id")
+    # id 4 stands for its last training row (x=5.0, c="e"); id 1 and 9 are on one side only
+    assert matched == 3
+    assert dict(shares) == {"x": pytest.approx(1 / 3), "c": pytest.approx(1 / 3)}
+    assert any_share == pytest.approx(1 / 3)
+    assert paired_mismatches(training, serving.assign(id=[7, 8, 9, 10]), ["x"], "id") == (
+        0,
+        [("x", 0.0)],
+        0.0,
+    )

@@ -40,6 +40,10 @@ def keys(url: str, under: str) -> list[str]:
 def test_save_load_list_diff_verify_and_gc_on_s3(s3_store: str, tmp_path: Path) -> None:
     import fsspec
 
+    from jupyter_mlops.context import current_settings
+    from jupyter_mlops.snapshots import service
+
+    assert type(service.open_store(current_settings()).backend).__name__ == "S3Backend"
     df = pd.DataFrame({"a": np.arange(500), "s": [f"v{i}" for i in range(500)]})
     v1 = mlops.snapshot(df, "remote")
     assert v1.location == f"{s3_store}/manifests/{v1.id}.json"

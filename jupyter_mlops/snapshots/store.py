@@ -333,6 +333,22 @@ class FsspecBackend:
         return leases.hold(self, exclusive)
 
 
+@register("s3")
+@register("s3a")
+class S3Backend(FsspecBackend):
+    """S3 through s3fs, whose ``exists()`` of a missing key is a HEAD and then a LIST (to find a
+    folder of that name): a save asks once per object, so here it is the HEAD alone."""
+
+    def exists(self, key: str) -> bool:
+        bucket, name, _ = self.fs.split_path(self._path(key))
+        try:
+            head = self.fs.call_s3("head_object", Bucket=bucket, Key=name)
+        except FileNotFoundError:
+            return False
+        self._sizes[key] = int(head["ContentLength"])
+        return True
+
+
 def _protocols(fs: Any) -> tuple[str, ...]:
     protocol = fs.protocol
     return (protocol,) if isinstance(protocol, str) else tuple(protocol)

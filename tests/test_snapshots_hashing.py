@@ -42,7 +42,7 @@ GOLDEN_CELLS = {
 }
 # The snapshot id also covers the pandas metadata pyarrow writes (dtype names), not its version.
 # Manifest format 2 (content-defined chunks); the cell ids above did not change with it.
-GOLDEN_SNAPSHOT = "5ed1b482a40902006c06b69ab278c1d19349f5dce162c9c75169a7cc5daa9102"
+GOLDEN_SNAPSHOT = "e6dd7056479adb52fe331c53bb42db6ed48eca5419f42dac2335268da00f180b"
 
 
 def test_golden_cell_ids() -> None:

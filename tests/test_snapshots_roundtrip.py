@@ -127,7 +127,7 @@ def test_empty_frames_round_trip() -> None:
 
 
 def test_many_cells_round_trip_and_store_one_object_per_column_chunk() -> None:
-    """Small chunks, so every column spans several cells (the real size is 2^20 rows)."""
+    """Small chunks, so every column spans several cells (real ones hold about 1 MiB of rows)."""
     settings = current_settings()
     df = pd.DataFrame(COLUMNS).sample(n=200, replace=True, random_state=3)
     store = service.open_store(settings)
@@ -135,7 +135,8 @@ def test_many_cells_round_trip_and_store_one_object_per_column_chunk() -> None:
     assert snap.objects_written == snap.objects
     manifest = store.manifest(snap.id)
     cells = [len(c["cells"]) for c in manifest["content"]["columns"]]
-    assert set(cells) == {4}  # 200 rows / 64-row chunks, the index column too
+    # content-defined chunks of about 64 rows, shared by every column (the index column too)
+    assert len(set(cells)) == 1 and cells[0] == len(manifest["content"]["chunks"]) >= 2
     assert_frame_equal(mlops.load("cells"), df, check_exact=True)
     assert mlops.verify_snapshots("cells").ok, repr(mlops.verify_snapshots("cells"))
 

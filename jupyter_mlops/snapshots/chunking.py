@@ -26,13 +26,12 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 WINDOW = 8  # rows whose hashes decide one boundary
-TARGET_CHUNK_BYTES = 2 << 20  # in-memory Arrow bytes of an average row chunk (all columns)
+TARGET_CHUNK_BYTES = 1 << 20  # in-memory Arrow bytes of an average row chunk (all columns)
 MIN_AVG_ROWS, MAX_AVG_ROWS = 1 << 10, 1 << 17
 ANCHORS = 2
-NORMALISE = 4
 SPREAD = 4  # min = avg / SPREAD, max = avg * SPREAD
 # Names the row hash, window, normalisation and anchors; recorded in every manifest.
-ROW_HASH = "splitmix64-rows/w8/nc4/anchors2"
+ROW_HASH = "splitmix64-rows/w8/anchors2"
 
 
 @dataclass(frozen=True)
@@ -254,19 +253,16 @@ class Chunker:
         self.chunking = chunking
         self.schema = schema
         self.anchors = anchor_columns(schema)
-        # Normalised chunking (as FastCDC): a boundary is 4x harder to hit before the average
-        # size and 4x easier after it, so chunk sizes gather around the average.
+        # One threshold, no "normalised" sizes as in FastCDC: the first boundary past min_rows
+        # wins, so after an edit the cuts fall back in step at the next boundary (measured: a
+        # normalised variant took up to 4 chunks to resynchronise after an insert).
         spacing = max(1, chunking.avg_rows - chunking.min_rows)
-        self.strict = np.uint64(min((1 << 64) - 1, (1 << 64) // (spacing * NORMALISE)))
-        self.loose = np.uint64(min((1 << 64) - 1, (1 << 64) * NORMALISE // spacing))
+        self.threshold = np.uint64(min((1 << 64) - 1, (1 << 64) // spacing))
         self.tail = np.zeros(WINDOW - 1, np.uint64)
         self.pending: list[pa.RecordBatch] = []
         self.pending_rows = 0
         self.start = 0  # absolute row where the pending rows begin
-        # absolute cut positions (a chunk ends before them) where the window hash is below the
-        # loose threshold, and those below the strict one too
-        self.candidates: list[int] = []
-        self.strong: list[int] = []
+        self.candidates: list[int] = []  # absolute cut positions (a chunk ends before them)
 
     def feed(self, batch: pa.RecordBatch) -> Iterator[pa.Table]:
         import numpy as np
@@ -277,10 +273,8 @@ class Chunker:
         window = _window_hashes(self.tail, hashes)
         self.tail = np.concatenate([self.tail, hashes])[-(WINDOW - 1) :]
         end = self.start + self.pending_rows
-        loose = np.flatnonzero(window < self.loose)
-        self.candidates.extend((loose + end + 1).tolist())
-        strong = loose[window[loose] < self.strict]
-        self.strong.extend((strong + end + 1).tolist())
+        hits = np.flatnonzero(window < self.threshold) + end + 1
+        self.candidates.extend(hits.tolist())
         self.pending.append(batch)
         self.pending_rows += batch.num_rows
         yield from self._cut(final=False)
@@ -294,16 +288,10 @@ class Chunker:
         c = self.chunking
         while self.pending_rows:
             end = self.start + self.pending_rows
-            lo, mid = self.start + c.min_rows, self.start + c.avg_rows
-            hi = self.start + c.max_rows
-            i = bisect.bisect_left(self.strong, lo)
-            j = bisect.bisect_right(self.candidates, mid)
-            if i < len(self.strong) and self.strong[i] <= min(mid, end):
-                cut = self.strong[i]
-            elif end < min(mid, hi) and not final:
-                return  # a strong boundary may still come before the average size
-            elif j < len(self.candidates) and self.candidates[j] <= min(hi, end):
-                cut = self.candidates[j]
+            lo, hi = self.start + c.min_rows, self.start + c.max_rows
+            i = bisect.bisect_left(self.candidates, lo)
+            if i < len(self.candidates) and self.candidates[i] <= min(hi, end):
+                cut = self.candidates[i]
             elif end >= hi:
                 cut = hi
             elif final:
@@ -311,7 +299,6 @@ class Chunker:
             else:
                 return
             del self.candidates[: bisect.bisect_right(self.candidates, cut)]
-            del self.strong[: bisect.bisect_right(self.strong, cut)]
             yield self._take(cut - self.start)
 
     def _take(self, rows: int) -> pa.Table:

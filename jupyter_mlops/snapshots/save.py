@@ -38,6 +38,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 WORKERS = max(1, min(4, os.cpu_count() or 1))
+# Writers spend most of a cell's time waiting on fsync: more threads than cores overlap those
+# waits (ext4 commits concurrent fsyncs in one journal transaction).
+WRITERS = 4 * WORKERS
 
 
 class _Writes:
@@ -173,23 +176,27 @@ def table_content(
     stats = {f: ColumnStats(schema.field(f).type) for f in names}
     cells: dict[str, list[str]] = {f: [] for f in names}
     lengths: list[int] = []
-    inflight: deque[tuple[str, int, Future[str]]] = deque()
-    limit = max(1, len(names)) * (WORKERS + 2)
+    inflight: deque[tuple[str, int, Future[tuple[str, ColumnStats]]]] = deque()
+    limit = max(1, len(names)) * 2 + WRITERS
 
-    def cell(field: str, values: pa.ChunkedArray) -> str:
+    def cell(field: str, values: pa.ChunkedArray) -> tuple[str, ColumnStats]:
         object_id = cell_id(field, values)
         writes.ensure(store, object_id, lambda: write_cell(store.backend, object_id, field, values))
-        return object_id
+        part = ColumnStats(values.type)
+        part.add(values)
+        return object_id, part
 
     with (
         Progress(source.nbytes, f"snapshot {name}") as progress,
-        ThreadPoolExecutor(WORKERS) as pool,
+        ThreadPoolExecutor(WRITERS) as pool,
     ):
 
         def settle(keep: int) -> None:
             while len(inflight) > keep:
                 field, nbytes, future = inflight.popleft()
-                cells[field].append(future.result())
+                object_id, part = future.result()
+                cells[field].append(object_id)
+                stats[field].merge(part)  # in row order, as the rows came
                 progress.advance(nbytes)
 
         def submit(chunk: pa.Table) -> None:
@@ -197,7 +204,6 @@ def table_content(
             lengths.append(chunk.num_rows)
             for field in names:
                 values = chunk.column(field)
-                stats[field].add(values)
                 inflight.append((field, values.nbytes, pool.submit(cell, field, values)))
             settle(limit)
 

@@ -87,6 +87,17 @@ class ColumnStats:
         except (pa.ArrowException, OverflowError, ValueError, TypeError):
             self.failed = True  # stats are a convenience; an odd type simply has fewer of them
 
+    def merge(self, part: ColumnStats) -> None:
+        """Fold in the stats of the rows that follow (computed apart, on another thread)."""
+        self.rows += part.rows
+        self.nulls += part.nulls
+        self.failed = self.failed or part.failed
+        if self.categories is None:
+            self.categories = part.categories
+        self._extremes(part.low, part.high)
+        if part.count:
+            self._moments(part.count, part.mean, part.m2)
+
     def _extremes(self, low: Any, high: Any) -> None:
         if low is not None and not _nan(low):
             self.low = low if self.low is None or _nan(self.low) else min(self.low, low)

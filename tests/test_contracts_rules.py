@@ -227,3 +227,14 @@ def test_a_bad_rule_writes_no_contract_version(store: Path) -> None:
     with pytest.raises(MLOpsUsageError):
         mlops.expect("c", "rows >= 1", "age between 9 1")
     assert not (store / "contracts" / "c").exists()
+
+
+def test_schema_strict_keeps_its_pinned_columns_when_other_rules_are_added() -> None:
+    mlops.snapshot(good(), "c")
+    mlops.expect("c", "schema strict")
+    mlops.snapshot(extra_column(good()), "c", allow_violations=True)  # v2 has a column more
+    mlops.expect("c", "age >= 0")  # does not re-pin to v2's columns
+    with pytest.raises(ContractViolated, match="extra columns extra"):
+        mlops.snapshot(extra_column(good()).head(5), "c")
+    mlops.expect("c", "schema strict")  # asked again: pins the latest version, v2
+    assert mlops.snapshot(extra_column(good()).head(5), "c").version == 3

@@ -59,8 +59,9 @@ def expect(
     for rule in new:
         merged.pop(rule.key, None)  # the newer one goes last, in the order given
         merged[rule.key] = rule
+    given = {rule.key for rule in new}  # an earlier "schema strict" keeps what it pinned
     rules = [
-        _pinned(settings, name, list(merged.values())) if r.kind == STRICT else r
+        _pinned(settings, name, list(merged.values())) if r.kind == STRICT and r.key in given else r
         for r in merged.values()
     ]
     return store.write(settings.home, Contract(name, 0, tuple(rules), _now(), user()))

@@ -33,6 +33,7 @@ UNTYPED_ON_SERVER = {
     "IStatShift": "DiffPayload.stat_shifts",
     "IGateCheck": "PromoteAnswer.checks, a gate record's checks",
     "IGateRecord": "ModelVersionInfo.gates (GateResult.record())",
+    "IMonitorVerdict": "GET monitor's answer, MonitorResult.to_dict() (the fields the panel reads)",
 }
 REQUESTS = {models.PromoteRequest}  # sent by the panel: defaulted fields are optional (`?`)
 

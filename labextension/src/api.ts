@@ -495,3 +495,24 @@ export function stopDeployment(
     { method: 'POST' }
   );
 }
+
+// --- monitoring -----------------------------------------------------------------------------
+
+/**
+ * The fields of `GET monitor?model=NAME@ALIAS` (the latest `%monitor` result, which the server
+ * sends as `MonitorResult.to_dict()`) that the Deployments section shows.
+ */
+export interface IMonitorVerdict {
+  model: string;
+  version: number | null;
+  passed: boolean;
+  headline: string;
+}
+
+/** The latest `%monitor` verdict of an endpoint; rejects with a 404 when none was recorded. */
+export function getMonitor(
+  scope: IScope,
+  model: string
+): Promise<IMonitorVerdict> {
+  return request(scope, 'monitor', { model, experiment: undefined });
+}

@@ -1,20 +1,48 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import React, { useEffect, useState } from 'react';
 
-import { IDeploymentInfo, getDeployments, stopDeployment } from '../api';
+import {
+  IDeploymentInfo,
+  IMonitorVerdict,
+  IScope,
+  getDeployments,
+  getMonitor,
+  stopDeployment
+} from '../api';
 import { LoadState, Placeholder, Section, formatTime } from '../components';
 import { useApi, usePanel } from '../context';
 
 /** How often the counters of live endpoints are read again while the section is shown. */
 const POLL_MS = 3000;
 
+/** The endpoints, and each one's latest `%monitor` verdict (null: never monitored). */
+interface IDeploymentsView {
+  deployments: IDeploymentInfo[];
+  verdicts: Record<string, IMonitorVerdict | null>;
+}
+
+async function loadDeployments(scope: IScope): Promise<IDeploymentsView> {
+  const { deployments } = await getDeployments(scope);
+  const verdicts = await Promise.all(
+    deployments.map(d => getMonitor(scope, d.name).catch(() => null))
+  );
+  return {
+    deployments,
+    verdicts: Object.fromEntries(
+      deployments.map((d, i) => [d.name, verdicts[i]])
+    )
+  };
+}
+
 export function DeploymentsSection(): JSX.Element {
   const panel = usePanel();
   const [tick, setTick] = useState(0);
   const [error, setError] = useState<string | null>(null);
   const [stopping, setStopping] = useState<string | null>(null);
-  const state = useApi(getDeployments, String(tick));
+  const state = useApi(loadDeployments, String(tick));
   const endpoints = state.data?.deployments ?? [];
+  const verdicts = state.data?.verdicts ?? {};
+  const monitored = Object.values(verdicts).some(v => v !== null);
   const anyAlive = endpoints.some(d => d.alive);
 
   useEffect(() => {
@@ -70,6 +98,9 @@ export function DeploymentsSection(): JSX.Element {
               <th title="requests answered">requests</th>
               <th title="95th percentile latency of recent requests">p95</th>
               <th title="answers with status 400 or more">errors</th>
+              {monitored && (
+                <th title="the latest %monitor verdict">monitor</th>
+              )}
               <th />
             </tr>
           </thead>
@@ -100,6 +131,9 @@ export function DeploymentsSection(): JSX.Element {
                 <td className={d.errors > 0 ? 'jp-mod-fail' : undefined}>
                   {d.errors}
                 </td>
+                {monitored && (
+                  <MonitorCell verdict={verdicts[d.name] ?? null} />
+                )}
                 <td>
                   <button
                     className="jp-MlopsLink"
@@ -119,5 +153,21 @@ export function DeploymentsSection(): JSX.Element {
         </table>
       )}
     </Section>
+  );
+}
+
+function MonitorCell(props: { verdict: IMonitorVerdict | null }): JSX.Element {
+  const { verdict } = props;
+  if (verdict === null) {
+    return <td data-testid="mlops-deployment-monitor">–</td>;
+  }
+  return (
+    <td
+      className={verdict.passed ? 'jp-mod-pass' : 'jp-mod-fail'}
+      data-testid="mlops-deployment-monitor"
+      title={verdict.headline}
+    >
+      {verdict.passed ? 'passed' : 'failed'}
+    </td>
   );
 }

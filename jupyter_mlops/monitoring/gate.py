@@ -104,7 +104,11 @@ def condition_check(node: checks.Node, windows: pd.DataFrame) -> tuple[Check, li
     if not held:
         detail = f"holds in none of {judged} windows"
         return Check(name, None, threshold, True, detail, kind=records.CHECK_KIND_MONITOR), held
-    worst = values[0]
+    worst = values[0]  # the value furthest past the threshold, for a single comparison
+    if isinstance(node, checks.Compare) and node.op in (">", ">="):
+        worst = max(values)
+    elif isinstance(node, checks.Compare) and node.op in ("<", "<="):
+        worst = min(values)
     detail = (
         f"holds in {len(held)} of {judged} windows: "
         + ", ".join(f"{w:%Y-%m-%d %H:%M}" for w in held[:6])

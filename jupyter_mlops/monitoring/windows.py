@@ -122,7 +122,8 @@ def compute_windows(
     import numpy as np
     import pandas as pd
 
-    traffic = traffic.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
+    if not traffic[TIMESTAMP].is_monotonic_increasing:  # the log is read in order: no copy
+        traffic = traffic.sort_values(TIMESTAMP, kind="stable").reset_index(drop=True)
     stats = WindowStats(pd.DataFrame())
     enriched = _join_feedback(traffic, feedback, stats)
     task = _task(enriched) if enriched is not None else None

@@ -52,19 +52,23 @@ def expect(
     if not texts:
         raise MLOpsUsageError(f'give at least one rule: %expect {name} "age between 0 120" ...')
     new = parse_rules(texts)
-    previous = store.latest(settings.home, name)
-    merged: dict[tuple[str, str, str], Rule] = (
-        {} if replace or previous is None else {r.key: r for r in previous.rules}
-    )
-    for rule in new:
-        merged.pop(rule.key, None)  # the newer one goes last, in the order given
-        merged[rule.key] = rule
     given = {rule.key for rule in new}  # an earlier "schema strict" keeps what it pinned
-    rules = [
-        _pinned(settings, name, list(merged.values())) if r.kind == STRICT and r.key in given else r
-        for r in merged.values()
-    ]
-    return store.write(settings.home, Contract(name, 0, tuple(rules), _now(), user()))
+
+    def rules_after(previous: Contract | None) -> tuple[Rule, ...]:
+        merged: dict[tuple[str, str, str], Rule] = (
+            {} if replace or previous is None else {r.key: r for r in previous.rules}
+        )
+        for rule in new:
+            merged.pop(rule.key, None)  # the newer one goes last, in the order given
+            merged[rule.key] = rule
+        return tuple(
+            _pinned(settings, name, list(merged.values()))
+            if r.kind == STRICT and r.key in given
+            else r
+            for r in merged.values()
+        )
+
+    return store.add(settings.home, name, rules_after, _now(), user())
 
 
 def _now() -> str:

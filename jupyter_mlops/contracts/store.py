@@ -1,8 +1,9 @@
 """Where contracts live: ``<home>/contracts/<NAME>/v<N>.json``, one immutable file per version.
 
 A new version is written to a temporary file and linked to its name without replacing anything
-(``os.link`` fails if the name exists), so two kernels adding rules at once both get a version
-of their own and nobody ever reads half a file.
+(``os.link`` fails if the name exists), so nobody ever reads half a file, and a writer that loses
+the race for a number rebuilds its rules on the winner's version (:func:`add`): two kernels
+adding rules at once both get a version, and the later one holds both sets of rules.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import json
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -108,18 +110,26 @@ def latest(home: Path, name: str) -> Contract | None:
     return read(home, name) if versions(home, name) else None
 
 
-def write(home: Path, contract: Contract) -> Contract:
-    """Store ``contract`` as the next version of its name; returns it with its number."""
-    where = folder(home, contract.name)
+def add(
+    home: Path,
+    name: str,
+    rules_after: Callable[[Contract | None], tuple[Rule, ...]],
+    created: str = "",
+    user: str = "",
+) -> Contract:
+    """Store the next version of ``name``'s contract: ``rules_after(latest)`` gives its rules.
+
+    Compare-and-set: the version is linked under the number after the one its rules were built
+    on, and if another writer took that number first the rules are built again on that writer's
+    version, so adding rules from two kernels at once never loses either's.
+    """
+    where = folder(home, name)
     where.mkdir(parents=True, exist_ok=True)
     while True:
-        known = versions(home, contract.name)
+        known = versions(home, name)
+        previous = read(home, name, known[-1]) if known else None
         numbered = Contract(
-            contract.name,
-            (known[-1] if known else 0) + 1,
-            contract.rules,
-            contract.created,
-            contract.user,
+            name, (known[-1] if known else 0) + 1, rules_after(previous), created, user
         )
         with tempfile.NamedTemporaryFile(
             "w", dir=where, prefix=".tmp-", suffix=".json", delete=False, encoding="utf-8"
@@ -131,7 +141,7 @@ def write(home: Path, contract: Contract) -> Contract:
         try:
             os.link(handle.name, where / f"v{numbered.version}.json")
         except FileExistsError:
-            continue  # another writer took this number: take the next
+            continue  # another writer took this number: merge with its version instead
         finally:
             os.unlink(handle.name)
         return numbered

@@ -19,6 +19,7 @@ from jupyter_mlops.config import Settings, resolve_settings
 from jupyter_mlops.errors import MLOpsUsageError
 from jupyter_mlops.serving.deployments import list_deployments, percentile
 from jupyter_mlops.serving.traffic import TrafficWriter, read_traffic
+from tests.serving_support import wait_until
 
 UTC = dt.UTC
 
@@ -94,18 +95,21 @@ def test_writers_in_threads_and_a_background_flush_keep_every_row(settings: Sett
     log = TrafficWriter(settings, "m", "prod", flush_seconds=0.01)
 
     def write(offset: int) -> None:
-        for i in range(200):
+        for i in range(100):
             log.log(inputs={"x": [offset + i]}, outputs=[0])
 
-    threads = [threading.Thread(target=write, args=(k * 1000,)) for k in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    for half in (0, 100):
+        threads = [threading.Thread(target=write, args=(k * 1000 + half,)) for k in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if not half:  # the background thread writes the first half while nothing closes it
+            wait_until(lambda: log.written == 400, 30, "a background flush")
     log.close()
     logged = read_traffic(settings, "m", "prod")["x"]
     assert sorted(logged) == sorted(k * 1000 + i for k in range(4) for i in range(200))
-    assert len(list(log.folder.rglob("*.parquet"))) > 1  # flushed while writing, not at close
+    assert len(list(log.folder.rglob("*.parquet"))) > 1
 
 
 def test_sampling_keeps_about_its_share_and_unframeable_inputs_still_log_the_request(

@@ -123,6 +123,8 @@ class Endpoint:
         return checker
 
     def start(self) -> None:
+        with contextlib.suppress(OSError):
+            self.write_stats()  # %serve status shows the version before the first request
         self._follower.start()
 
     def stop(self) -> None:

@@ -77,6 +77,18 @@ def start_stock(model_folder: str, workers: int) -> tuple[subprocess.Popen[bytes
     return process, url
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a server and its worker processes so far."""
+    import psutil
+
+    root = psutil.Process(pid)
+    total = 0.0
+    for process in (root, *root.children(recursive=True)):
+        times = process.cpu_times()
+        total += times.user + times.system
+    return total
+
+
 def version_of(url: str) -> str:
     with urllib.request.urlopen(f"{url}/version", timeout=5) as response:
         return str(json.loads(response.read())["version"])
@@ -103,13 +115,20 @@ def main() -> None:
     logged = serve(settings, "logged@prod", workers=options.workers)
     unlogged = serve(settings, "unlogged@prod", workers=options.workers, log_sample=0.0)
     targets = {"stock MLflow": stock_url, "ours, log on": logged.url, "ours, log off": unlogged.url}
+    pids = {"stock MLflow": stock.pid, "ours, log on": logged.pid, "ours, log off": unlogged.pid}
     results: dict[tuple[str, int], Any] = {}
+    cpu_ms: dict[tuple[str, int], float] = {}  # server CPU per answered request: load-proof
     try:
         # Warm up: the first requests load lazy imports.
         warm = {name: load(url, body, clients=2, seconds=1.0) for name, url in targets.items()}
         for clients in CLIENTS:
             for name, url in targets.items():
-                results[name, clients] = load(url, body, clients=clients, seconds=options.seconds)
+                before = cpu_seconds(pids[name])
+                result = load(url, body, clients=clients, seconds=options.seconds)
+                cpu_ms[name, clients] = (
+                    (cpu_seconds(pids[name]) - before) * 1000 / max(1, result.requests)
+                )
+                results[name, clients] = result
 
         outcome: dict[str, Any] = {}
         runner = threading.Thread(
@@ -136,22 +155,26 @@ def main() -> None:
     sent += warm["ours, log on"].requests
     print(f"\nsingle-row requests, {options.seconds:.0f} s per level, {options.workers} worker(s), "
           f"{os.cpu_count()} CPUs\n")  # fmt: skip
-    header = f"{'server':<15}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+    header = (
+        f"{'server':<15}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'CPU ms/req':>12}"
+    )
     print(header)
     print("-" * len(header))
     for clients in CLIENTS:
         for name in targets:
             r = results[name, clients]
             print(f"{name:<15}{clients:>8}{r.throughput:>9.0f}{ms(r.p50_ms):>9}"
-                  f"{ms(r.p99_ms):>9}{r.errors:>8}")  # fmt: skip
-    print("\nratios (ours / stock; log on / log off)")
+                  f"{ms(r.p99_ms):>9}{r.errors:>8}{cpu_ms[name, clients]:>12.2f}")  # fmt: skip
+    print("\nratios (ours with the log on / stock; the log's cost: on / off)")
     for clients in CLIENTS:
         stock_r, on, off = (results[n, clients] for n in targets)
+        stock_cpu, on_cpu, off_cpu = (cpu_ms[n, clients] for n in targets)
         print(
-            f"  {clients:>2} clients: throughput ours/stock "
-            f"{on.throughput / stock_r.throughput:.2f}, p99 ours/stock "
-            f"{on.p99_ms / stock_r.p99_ms:.2f}, logging cost "
-            f"{1 - on.throughput / off.throughput:+.1%} of throughput"
+            f"  {clients:>2} clients: throughput {on.throughput / stock_r.throughput:.2f}, "
+            f"p99 {on.p99_ms / stock_r.p99_ms:.2f}, CPU/req {on_cpu / stock_cpu:.2f}; "
+            f"log: throughput {on.throughput / off.throughput - 1:+.1%}, "
+            f"CPU/req {on_cpu / off_cpu - 1:+.1%}"
         )
     print(
         f"\nalias switch under 32 clients: {switch.requests} requests, {switch.errors} failed, "

@@ -1,7 +1,11 @@
-"""Every kind of source round-trips through the one streamed path."""
+"""Every kind of source round-trips through the one streamed path, in bounded memory."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -72,3 +76,47 @@ def test_sql_through_duckdb_and_the_magic(ip: Any, tmp_path: Path) -> None:
     assert isinstance(back, pl.DataFrame) and back["amount"].sum() == 2.5 * sum(range(1000))
     with pytest.raises(mlops.MLOpsUsageError, match="no SQL driver"):
         mlops.snapshot(None, "x", sql="select 1", db="oracle://db")
+
+
+LIMITED = textwrap.dedent(
+    """
+    import resource, sys
+    import numpy, pandas, polars, pyarrow, pyarrow.parquet
+    import jupyter_mlops as mlops
+    from jupyter_mlops.snapshots import cells, chunking, load, save, sources
+    def address_space():
+        for line in open("/proc/self/status"):
+            if line.startswith("VmSize"):
+                return int(line.split()[1]) * 1024
+    limit = address_space() + int(sys.argv[2])  # the imports, and then this much more
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    snap = mlops.snapshot(sys.argv[1], "big")
+    rows = sum(b.num_rows for b in mlops.load("big", batches=True))
+    print(snap.rows, rows, flush=True)
+    """
+)
+
+
+def test_a_parquet_file_larger_than_the_memory_limit_streams_in_and_out(tmp_path: Path) -> None:
+    rows, columns, group = 6_000_000, 8, 100_000
+    path = tmp_path / "big.parquet"
+    rng = np.random.default_rng(1)
+    schema = pa.schema([(f"c{i}", pa.float64()) for i in range(columns)])
+    with pq.ParquetWriter(path, schema) as writer:
+        for _ in range(rows // group):
+            writer.write_table(pa.table({f"c{i}": rng.random(group) for i in range(columns)}))
+    in_memory = rows * columns * 8  # 384 MB as an Arrow table
+    headroom = 180 << 20  # address space allowed past the imports: under half of that
+    assert in_memory > 2 * headroom
+    done = subprocess.run(
+        [sys.executable, "-c", LIMITED, str(path), str(headroom)],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        cwd=Path.cwd(),
+        # Address space, not only resident memory, counts: glibc's 64 MB arena per thread and
+        # Arrow's jemalloc reservations would use the limit up without touching memory.
+        env={**os.environ, "MALLOC_ARENA_MAX": "2", "ARROW_DEFAULT_MEMORY_POOL": "system"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == [str(rows), str(rows)]

@@ -164,11 +164,18 @@ def parquet_source(location: str) -> Source:
     schema = clean_schema(dataset.schema, keep_pandas=len(dataset.files) == 1)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        scan = dataset.to_batches(
-            batch_size=BATCH_ROWS, batch_readahead=2, fragment_readahead=1, use_threads=True
-        )
+        # File by file, row group by row group: the dataset scanner reads ahead without bound
+        # when the consumer is slower (measured: ~1 GB buffered for a 0.5 GB file).
+        import pyarrow.parquet as pq
+
         try:
-            yield from scan
+            for path in dataset.files:
+                with dataset.filesystem.open_input_file(path) as fh:
+                    parquet = pq.ParquetFile(fh, pre_buffer=False)
+                    for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+                        if batch.schema != schema:
+                            batch = pa.Table.from_batches([batch]).cast(schema).to_batches()[0]
+                        yield batch
         except (pa.ArrowException, OSError) as exc:
             raise MLOpsUsageError(f"reading Parquet data at {text} failed: {exc}") from None
 

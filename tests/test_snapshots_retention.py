@@ -14,6 +14,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
+from IPython.core.completer import provisionalcompleter
 from pandas.testing import assert_frame_equal
 
 import jupyter_mlops as mlops
@@ -309,6 +310,11 @@ def test_magics_rm_and_gc_return_results_that_render(ip: Any) -> None:
     assert "would remove train@v2" in " ".join(formatted["text/plain"].split())
     done = run(ip, "%mlops snapshot gc --keep-last 1 --keep-tagged")
     assert done.removed_versions == ["train@v2"]
+
+    line = "%snapshot rm train@"
+    with provisionalcompleter():  # TAB offers the versions that remain, never a removed one
+        offered = [c.text for c in ip.Completer.completions(line, len(line))]
+    assert offered == ["latest", "v3"]
 
     for line, error in [
         ("%snapshot rm train", "give train@vN"),

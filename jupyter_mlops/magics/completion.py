@@ -21,6 +21,7 @@ POSITIONALS: dict[str, tuple[str, ...]] = {
     "snapshot list": ("snapshot-name",),
     "snapshot diff": ("snapshot", "snapshot"),
     "snapshot verify": ("snapshot",),
+    "snapshot rm": ("snapshot",),
     "drift": ("data", "data"),
     "register": ("variable",),
     "promote": ("model",),

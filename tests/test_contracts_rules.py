@@ -238,3 +238,13 @@ def test_schema_strict_keeps_its_pinned_columns_when_other_rules_are_added() -> 
         mlops.snapshot(extra_column(good()).head(5), "c")
     mlops.expect("c", "schema strict")  # asked again: pins the latest version, v2
     assert mlops.snapshot(extra_column(good()).head(5), "c").version == 3
+
+
+def test_a_damaged_contract_file_is_one_line_naming_it(store: Path) -> None:
+    mlops.expect("c", "rows >= 1")
+    (store / "contracts" / "c" / "v1.json").write_text("{not json")
+    with pytest.raises(mlops.MLOpsError) as raised:
+        mlops.snapshot(good(), "c")
+    message = str(raised.value)
+    assert "contract file" in message and "v1.json is damaged" in message and "\n" not in message
+    assert mlops.snapshots().empty  # nothing was saved past a contract that cannot be read

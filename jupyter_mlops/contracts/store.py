@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import records
-from ..errors import MLOpsNotFound
+from ..errors import MLOpsError, MLOpsNotFound
 from ..snapshots.names import check_name
 from .rules import STRICT, Rule, parse_rule
 
@@ -103,7 +103,13 @@ def read(home: Path, name: str, version: int | None = None) -> Contract:
             f"contract {name!r} has no version {number} (versions: {', '.join(map(str, known))})"
         )
     path = folder(home, name) / f"v{number}.json"
-    return from_record(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        return from_record(json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise MLOpsError(
+            f"contract file {path} is damaged ({type(exc).__name__}: {exc}); restore it from a "
+            f"backup, or move it aside and declare the rules again with %expect {name}"
+        ) from None
 
 
 def latest(home: Path, name: str) -> Contract | None:

@@ -36,13 +36,15 @@ def record_restarts(errors_dir: Path) -> None:
     from torch.distributed.elastic.agent.server.api import WorkerState
     from torch.distributed.elastic.agent.server.local_elastic_agent import LocalElasticAgent
 
+    if not all(hasattr(LocalElasticAgent, n) for n in ("_monitor_workers", "_initialize_workers")):
+        return  # another torch: restarts still happen, only unexplained in the notebook
     monitor, initialize = LocalElasticAgent._monitor_workers, LocalElasticAgent._initialize_workers
     pending: list[dict[str, Any]] = []
 
     def monitored(agent: Any, group: Any) -> Any:
         result = monitor(agent, group)
         failed = result.state in (WorkerState.FAILED, WorkerState.UNHEALTHY)
-        if failed and agent._remaining_restarts > 0:
+        if failed and getattr(agent, "_remaining_restarts", 0) > 0:
             spec = group.spec
             pending[:] = [
                 {

@@ -88,6 +88,9 @@ def test_a_failing_gate_retrains_and_the_notebooks_gate_promotes(
     lineage = mlops.lineage("churn/2").to_json()
     gates = [n for n in lineage["nodes"] if n["kind"] == "gate"]
     assert any(g["attrs"]["decision"] == "promoted" for g in gates)  # version -> decision
+    edges = {(e["source"], e["relation"], e["target"]) for e in lineage["edges"]}
+    trigger = f"run:{result.run_id}"
+    assert (trigger, "triggered", f"run:{version.run_id}") in edges  # trigger -> run
     kept = [a.path for a in client.list_artifacts(result.run_id, records.RETRAIN_FOLDER)]
     assert len(kept) == 1 and kept[0].endswith(".ipynb")  # the executed notebook
 

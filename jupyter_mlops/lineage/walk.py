@@ -248,6 +248,10 @@ class Walker:
         scored_with = run.data.tags.get(names.TAG_SCORE_MODEL)
         if scored_with:
             self.link_scoring(run, key, scored_with)
+        trigger = run.data.tags.get(names.TAG_MONITOR_TRIGGER)  # a %monitor --retrain run
+        monitor = self.get_run(trigger) if trigger else None
+        if monitor is not None:
+            self.graph.link(self.run_node(monitor), key, "triggered")
         return key
 
     def link_scoring(self, run: Any, key: str, pinned: str) -> None:

@@ -77,7 +77,7 @@ SLOW = frozenset(
         "tests/test_serving_score.py::test_a_snapshot_is_scored_into_a_predictions_snapshot_with_its_run_and_lineage",
         "tests/test_serving_score.py::test_score_magic_streams_a_dataframe_to_a_child_process_and_keeps_its_index",
         "tests/test_serving_score.py::test_a_parquet_file_is_streamed_by_the_scorer",
-        "tests/test_serving_score.py::test_bad_requests_are_one_line_errors_and_publish_nothing",
+        "tests/test_serving_score.py::test_bad_requests_are_one_line_errors_before_any_process_or_run",
         "tests/test_server_deployments.py::test_a_live_endpoint_is_listed_with_its_counters_and_stopped_by_the_route",
         "tests/test_tracking_compare_display.py::test_compare_html_is_static_svg_of_tens_of_kb",
         "tests/test_tracking_compare_display.py::test_figure_is_the_interactive_plotly_version",

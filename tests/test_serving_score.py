@@ -14,6 +14,7 @@ from IPython.core.error import UsageError
 
 import jupyter_mlops as mlops
 from jupyter_mlops import records
+from jupyter_mlops.config import MLOps
 from jupyter_mlops.context import current_settings
 from jupyter_mlops.errors import MLOpsNotFound, MLOpsUsageError
 from jupyter_mlops.serving.scoring import score
@@ -30,23 +31,44 @@ def churn_frame(rows: int = 60) -> pd.DataFrame:
     return frame
 
 
-def train_churn(home: Path, frame: pd.DataFrame) -> Any:
-    """churn/1 trained on ``churn-data@v1`` (saved in its run), with the alias champion."""
+@pytest.fixture(scope="module")
+def churn(shared_home: Path) -> Any:
+    """churn/1 trained on ``churn-data@v1`` (saved in its run), alias champion: once a module."""
     from sklearn.linear_model import LogisticRegression
 
-    with mlops.track("train"):
-        mlops.snapshot(frame, "churn-data")
-        model = LogisticRegression().fit(frame[["a", "b"]], frame.churned)
-        mlops.register(model, "churn", input_example=frame[["a", "b"]].head(3))
-    client(home).set_registered_model_alias("churn", "champion", "1")
-    return model
+    saved = dict(os.environ)
+    os.environ.update({"MLOPS_HOME": str(shared_home), "MLOPS_EXPERIMENT": "train"})
+    MLOps.clear_instance()
+    try:
+        frame = churn_frame()
+        with mlops.track("train"):
+            mlops.snapshot(frame, "churn-data")
+            model = LogisticRegression().fit(frame[["a", "b"]], frame.churned)
+            mlops.register(model, "churn", input_example=frame[["a", "b"]].head(3))
+        client(shared_home).set_registered_model_alias("churn", "champion", "1")
+        return model
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        MLOps.clear_instance()
+
+
+def scoring_runs(home: Path, pinned: str) -> list[Any]:
+    """This test's scoring runs of ``pinned`` (each test has an experiment of its own)."""
+    store = client(home)
+    experiment = store.get_experiment_by_name(current_settings().experiment)
+    if experiment is None:
+        return []
+    return store.search_runs(
+        [experiment.experiment_id],
+        filter_string=f"tags.`{records.TAG_SCORE_MODEL}` = '{pinned}'",
+    )
 
 
 def test_a_snapshot_is_scored_into_a_predictions_snapshot_with_its_run_and_lineage(
-    store: Path,
+    registry_store: Path, churn: Any
 ) -> None:
-    frame = churn_frame()
-    model = train_churn(store, frame)
+    frame, model = churn_frame(), churn
     seen: list[tuple[int, int | None]] = []
 
     predictions = score(
@@ -66,10 +88,7 @@ def test_a_snapshot_is_scored_into_a_predictions_snapshot_with_its_run_and_linea
     assert loaded.customer.tolist() == frame.customer.tolist()
     assert loaded.prediction.tolist() == model.predict(frame[["a", "b"]]).tolist()
 
-    run = client(store).search_runs(
-        [client(store).get_experiment_by_name("Default").experiment_id],
-        filter_string=f"tags.`{records.TAG_SCORE_MODEL}` = 'churn/1'",
-    )[0]
+    [run] = scoring_runs(registry_store, "churn/1")
     assert run.info.status == "FINISHED"
     assert run.data.params["model"] == "churn"
     assert run.data.params["version"] == "1"
@@ -91,7 +110,7 @@ def test_a_snapshot_is_scored_into_a_predictions_snapshot_with_its_run_and_linea
 
 
 def test_score_magic_streams_a_dataframe_to_a_child_process_and_keeps_its_index(
-    store: Path, ip: Any
+    registry_store: Path, ip: Any
 ) -> None:
     kernel = os.getpid()
 
@@ -113,9 +132,10 @@ def test_score_magic_streams_a_dataframe_to_a_child_process_and_keeps_its_index(
     assert len(scorers) == 1 and kernel not in scorers  # one child process, never the kernel
 
 
-def test_a_parquet_file_is_streamed_by_the_scorer(store: Path, tmp_path: Path) -> None:
-    frame = churn_frame(40)
-    model = train_churn(store, frame)
+def test_a_parquet_file_is_streamed_by_the_scorer(
+    registry_store: Path, churn: Any, tmp_path: Path
+) -> None:
+    frame, model = churn_frame(40), churn
     path = tmp_path / "batch.parquet"
     frame.to_parquet(path, row_group_size=8)
 
@@ -126,30 +146,28 @@ def test_a_parquet_file_is_streamed_by_the_scorer(store: Path, tmp_path: Path) -
     assert loaded.index.tolist() == list(range(40))  # row numbers across batches
 
 
-def test_bad_requests_are_one_line_errors_and_publish_nothing(store: Path, ip: Any) -> None:
+def test_bad_requests_are_one_line_errors_before_any_process_or_run(
+    registry_store: Path, churn: Any, ip: Any
+) -> None:
     frame = churn_frame(20)
-    train_churn(store, frame)
-
     with pytest.raises(MLOpsNotFound, match="has no alias 'production'"):
         mlops.score("churn@production", "churn-data@v1")
     with pytest.raises(MLOpsUsageError, match="batch-rows must be 1 or more"):
         mlops.score("churn@champion", "churn-data@v1", batch_rows=0)
     with pytest.raises(MLOpsUsageError, match="cannot score a list"):
         mlops.score("churn@champion", [1, 2, 3])
+    with pytest.raises(MLOpsUsageError, match="has no column 'region'"):
+        mlops.score("churn@champion", frame, keys=["region"])
 
     ip.user_ns["broken"] = frame.drop(columns=["b"])
     with pytest.raises(UsageError) as failed:
         ip.run_line_magic("score", "churn@champion broken --name broken")
     message = str(failed.value)
     assert "\n" not in message
-    assert message.startswith("%score: scoring churn@champion failed after 0 of 20 rows")
-    assert "no column 'b'" in message and "run %score again" in message
+    assert message.startswith("%score: DataFrame has no column 'b' (it has: customer, a, churned)")
+    assert "churn/1 reads a, b" in message
     assert mlops.snapshots("broken").empty
-    failed_runs = client(store).search_runs(
-        [client(store).get_experiment_by_name("Default").experiment_id],
-        filter_string="attributes.status = 'FAILED'",
-    )
-    assert [r.data.tags[records.TAG_SCORE_MODEL] for r in failed_runs] == ["churn/1"]
+    assert scoring_runs(registry_store, "churn/1") == []  # refused before a run was opened
 
 
 def test_sources_cut_any_stream_into_exact_batches_and_name_what_they_refuse(

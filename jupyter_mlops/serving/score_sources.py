@@ -29,6 +29,7 @@ class Source:
     kind: str
     label: str  # what the run records as its data: a snapshot REF, a path, "DataFrame"
     rows: int | None  # None: known only once read (a stream)
+    columns: tuple[str, ...]  # column names, index levels included
     spec: dict[str, Any] = field(default_factory=dict)  # what the scoring process needs
     feed: Callable[[IO[bytes]], None] | None = None  # writes the data to the process's stdin
 
@@ -76,6 +77,13 @@ def batches(
     return KINDS[source["kind"]].batches(settings, source["spec"], stdin, batch_rows)
 
 
+def named_inputs(schema: Any) -> list[str]:
+    """The column names an MLflow input schema asks for ([] when there is none or unnamed)."""
+    if schema is None or not schema.has_input_names():
+        return []
+    return [str(name) for name in schema.input_names()]
+
+
 def _as_arrow(data: Any) -> Any:
     """A pyarrow Table or RecordBatchReader for in-memory data (pandas, Arrow, polars)."""
     pandas = sys.modules.get("pandas")
@@ -113,7 +121,8 @@ class InMemory(SourceKind):
                 for batch in table.to_batches() if isinstance(table, pa.Table) else table:
                     writer.write_batch(batch)
 
-        return Source(self.name, type(data).__name__, rows, feed=feed)
+        columns = tuple(table.schema.names)
+        return Source(self.name, type(data).__name__, rows, columns, feed=feed)
 
     def batches(
         self, settings: Settings, spec: dict[str, Any], stdin: IO[bytes], batch_rows: int
@@ -143,7 +152,8 @@ class SnapshotSource(SourceKind):
             raise MLOpsUsageError(
                 f"{found.ref} is a {found.kind} snapshot; score a DataFrame snapshot"
             )
-        return Source(self.name, found.ref, found.rows, spec={"ref": found.ref})
+        columns = tuple(c.name for c in found.columns)
+        return Source(self.name, found.ref, found.rows, columns, spec={"ref": found.ref})
 
     def batches(
         self, settings: Settings, spec: dict[str, Any], stdin: IO[bytes], batch_rows: int
@@ -168,11 +178,12 @@ class ParquetSource(SourceKind):
 
         path = Path(data).expanduser().resolve()
         try:
-            rows = ds.dataset(path, format="parquet").count_rows()
+            dataset = ds.dataset(path, format="parquet")
+            rows, columns = dataset.count_rows(), tuple(dataset.schema.names)
         except (OSError, ValueError) as exc:
             first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise MLOpsUsageError(f"cannot read Parquet at {path}: {first}") from None
-        return Source(self.name, str(path), rows, spec={"path": str(path)})
+        return Source(self.name, str(path), rows, columns, spec={"path": str(path)})
 
     def batches(
         self, settings: Settings, spec: dict[str, Any], stdin: IO[bytes], batch_rows: int

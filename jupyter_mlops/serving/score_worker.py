@@ -40,10 +40,7 @@ def settings_of(spec: dict[str, Any]) -> Settings:
 
 def model_inputs(model: Any) -> list[str]:
     """The column names the model's signature asks for ([] when it names none)."""
-    schema = model.metadata.get_input_schema() if model.metadata else None
-    if schema is None or not schema.has_input_names():
-        return []
-    return [str(name) for name in schema.input_names()]
+    return score_sources.named_inputs(model.metadata.get_input_schema() if model.metadata else None)
 
 
 def predictions_of(

@@ -68,6 +68,7 @@ def score(
     pinned = f"{version.name}/{version.version}"
     source = score_sources.describe(settings, data)
     name = check_name(name or f"{version.name}-predictions")
+    check_columns(settings, version, source, keys)
     params = {
         "model": version.name,
         "version": int(version.version),
@@ -97,6 +98,44 @@ def score(
         rows, seconds = int(done["rows"]), float(done["seconds"])
         run.log(rows=rows, rows_per_s=rows / seconds if seconds > 0 else 0.0)
     return Snapshot(**done["snapshot"])
+
+
+def check_columns(
+    settings: Settings, version: Any, source: score_sources.Source, keys: Sequence[str]
+) -> None:
+    """Refuse data without the model's inputs or the ``keys`` before any process or run starts.
+
+    The inputs are read from the version's MLmodel file (its signature); a model without one
+    is checked by the scorer, as the model reads the data.
+    """
+    inputs = input_names(settings, version)
+    missing = [c for c in dict.fromkeys([*inputs, *keys]) if c not in source.columns]
+    if missing:
+        raise MLOpsUsageError(
+            f"{source.label} has no column {', '.join(map(repr, missing))} "
+            f"(it has: {', '.join(source.columns)}); {version.name}/{version.version} reads "
+            f"{', '.join(inputs) or 'its whole input'}"
+            + (f" and --key names {', '.join(keys)}" if keys else "")
+        )
+
+
+def input_names(settings: Settings, version: Any) -> list[str]:
+    """The column names the version's signature asks for ([] without a named signature)."""
+    from mlflow.artifacts import download_artifacts
+    from mlflow.exceptions import MlflowException
+    from mlflow.models import Model
+
+    from ..tracking.client import mlflow_client
+
+    client = mlflow_client(settings.tracking_uri)
+    location = client.get_model_version_download_uri(version.name, version.version)
+    try:
+        local = download_artifacts(
+            artifact_uri=f"{location.rstrip('/')}/MLmodel", tracking_uri=settings.tracking_uri
+        )
+        return score_sources.named_inputs(Model.load(local).get_input_schema())
+    except (MlflowException, OSError):
+        return []
 
 
 def _settings_json(settings: Settings) -> dict[str, Any]:

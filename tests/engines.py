@@ -55,6 +55,10 @@ class Engine:
     process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Engine:
+        return self.launch().wait_ready()
+
+    def launch(self) -> Engine:
+        """Start the process and return at once (see :meth:`wait_ready`)."""
         with open(self.log, "ab") as log:
             self.process = subprocess.Popen(
                 self.argv,
@@ -63,6 +67,10 @@ class Engine:
                 env={**os.environ, **self.env},
                 start_new_session=True,
             )
+        return self
+
+    def wait_ready(self) -> Engine:
+        assert self.process is not None
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.answers():
             if self.process.poll() is not None:

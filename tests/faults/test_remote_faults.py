@@ -13,7 +13,6 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,14 +30,17 @@ from tests.engines import Engine, mlflow_engine
 from tests.kernel_support import ok, run_cell
 
 HTTP_TIMEOUT_S = 3  # MLFLOW_HTTP_REQUEST_TIMEOUT in the kernel: our bound per call
+RECOVERY_TIMEOUT_S = 60  # once the server is back: a busy machine may take seconds to answer
 HALF = 1000
 PROCESS_TIMEOUT_S = 120
 
 
 @pytest.fixture(scope="module")
 def outage_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """A server of this module's own: its tests kill and restart it on the same port."""
-    engine = mlflow_engine(tmp_path_factory.mktemp("outage-server")).start()
+    """A server of this module's own: its tests kill and restart it on the same port.
+
+    Launched only: the kernel starts meanwhile, then waits for it (both take seconds)."""
+    engine = mlflow_engine(tmp_path_factory.mktemp("outage-server")).launch()
     try:
         yield engine
     finally:
@@ -59,6 +61,7 @@ def kernel(
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(cwd), env=env)
     try:
         ok(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops, time, pathlib")
+        outage_server.wait_ready()
         yield kc, cwd
     finally:
         kc.stop_channels()
@@ -99,7 +102,7 @@ def test_a_server_lost_mid_cell_costs_one_line_and_no_value(
         f"for i in range({HALF}, {2 * HALF}):\n"
         "    mlops.log(x=i)\n"
     )
-    ok(kc, "import mlflow")
+    ok(kc, f"import mlflow, os\nos.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'] = '{HTTP_TIMEOUT_S}'")
     sent = kc.execute(cell, stop_on_error=False)
 
     def first_half_written() -> bool:
@@ -135,6 +138,7 @@ def test_a_server_lost_mid_cell_costs_one_line_and_no_value(
         restarted(outage_server)
     else:
         outage_server.signal(signal.SIGCONT)
+    ok(kc, f"os.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'] = '{RECOVERY_TIMEOUT_S}'")
     ok(kc, "%%track after-outage --experiment outages\nmlops.log(y=1)")
     assert not list(folder.glob("*.json")), "the kept values were not written"
     run = server.get_run(run_id)
@@ -151,6 +155,7 @@ def test_a_server_down_at_the_start_is_one_line_and_opens_nothing(
     kernel: tuple[Any, Path], outage_server: Engine
 ) -> None:
     kc, _ = kernel
+    ok(kc, f"import os\nos.environ['MLFLOW_HTTP_REQUEST_TIMEOUT'] = '{HTTP_TIMEOUT_S}'")
     outage_server.signal(signal.SIGSTOP)
     try:
         started = time.monotonic()
@@ -161,41 +166,6 @@ def test_a_server_down_at_the_start_is_one_line_and_opens_nothing(
     assert result.ename == "TrackingServerUnavailable" and len(result.traceback) == 1
     assert took < 2 * HTTP_TIMEOUT_S + 20, took
     assert ok(kc, "print(mlflow.active_run())").strip() == "None"
-
-
-def test_logging_past_the_buffer_while_the_server_is_frozen_never_blocks_training(
-    outage_server: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from mlflow.tracking import MlflowClient
-
-    from jupyter_mlops.tracking.logger import MetricLogger
-
-    monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", str(HTTP_TIMEOUT_S))
-    client = MlflowClient(tracking_uri=outage_server.url)
-    run_id = client.create_run("0", run_name="frozen-buffer").info.run_id
-    logger = MetricLogger(
-        client, run_id, max_pending=500, interval=0.05, tracking_uri=outage_server.url
-    )
-    logger.log(0, {"x": 0})
-
-    def train() -> None:
-        for i in range(1, 3000):  # six times the buffer, while nothing can be written
-            logger.log(i, {"x": i})
-
-    trainer = threading.Thread(target=train, daemon=True)
-    outage_server.signal(signal.SIGSTOP)
-    try:
-        trainer.start()
-        trainer.join(2 * HTTP_TIMEOUT_S + 20)  # at most one bounded call in flight
-        blocked = trainer.is_alive()
-    finally:
-        outage_server.signal(signal.SIGCONT)
-    trainer.join(60)
-    assert not blocked, "mlops.log waited on a frozen server"
-    logger.close()  # the server is back: everything is written
-    client.set_terminated(run_id)
-    values = sorted(m.value for m in client.get_metric_history(run_id, "x"))
-    assert values == [float(i) for i in range(3000)]
 
 
 # --- S3 (moto): a save killed mid-upload, and gc while a save runs -----------------------------
@@ -214,16 +184,16 @@ SAVER = """
 COLUMNS = 150  # one object per column: a save is 150 PUTs
 
 
-def expected_big(seed: int) -> pd.DataFrame:
+def expected_big(seed: int, columns: int) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    return pd.DataFrame({f"c{i}": rng.normal(size=50) for i in range(COLUMNS)})
+    return pd.DataFrame({f"c{i}": rng.normal(size=50) for i in range(columns)})
 
 
-def start_saver(tmp: Path, seed: int) -> subprocess.Popen[str]:
+def start_saver(tmp: Path, seed: int, columns: int = COLUMNS) -> subprocess.Popen[str]:
     script = tmp / "saver.py"
     script.write_text(textwrap.dedent(SAVER))
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(COLUMNS), str(seed)],
+        [sys.executable, str(script), str(columns), str(seed)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -291,7 +261,7 @@ def test_a_save_killed_mid_upload_leaves_a_loadable_store_and_gc_reclaims_it(
 def test_gc_during_a_save_waits_and_the_saves_objects_survive(
     s3_store: str, tmp_path: Path
 ) -> None:
-    saver = start_saver(tmp_path, seed=2)
+    saver = start_saver(tmp_path, seed=2, columns=40)
     try:
         wait_for(lambda: bool(s3_keys(s3_store, "locks/save")), "the save holds its lease")
         swept = mlops.gc_snapshots()  # queued behind the save: it sweeps once the save is done
@@ -302,5 +272,5 @@ def test_gc_during_a_save_waits_and_the_saves_objects_survive(
     assert saver.returncode == 0, err
     assert out.strip() == "1"
     assert swept.removed["objects"] == 0
-    assert_frame_equal(mlops.load("big@v1"), expected_big(2))
+    assert_frame_equal(mlops.load("big@v1"), expected_big(2, columns=40))
     assert mlops.verify_snapshots().ok

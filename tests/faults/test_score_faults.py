@@ -1,4 +1,4 @@
-"""``%score`` under faults: a scorer killed mid-run, a Ctrl-C in the kernel, the kernel killed.
+"""``%score`` under faults: a scorer killed or failing mid-run, a Ctrl-C, the kernel killed.
 
 A killed scoring process never leaves a partial predictions version (the snapshot is published
 atomically after the last batch, so a kill at the very end leaves either nothing or the whole);
@@ -51,6 +51,8 @@ def register_slow_model() -> None:
         import time as clock
 
         clock.sleep(0.1)
+        if (model_input["x"] < 0).any():
+            raise ValueError("x must not be negative")
         return (model_input["x"] * 2).tolist()
 
     with mlops.track("slow"):
@@ -61,7 +63,7 @@ def killer(at: int, fault: str) -> Callable[[int, int | None], None]:
     """A progress callback that makes ``fault`` happen once ``at`` rows are done."""
 
     def progress(done: int, total: int | None) -> None:
-        if done < at:
+        if done < at or fault == "error":
             return
         if fault == "interrupt":
             raise KeyboardInterrupt
@@ -89,7 +91,9 @@ def test_a_killed_or_interrupted_scorer_publishes_no_partial_version_and_a_rerun
 
     register_slow_model()
     frame = pd.DataFrame({"x": range(ROWS)})
-    trials = [(BATCH, "kill"), (6 * BATCH, "interrupt"), (ROWS, "kill")]
+    # The model raises on a negative x: in the 8th batch of the "error" trial.
+    poisoned = frame.assign(x=frame.x.where(frame.index != 7 * BATCH + 3, -1))
+    trials = [(BATCH, "kill"), (6 * BATCH, "interrupt"), (7 * BATCH, "error"), (ROWS, "kill")]
     outcomes = []
     for at, fault in trials:
         failure = KeyboardInterrupt if fault == "interrupt" else ScoringFailed
@@ -97,17 +101,19 @@ def test_a_killed_or_interrupted_scorer_publishes_no_partial_version_and_a_rerun
             score(
                 current_settings(),
                 "slow",
-                frame,
+                poisoned if fault == "error" else frame,
                 name="doubled",
                 batch_rows=BATCH,
                 progress=killer(at, fault),
             )
         assert survivors([p.pid for p in scorers()], 10.0) == []
         published = mlops.snapshots("doubled")
+        message = str(raised.value)
         if fault == "kill":
-            message = str(raised.value)
             assert "killed by SIGKILL" in message and "\n" not in message
             assert f"after {at:,} of {ROWS:,} rows" in message
+        if fault == "error":  # the model's own error, in one line
+            assert f"after {at:,} of {ROWS:,} rows: ValueError: x must not be negative" in message
         if at < ROWS:
             assert published.empty, f"a partial version after a {fault} at {at} rows"
         else:  # killed after the last batch: nothing, or the whole predictions
@@ -117,7 +123,7 @@ def test_a_killed_or_interrupted_scorer_publishes_no_partial_version_and_a_rerun
         outcomes.append(("published" if not published.empty else "nothing", fault, at))
 
     runs = scoring_runs(store)
-    assert [r.info.status for r in runs] == ["FAILED", "KILLED", "FAILED"], outcomes
+    assert [r.info.status for r in runs] == ["FAILED", "KILLED", "FAILED", "FAILED"], outcomes
     assert "SIGKILL" in runs[0].data.tags[records.TAG_ERROR]
 
     again = score(current_settings(), "slow", frame, name="doubled", batch_rows=BATCH)

@@ -69,6 +69,16 @@ def test_a_one_percent_edit_writes_about_one_percent_plus_a_few_chunks(
     bound = 0.01 * first.bytes + 6 * CHUNK * per_row
     assert 0 < second.bytes_written <= bound, (second.bytes_written, bound)
     assert_frame_equal(mlops.load("e@v2"), after)
+    d = mlops.diff("e@v1", "e@v2")
+    if kind == "append":
+        assert d.changes == [] and "appended rows" in (d.rows_line() or "")
+    else:  # only the rows around the edit are new, in every column the boundaries moved in
+        changed = [r for c in d.changes for r in c.row_ranges]
+        assert changed and all(
+            stop - start <= 0.01 * rows + 4 * 4 * CHUNK for start, stop in changed
+        )
+        if kind != "update":
+            assert "inside the frame" in (d.rows_line() or "")
 
 
 def test_an_unchanged_resnapshot_writes_nothing_and_other_sources_cut_alike() -> None:

@@ -34,6 +34,14 @@ def _new_ranges(cells_a: list[str], cells_b: list[str], starts: list[int]) -> li
     return ranges
 
 
+def _rows_at_end(ca: dict[str, Any], cb: dict[str, Any]) -> bool:
+    """Did rows only grow or shrink at the end? Then the shorter version's last chunk starts
+    where a chunk of the longer one does; an insert or delete inside shifts every later cut."""
+    starts_a, starts_b = chunk_starts(ca), chunk_starts(cb)
+    shorter, longer = (starts_a, starts_b) if starts_a[-1] <= starts_b[-1] else (starts_b, starts_a)
+    return len(shorter) < 2 or shorter[-2] in set(longer)
+
+
 def display_names(manifest: dict[str, Any]) -> dict[str, str]:
     """Stored column name -> what the user calls it (``__index_level_0__`` is the index)."""
     names = {}
@@ -226,4 +234,5 @@ def diff(store: SnapshotStore, a: Resolved, b: Resolved) -> SnapshotDiff:
         changes=changes,
         stat_shifts=shifts,
         unchanged=unchanged,
+        rows_at_end=_rows_at_end(ma["content"], mb["content"]) if frames else True,
     )

@@ -109,6 +109,9 @@ class SnapshotDiff:
     changes: list[ColumnChange]
     stat_shifts: list[StatShift]
     unchanged: int  # columns (or files) whose content is identical
+    # False when rows were inserted or deleted inside the frame (the changed rows show where),
+    # so the row count change is not put at the end
+    rows_at_end: bool = True
 
     @property
     def identical(self) -> bool:
@@ -126,6 +129,8 @@ class SnapshotDiff:
             return None
         delta = self.rows_b - self.rows_a
         line = f"{self.rows_a:,} -> {self.rows_b:,} ({delta:+,})"
+        if delta and not self.rows_at_end:
+            return f"{line}: rows inserted or deleted inside the frame (see the changed rows)"
         if delta > 0:
             return f"{line}: appended rows {self.rows_a:,}-{self.rows_b - 1:,}"
         if delta < 0:

@@ -250,8 +250,9 @@ class Host:
     scheduler: BackgroundScheduler
     lock_fd: int
 
-    def stop(self) -> None:
-        self.scheduler.shutdown(wait=False)
+    def stop(self, wait: bool = True) -> None:
+        """Stop firing; with ``wait``, let the executions in flight finish (their runs end)."""
+        self.scheduler.shutdown(wait=wait)
         os.close(self.lock_fd)
 
 

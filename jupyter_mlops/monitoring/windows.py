@@ -131,7 +131,7 @@ def compute_windows(
     outcome_names = _outcome_columns(feedback, stats) if enriched is not None else []
     quality = _Quality(reference, columns.inputs)
     edges = window_edges(traffic[TIMESTAMP], size, since, until)
-    bounds = np.searchsorted(traffic[TIMESTAMP].to_numpy(), edges.to_numpy(), side="left")
+    bounds = np.searchsorted(_naive(traffic[TIMESTAMP]), _naive(edges), side="left")
     rows = []
     ref_inputs = reference[list(columns.inputs)]
     for index, start in enumerate(edges[:-1]):
@@ -174,6 +174,17 @@ def compute_windows(
             frame[name] = np.nan
     stats.frame = frame[ordered]
     return stats
+
+
+def _naive(stamps: Any) -> np.ndarray:
+    """UTC times as datetime64 (a tz-aware to_numpy() builds one Timestamp object per row)."""
+    import pandas as pd
+
+    if isinstance(stamps, pd.Series):
+        stamps = pd.DatetimeIndex(stamps)
+    if stamps.tz is not None:
+        stamps = stamps.tz_convert("UTC").tz_localize(None)
+    return stamps.to_numpy()
 
 
 def _volume(part: pd.DataFrame) -> dict[str, float]:

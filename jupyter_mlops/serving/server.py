@@ -36,6 +36,7 @@ from .traffic import TrafficWriter
 OPTIONS_ENV = "MLOPS_SERVE_OPTIONS"
 POLL_SECONDS = 1.0
 GRACEFUL_SECONDS = 5
+HEALTHCHECK_SECONDS = 60
 log = logging.getLogger("jupyter_mlops.serving")
 
 
@@ -297,6 +298,9 @@ def main(argv: list[str]) -> int:
         access_log=False,
         log_level="warning",
         timeout_graceful_shutdown=GRACEFUL_SECONDS,
+        # A worker loading MLflow and the model on a busy machine can miss uvicorn's 5 s health
+        # ping; the supervisor would kill and respawn it again and again.
+        timeout_worker_healthcheck=HEALTHCHECK_SECONDS,
     )
     sock = config.bind_socket()
     # Connections accepted from a socket handed to the loop do not get TCP_NODELAY (uvicorn's

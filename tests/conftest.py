@@ -18,7 +18,7 @@ from jupyter_mlops.tracking.client import mlflow_client
 from tests.tracking_support import running_runs
 
 # tests.engines: session fixtures that start a real MLflow server and an S3 API (moto).
-pytest_plugins = ("pytest_jupyter.jupyter_server", "tests.engines")
+pytest_plugins = ("pytest_jupyter.jupyter_server", "tests.engines", "tests.engines_compute")
 
 # Temporary folders live under the repository (numbered per run, safe for concurrent runs), away
 # from any .mlops/ store that /tmp may hold: the store is found by walking up from the cwd.

@@ -22,6 +22,7 @@ from .plan import JobRequest
 from .rank_logging import log_every_rank
 from .results import DistributedResult, DistributedStatus
 from .stats import mark_step
+from .submitted import wait
 
 __all__ = [
     "DistributedCancelled",
@@ -47,4 +48,5 @@ __all__ = [
     "save",
     "status",
     "tensor_parallel",
+    "wait",
 ]

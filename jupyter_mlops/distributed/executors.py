@@ -29,6 +29,17 @@ POOL_WORKER_MODULE = "jupyter_mlops.distributed.pool_worker"
 class Executor(ABC):
     name: ClassVar[str]
     waits: ClassVar[bool] = True  # does the cell wait for the job (and stream its logs)?
+    remote: ClassVar[bool] = False  # do other machines (not this one's GPUs) decide "auto"?
+    options: ClassVar[tuple[str, ...]] = ()  # the JobRequest fields only this executor takes
+
+    def scheduler_state(self, job: Job) -> str | None:
+        """A submitted job's state at its scheduler: queued, running, done, failed, cancelled."""
+        return None
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        """The given :attr:`options`, checked (one-line usage errors) and as JSON values."""
+        return options
 
     @abstractmethod
     def launch(self, job: Job) -> subprocess.Popen[bytes] | str:
@@ -183,14 +194,21 @@ class Slurm(Executor):
 
     name = "slurm"
     waits = False
+    remote = True
+    options = ("partition", "account", "time", "sbatch")
     port = 29500
 
     def script(self, job: Job) -> str:
         extra = []
         if job.spec.backend != "gloo":
             extra.append(f"#SBATCH --gpus-per-node={job.spec.nproc_per_node}")
-        if job.spec.timeout:
+        options = job.spec.options
+        for flag in ("partition", "account", "time"):
+            if options.get(flag):
+                extra.append(f"#SBATCH --{flag}={options[flag]}")
+        if job.spec.timeout and not options.get("time"):
             extra.append(f"#SBATCH --time={max(1, -(-int(job.spec.timeout) // 60))}")
+        extra.extend(options.get("sbatch", ()))
         exports = "\n".join(f"export {k}={shlex.quote(v)}" for k, v in sorted(job_env(job).items()))
         rest = shlex.join(torchrun_args(job, [], str(job.dir / "torchrun")))
         return SBATCH_TEMPLATE.format(
@@ -219,4 +237,37 @@ class Slurm(Executor):
         slurm_id = job.state().get("slurm_job_id")
         scancel = shutil.which("scancel")
         if slurm_id and scancel:
-            subprocess.run([scancel, str(slurm_id)], capture_output=True, check=False)
+            subprocess.run([scancel, str(slurm_id)], capture_output=True, check=False, timeout=30)
+
+    @classmethod
+    def check_options(cls, options: dict[str, Any]) -> dict[str, Any]:
+        lines = options.get("sbatch", ())
+        lines = [lines] if isinstance(lines, str) else list(lines)
+        checked = {**options, "sbatch": [slurm_line(line) for line in lines]}
+        for flag in ("partition", "account", "time"):
+            value = checked.get(flag)
+            if value is not None and (
+                not str(value).strip() or any(c.isspace() for c in str(value))
+            ):
+                raise MLOpsUsageError(f"--{flag} takes one word, got {value!r}")
+        return {k: v for k, v in checked.items() if v not in (None, [])}
+
+    def scheduler_state(self, job: Job) -> str | None:
+        from .slurm import slurm_state
+
+        slurm_id = job.state().get("slurm_job_id")
+        return slurm_state(str(slurm_id)) if slurm_id else None
+
+
+def slurm_line(line: str) -> str:
+    """One extra ``#SBATCH`` line as given (with or without ``#SBATCH``), on one line only."""
+    text = line.strip().removeprefix("#SBATCH").strip()
+    if not text.startswith("-") or "\n" in text:
+        raise MLOpsUsageError(
+            f"--sbatch {line!r}: give one sbatch option such as '--mem=4G' (one per --sbatch)"
+        )
+    return f"#SBATCH {text}"
+
+
+# Executors living in modules of their own register themselves on import.
+from . import kubernetes, ray_executor  # noqa: E402, F401

@@ -50,6 +50,7 @@ class JobSpec:
     max_restarts: int = 0
     mlflow_run_id: str | None = None
     mlflow_tracking_uri: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)  # the executor's own (Executor.options)
 
     @property
     def world_size(self) -> int:

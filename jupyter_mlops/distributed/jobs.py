@@ -17,6 +17,15 @@ from .procs import alive, owned
 from .results import DistributedStatus, JobRow
 from .stats import read_stats
 
+# A scheduler's answer (Executor.scheduler_state) as a status row's state; "done" without
+# rank 0's result file means the job ended before the cell did.
+SCHEDULER_STATES = {
+    "running": "running",
+    "done": "failed",
+    "failed": "failed",
+    "cancelled": "cancelled",
+}
+
 
 def job_row(job: Job) -> JobRow:
     state = job.state()
@@ -28,10 +37,13 @@ def job_row(job: Job) -> JobRow:
     if name == "running" and not live:
         name = "lost"
     if name == "submitted":
-        if (job.dir / RESULT_FILE).exists():
-            name = "ok"
-        elif any(job.errors_dir.glob("rank-*.json")):
+        if any(job.errors_dir.glob("rank-*.json")):  # rank 0 may have saved its result first
             name = "failed"
+        elif (job.dir / RESULT_FILE).exists():
+            name = "ok"
+        else:  # what the scheduler says: queued stays "submitted"
+            at_scheduler = get_executor(job.spec.executor).scheduler_state(job)
+            name = SCHEDULER_STATES.get(at_scheduler or "", name)
     return JobRow(
         job.id,
         name,
@@ -60,7 +72,7 @@ def cancel(job_id: str | None = None, settings: Settings | None = None) -> Distr
     cancelled = []
     for job in targets:
         row = job_row(job)
-        if row.live_processes or row.state == "submitted":
+        if row.live_processes or row.state in ("submitted", "running"):
             get_executor(job.spec.executor).cancel(job)
             job.set_state("cancelled")
             cancelled.append(job.id)

@@ -40,6 +40,15 @@ class JobRequest:
     all_logs: bool = False
     fresh: bool = False
     max_restarts: int = 0
+    # Options of one executor (see Executor.options): Slurm's, Ray's, Kubernetes'.
+    partition: str | None = None
+    account: str | None = None
+    time: str | None = None
+    sbatch: Sequence[str] = ()
+    address: str | None = None
+    gpus_per_rank: int | None = None
+    export: str | bool | None = None
+    image: str | None = None
 
     @property
     def may_use_pool(self) -> bool:
@@ -134,7 +143,8 @@ def plan(request: JobRequest) -> JobSpec:
         check_rdzv(rdzv)
     parsed_gpus = parse_gpus(request.gpus)
     pulled = split_names(request.pull, "--pull")
-    if executor == "slurm":  # the compute nodes, not this one, decide "auto"
+    options = executor_options(request, executor)
+    if EXECUTORS[executor].remote:  # the cluster's nodes, not this one, decide "auto"
         nproc = n or (len(parsed_gpus) if parsed_gpus else CPU_DEFAULT_RANKS)
         chosen = backend
     else:
@@ -157,7 +167,37 @@ def plan(request: JobRequest) -> JobSpec:
         pull_explicit=pulled is not None,
         timeout=timeout,
         max_restarts=request.max_restarts,
+        options=options,
     )
+
+
+OPTION_FLAGS = (
+    "partition",
+    "account",
+    "time",
+    "sbatch",
+    "address",
+    "gpus_per_rank",
+    "export",
+    "image",
+)
+
+
+def executor_options(request: JobRequest, executor: str) -> dict[str, Any]:
+    """The executor-specific flags that were given, checked by the executor that takes them."""
+    given = {
+        name: getattr(request, name)
+        for name in OPTION_FLAGS
+        if getattr(request, name) not in (None, False, ())
+    }
+    for name in given:
+        if name not in EXECUTORS[executor].options:
+            owners = [e for e, cls in EXECUTORS.items() if name in cls.options]
+            flag = "--" + name.replace("_", "-")
+            raise MLOpsUsageError(
+                f"{flag} is an option of --executor {' or '.join(owners)}, not {executor}"
+            )
+    return EXECUTORS[executor].check_options(given)
 
 
 def check_fits_pool(spec: JobSpec, request: JobRequest) -> None:

@@ -12,11 +12,12 @@ from IPython.display import display
 from .. import distributed
 from .core import parse, usage_errors
 
-ACTIONS = ("status", "cancel", "pool")
+ACTIONS = ("status", "cancel", "wait", "pool")
 POOL_VERBS = ("start", "stop", "restart", "status")
 LINE_USAGE = (
     "%distributed: use %%distributed as a cell magic, or %distributed status | "
-    "%distributed cancel [JOB_ID] | %distributed pool start|stop|restart|status"
+    "%distributed cancel [JOB_ID] | %distributed wait [JOB_ID] [--timeout S] | "
+    "%distributed pool start|stop|restart|status"
 )
 
 
@@ -51,7 +52,28 @@ class DistributedMagics(Magics):
     @argument("--timeout", type=float, default=None, help="Stop every rank after S seconds.")
     @argument("--nnodes", type=int, default=1, help="Number of nodes (this one is node 0).")
     @argument("--rdzv", default=None, help="HOST:PORT of node 0 for multi-node rendezvous.")
-    @argument("--executor", default=None, help="local (default), multinode or slurm.")
+    @argument(
+        "--executor", default=None, help="local (default), multinode, slurm, ray or kubernetes."
+    )
+    @argument("--partition", default=None, help="slurm: the partition (#SBATCH --partition).")
+    @argument("--account", default=None, help="slurm: the account (#SBATCH --account).")
+    @argument("--time", default=None, help="slurm: the time limit, e.g. 01:00:00.")
+    @argument(
+        "--sbatch",
+        action="append",
+        default=[],
+        help="slurm: one more #SBATCH option, e.g. --sbatch=--mem=4G (repeatable).",
+    )
+    @argument("--address", default=None, help="ray: the cluster, auto or ray://HOST:10001.")
+    @argument("--gpus-per-rank", type=int, default=None, help="ray/kubernetes: GPUs per rank.")
+    @argument(
+        "--export",
+        nargs="?",
+        const=True,
+        default=None,
+        help="kubernetes: write the PyTorchJob manifest (to PATH if given) and submit nothing.",
+    )
+    @argument("--image", default=None, help="kubernetes: the container image of every rank.")
     @argument("--all-logs", action="store_true", help="Stream every rank's output, not rank 0's.")
     @argument("--fresh", action="store_true", help="A one-shot job even while a pool runs.")
     @argument(
@@ -120,6 +142,14 @@ class DistributedMagics(Magics):
             all_logs=args.all_logs,
             fresh=args.fresh,
             max_restarts=args.max_restarts,
+            partition=args.partition,
+            account=args.account,
+            time=args.time,
+            sbatch=tuple(args.sbatch),
+            address=args.address,
+            gpus_per_rank=args.gpus_per_rank,
+            export=args.export,
+            image=args.image,
         )
         with usage_errors("distributed"):
             result = distributed.run(cell, request, on_status=StatusLine().update)
@@ -136,6 +166,13 @@ class DistributedMagics(Magics):
         with usage_errors(f"distributed {verb}"):
             if verb == "status":
                 return distributed.status()
+            if verb == "wait":
+                result = distributed.wait(
+                    rest[0] if rest else None, timeout=args.timeout, all_logs=args.all_logs
+                )
+                if self.shell is not None:
+                    self.shell.user_ns.update(result.values)
+                return result
             return distributed.cancel(rest[0] if rest else None)
 
     def pool_action(self, verb: str, args: Any) -> Any:

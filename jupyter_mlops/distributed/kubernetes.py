@@ -1,0 +1,1 @@
+"""Kubernetes executor (placeholder until the PyTorchJob export lands)."""

@@ -1,0 +1,1 @@
+"""Ray executor (placeholder until the TorchTrainer path lands)."""

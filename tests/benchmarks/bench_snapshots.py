@@ -266,7 +266,11 @@ def large_parquet(work: Path, gb: float) -> None:
     assert loaded == rows == snap.rows
     start = time.perf_counter()
     ds.write_dataset(
-        ds.dataset(folder), work / "dataset-copy", format="parquet", max_rows_per_file=part_rows
+        ds.dataset(folder),
+        work / "dataset-copy",
+        format="parquet",
+        max_rows_per_file=part_rows,
+        max_rows_per_group=128_000,
     )
     t_copy = time.perf_counter() - start
     start = time.perf_counter()

@@ -50,10 +50,11 @@ def run_job(
     engine = get_executor(spec.executor)
     started = time.monotonic()
     launched = engine.launch(job)
-    if isinstance(launched, str):
-        job.set_state("submitted", slurm_job_id=launched)
-        sink(f"[jupyter-mlops] submitted {spec.executor} job {launched}; logs: {job.logs_dir}")
-        return result_of(job, "submitted", {}, 0.0, scheduler_id=launched)
+    if isinstance(launched, str):  # a scheduler's job id, or the path of an exported manifest
+        state = "exported" if spec.options.get("export") else "submitted"
+        job.set_state(state, slurm_job_id=launched)
+        sink(f"[jupyter-mlops] {state} {spec.executor} job {launched}; logs: {job.logs_dir}")
+        return result_of(job, state, {}, 0.0, scheduler_id=launched)
     pump = LogPump(job.logs_dir, sink, ranks=None if all_logs else (0,))
     try:
         job.set_state("running", agent_pid=launched.pid, host=os.uname().nodename)

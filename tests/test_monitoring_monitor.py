@@ -20,6 +20,7 @@ from jupyter_mlops.errors import GateFailed, MLOpsNotFound, MLOpsUsageError
 from jupyter_mlops.monitoring.feedback import read_feedback
 from jupyter_mlops.monitoring.report_html import monitor_html
 from jupyter_mlops.monitoring.service import latest
+from jupyter_mlops.registry.errors import GateWarning
 from jupyter_mlops.tracking.client import mlflow_client
 from tests.monitoring_support import START, trained_model, write_traffic
 
@@ -201,6 +202,15 @@ def test_the_magics_parse_call_and_render(in_store: dict[str, Any], ip: Any) -> 
     ]:
         with pytest.raises(UsageError, match=message):
             ip.run_line_magic("monitor", line)
+    ip.run_line_magic("config", "MLOps.gate_mode = 'warn'")
+    try:
+        with pytest.warns(GateWarning) as warned:
+            ip.run_line_magic(
+                "monitor", f'churn@prod --since {SINCE} --fail-on "window.share_drifted > 0.3"'
+            )
+    finally:
+        ip.run_line_magic("config", "MLOps.gate_mode = 'raise'")
+    assert [w.filename for w in warned] == ["%monitor"]
     listed = ip.run_line_magic("schedule", "list")
     assert listed.ids == [] and "no scheduler is running" in repr(listed)
     for line, message in [

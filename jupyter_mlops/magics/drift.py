@@ -45,15 +45,15 @@ def per_column(
 
 
 @contextmanager
-def gate_warning_from_magic() -> Iterator[None]:
-    """In ``gate_mode=warn`` a held --fail-on warns; name ``%drift`` as its origin, on one line,
-    instead of our install path and source line."""
+def gate_warning_from_magic(magic: str = "drift") -> Iterator[None]:
+    """In ``gate_mode=warn`` a held --fail-on warns; name the magic (``%drift``) as its origin,
+    on one line, instead of our install path and source line."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", GateWarning)
         yield
     for warning in caught:
         if issubclass(warning.category, GateWarning):
-            warnings.warn_explicit(warning.message, warning.category, "%drift", 1)
+            warnings.warn_explicit(warning.message, warning.category, f"%{magic}", 1)
         else:
             warnings.warn_explicit(
                 warning.message, warning.category, warning.filename, warning.lineno

@@ -13,6 +13,7 @@ from IPython.display import display
 from ..context import current_settings
 from ..errors import GateFailed, MLOpsUsageError
 from .core import parse, usage_errors
+from .drift import gate_warning_from_magic
 
 
 def pairs(values: Sequence[Sequence[str]] | None, flag: str = "-p") -> dict[str, str]:
@@ -77,7 +78,7 @@ class MonitoringMagics(Magics):
 
         args = parse(self.monitor, line, "monitor")
         namespace = self.shell.user_ns if self.shell else {}
-        with usage_errors("monitor"):
+        with usage_errors("monitor"), gate_warning_from_magic("monitor"):
             options = service.MonitorOptions(
                 since=args.since,
                 until=args.until,

@@ -168,6 +168,8 @@ def test_magics_list_bench_and_find_the_endpoint(
     assert "req/s" in repr(bench)
     html = ip.display_formatter.format(status)[0]["text/html"]
     assert endpoint.url in html
+    card = ip.display_formatter.format(endpoint)[0]
+    assert endpoint.url in card["text/html"] and f"pid {endpoint.pid}" in card["text/plain"]
 
 
 def test_stop_flushes_the_log_one_row_per_request_with_its_id_and_status(

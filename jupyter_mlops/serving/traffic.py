@@ -176,6 +176,8 @@ class TrafficWriter:
         self.flush()
 
     def _run(self) -> None:
+        import pyarrow.parquet  # noqa: F401  (loaded now, not during the first flush's traffic)
+
         while not self._closed.is_set():
             self._wake.wait(self.flush_seconds)
             self._wake.clear()

@@ -140,8 +140,8 @@ def main() -> None:
     results: dict[tuple[str, int], Any] = {}
     cpu_ms: dict[tuple[str, int], float] = {}  # server CPU per answered request: load-proof
     try:
-        # Warm up: the first requests load lazy imports.
-        warm = {name: load(url, body, clients=2, seconds=1.0) for name, url in targets.items()}
+        # Warm up: the first requests load lazy imports; the log is flushed at least once.
+        warm = {name: load(url, body, clients=2, seconds=3.0) for name, url in targets.items()}
         for clients in CLIENTS:
             for name, url in targets.items():
                 before = cpu_seconds(pids[name])

@@ -155,3 +155,14 @@ def test_serve_refuses_in_one_line_what_it_cannot_serve(
     with pytest.raises(MLOpsUsageError, match="per alias"):
         mlops.traffic("clf/1")
     assert mlops.traffic("clf@prod").empty
+
+
+def test_a_traffic_frame_freezes_with_snapshot_like_any_frame(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MLOPS_HOME", str(settings.home))
+    with TrafficWriter(settings, "m", "prod") as log:
+        log.log(inputs=pd.DataFrame({"a": [1.0, 2.0]}), outputs=np.array([0, 1]), version="1")
+    frame = mlops.traffic("m@prod")
+    mlops.snapshot(frame, name="traffic-m")
+    pd.testing.assert_frame_equal(mlops.load("traffic-m"), frame)

@@ -41,7 +41,9 @@ def _client(
         began = time.perf_counter()
         try:
             if connection is None:
-                connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
+                connection = http.client.HTTPConnection(
+                    parts.hostname or "", parts.port, timeout=30
+                )
             connection.request("POST", f"{parts.path}/invocations", body=body, headers=headers)
             response = connection.getresponse()
             response.read()
@@ -147,7 +149,9 @@ def split_payload(frame: Any) -> bytes:
     ).encode()
 
 
-def bench(settings: Settings, name: str, *, clients: int = 32, seconds: float = 20.0) -> BenchResult:
+def bench(
+    settings: Settings, name: str, *, clients: int = 32, seconds: float = 20.0
+) -> BenchResult:
     """Load the endpoint ``name`` with its model's example row (``%serve bench``)."""
     record, _ = find_record(settings, name)
     payload = example_payload(settings, record.model, record.alias)

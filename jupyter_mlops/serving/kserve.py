@@ -68,10 +68,14 @@ def export_kserve(settings: Settings, ref: str, path: str | Path | None = None) 
         storage = storage.removeprefix("file://")
     local = not storage.startswith(REMOTE_SCHEMES)
     document = manifest(found.name, str(found.version), alias, storage)
-    target = Path(path) if path else (
-        settings.home
-        / records.DEPLOYMENTS_DIRNAME
-        / records.KSERVE_FILENAME.format(name=service_name(found.name), version=found.version)
+    target = (
+        Path(path)
+        if path
+        else (
+            settings.home
+            / records.DEPLOYMENTS_DIRNAME
+            / records.KSERVE_FILENAME.format(name=service_name(found.name), version=found.version)
+        )
     )
     if target.is_dir():
         raise MLOpsUsageError(f"{target} is a folder; give a file name ending in .yaml")

@@ -93,7 +93,9 @@ class ServingStatus:
             return "no endpoints; start one with %serve NAME@ALIAS"
         rows = [STATUS_COLUMNS, *self.rows()]
         widths = [max(len(r[i]) for r in rows) for i in range(len(STATUS_COLUMNS))]
-        return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows)
+        return "\n".join(
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows
+        )
 
 
 @dataclass(frozen=True)

@@ -268,7 +268,8 @@ def test_a_damaged_file_object_is_detected(tmp_path: Path) -> None:
     manifest = service.open_store(current_settings()).manifest(snap.id)
     path = STORE / object_key(manifest["content"]["object"])
     os.chmod(path, 0o644)
-    path.write_bytes(b"\0" + path.read_bytes()[1:])
+    data = path.read_bytes()
+    path.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])  # a changed byte, whatever it was
     with pytest.raises(mlops.SnapshotCorrupted, match=r"blob@v1.*do not hash to its id"):
         mlops.load("blob", to=tmp_path / "restored.bin")
     assert not (tmp_path / "restored.bin").exists()

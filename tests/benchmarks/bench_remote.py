@@ -57,33 +57,13 @@ def log_metric_per_call(uri: str, calls: int) -> float:
 
 
 def values_written(uri: str, values: int) -> tuple[float, float]:
-    from mlflow.entities import Metric
-    from mlflow.tracking import MlflowClient
-
-    import jupyter_mlops as mlops
+    """bench_tracking's flush row, against the server at ``uri``."""
     from jupyter_mlops.config import MLOps
+    from tests.benchmarks.bench_tracking import bench_flush
 
     os.environ["MLFLOW_TRACKING_URI"] = uri
     MLOps.clear_instance()
-    client = MlflowClient(uri)
-    started = time.perf_counter()
-    with mlops.track("bench-flush", experiment="bench") as run:
-        for i in range(values):
-            mlops.log(x=i)
-    ours = time.perf_counter() - started
-    assert len(client.get_metric_history(run.run_id, "x")) == values
-
-    exp = client.get_experiment_by_name("bench")
-    peer = client.create_run(exp.experiment_id)
-    now = int(time.time() * 1000)
-    started = time.perf_counter()
-    for start in range(0, values, 1000):
-        batch = [Metric("x", float(i), now, i) for i in range(start, min(start + 1000, values))]
-        client.log_batch(peer.info.run_id, metrics=batch, synchronous=True)
-    theirs = time.perf_counter() - started
-    client.set_terminated(peer.info.run_id)
-    assert len(client.get_metric_history(peer.info.run_id, "x")) == values
-    return ours, theirs
+    return bench_flush(values)
 
 
 def snapshot_to_s3(endpoint: str, rows: int, tmp: Path) -> tuple[float, float, float, int]:

@@ -11,7 +11,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from jupyter_mlops.snapshots import service
 from jupyter_mlops.snapshots.repository import manifest_key, object_key
 from jupyter_mlops.snapshots.tombstones import REMOVED_SUFFIX
 from jupyter_mlops.snapshots.verify import object_ids
+from tests.faults.test_snapshots_faults import run_script, store_files
 
 STORE = Path(".mlops/snapshots")
 PROCESS_TIMEOUT_S = 120
@@ -44,20 +44,9 @@ FRAME = inspect.getsource(frame)  # the child processes build the same frames
 
 
 def start(tmp: Path, name: str, source: str, *args: str) -> subprocess.Popen[str]:
-    script = tmp / f"{name}.py"
-    script.write_text("import numpy as np, pandas as pd\n" + FRAME + textwrap.dedent(source))
-    return subprocess.Popen(
-        [sys.executable, str(script), *args],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
-def files(where: str, root: Path = STORE) -> set[str]:
-    base = root / where
-    return {str(p.relative_to(root)) for p in base.rglob("*") if p.is_file()}
+    """A child process running ``source`` with ``frame`` defined."""
+    prelude = "import numpy as np, pandas as pd\n" + FRAME
+    return run_script(tmp, name, prelude + textwrap.dedent(source), *args)
 
 
 def live_keys() -> set[str]:
@@ -72,14 +61,14 @@ def live_keys() -> set[str]:
 
 def lost_objects(root: Path = STORE) -> int:
     """Objects (and manifests) a live version names that are not in the store."""
-    return len(live_keys() - files("objects", root) - files("manifests", root))
+    return len(live_keys() - store_files("objects", root) - store_files("manifests", root))
 
 
 def tombstones(root: Path = STORE) -> dict[str, dict[str, object]]:
     """Every tombstone, parsed (a torn one fails the test here)."""
     return {
         key: json.loads((root / key).read_text())
-        for key in files("refs", root)
+        for key in store_files("refs", root)
         if key.endswith(REMOVED_SUFFIX)
     }
 
@@ -134,8 +123,8 @@ def test_keep_last_racing_a_saving_process_loses_nothing(
         assert_frame_equal(mlops.load(f"train@v{version}"), frame(version - 1))
     mlops.gc_snapshots(keep_last=2)
     assert live_versions() == [trials - 1, trials]
-    assert files("objects", root) | files("manifests", root) == live_keys()
-    assert files("tmp", root) == set() and files("locks", root) == set()
+    assert store_files("objects", root) | store_files("manifests", root) == live_keys()
+    assert store_files("tmp", root) == set() and store_files("locks", root) == set()
 
 
 # --- SIGKILL during gc --keep-last and during rm --------------------------------------------------
@@ -204,8 +193,8 @@ def check_after_kill() -> None:
 
 def check_after_rerun() -> None:
     assert live_versions() == list(range(VERSIONS - KEEP + 1, VERSIONS + 1))
-    assert files("objects") | files("manifests") == live_keys()
-    assert files("tmp") == set() and mlops.verify_snapshots().ok
+    assert store_files("objects") | store_files("manifests") == live_keys()
+    assert store_files("tmp") == set() and mlops.verify_snapshots().ok
 
 
 @pytest.mark.parametrize("action", ["gc", "rm"])
@@ -253,7 +242,7 @@ def test_sigkill_during_retention_leaves_a_loadable_store_and_a_rerun_completes(
             time.sleep(rng.uniform(0.05, 0.95) * took)  # the fault: SIGKILL mid-job
             kill(pid)
             marked = len(tombstones())
-            leftovers = (files("objects") | files("manifests")) - live_keys()
+            leftovers = (store_files("objects") | store_files("manifests")) - live_keys()
             partial = 0 < marked < VERSIONS - KEEP or (action == "gc" and bool(leftovers))
             landed += not marker.exists() and partial
             if marker.exists():  # it had finished: this machine is faster now, aim earlier

@@ -143,6 +143,8 @@ def test_usage_errors_name_what_to_do(trained: pd.DataFrame) -> None:
         mlops.skew(f"{MODEL}@clean", key="nope")
     with pytest.raises(MLOpsUsageError, match="cannot read --fail-on"):
         mlops.skew(f"{MODEL}@clean", fail_on="mismatch > 1")
+    with pytest.raises(MLOpsUsageError, match="names column 'nope', which was not tested"):
+        mlops.skew(f"{MODEL}@clean", fail_on="column:nope > 0.1")
     with mlops.track("plain") as run:
         pass
     mlops.register(

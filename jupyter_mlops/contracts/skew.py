@@ -141,15 +141,11 @@ class SkewValues:
     result: SkewResult
 
     def get(self, field: checks.Field) -> float:
+        from ..drift.gate import DriftValues
+
         if not field.kind:
             return float(getattr(self.result, WORDS[field.name]))
-        try:
-            return self.result.drift.column(field.name).statistic
-        except KeyError:
-            known = ", ".join(r.column for r in self.result.drift.results)
-            raise MLOpsUsageError(
-                f"--fail-on names feature {field.name!r}, which was not compared; features: {known}"
-            ) from None
+        return DriftValues(self.result.drift).get(field)  # column:FEATURE, as %drift reads it
 
 
 def training_features(settings: Settings, version: Any, python_model: Any) -> tuple[str, Any, Any]:

@@ -25,23 +25,14 @@ from jupyter_mlops.serving.deployments import list_deployments
 from jupyter_mlops.serving.launch import serve, stop
 from jupyter_mlops.serving.results import Deployment
 from jupyter_mlops.serving.traffic import read_traffic
+from tests import features_support
+from tests.features_support import make_features
 from tests.registry_support import client
 from tests.serving_support import post, wait_until
 
 pytestmark = pytest.mark.usefixtures("registry_store")
 MODEL = "feat-churn"
 RAW = ["age", "income", "plan"]
-
-
-def make_features(raw: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "age_decade": raw["age"] // 10,
-            "log_income": np.log1p(raw["income"]),
-            "is_pro": (raw["plan"] == "pro").astype(int),
-        },
-        index=raw.index,
-    )
 
 
 def customers(n: int = 1200) -> pd.DataFrame:
@@ -60,9 +51,11 @@ def customers(n: int = 1200) -> pd.DataFrame:
 def trained(shared_home: Path) -> Iterator[dict[str, Any]]:
     """Registered once for the module; the served processes cannot import this test module,
     so its functions travel by value, as a notebook's do."""
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    for module in (sys.modules[__name__], features_support):
+        cloudpickle.register_pickle_by_value(module)
     yield {}
-    cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    for module in (sys.modules[__name__], features_support):
+        cloudpickle.unregister_pickle_by_value(module)
 
 
 @pytest.fixture

@@ -21,21 +21,11 @@ from jupyter_mlops.context import current_settings
 from jupyter_mlops.contracts.skew import SkewResult
 from jupyter_mlops.registry.errors import GateRejected
 from jupyter_mlops.serving.traffic import TrafficWriter
+from tests.features_support import make_features
 from tests.registry_support import client
 
 pytestmark = pytest.mark.usefixtures("registry_store")
 MODEL = "skewed"
-
-
-def make_features(raw: pd.DataFrame) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "age_decade": raw["age"] // 10,
-            "log_income": np.log1p(raw["income"]),
-            "is_pro": (raw["plan"] == "pro").astype(int),
-        },
-        index=raw.index,
-    )
 
 
 def raw_customers(n: int = 1500, seed: int = 0) -> pd.DataFrame:

@@ -85,6 +85,7 @@ SLOW = frozenset(
         "tests/test_server_deployments.py::test_a_live_endpoint_is_listed_with_its_counters_and_stopped_by_the_route",
         "tests/test_serving_workers.py::test_two_workers_serve_log_and_stop_together",
         "tests/test_snapshots_retention.py::test_a_version_a_run_or_a_model_uses_is_kept_unless_forced",
+        "tests/test_snapshots_sources.py::test_a_parquet_file_larger_than_the_memory_limit_streams_in_and_out",
         "tests/test_tracking_compare_display.py::test_compare_html_is_static_svg_of_tens_of_kb",
         "tests/test_tracking_compare_display.py::test_figure_is_the_interactive_plotly_version",
         "tests/test_tracking_lifecycle.py::test_a_new_store_has_exactly_the_schema_mlflows_own_creation_makes",

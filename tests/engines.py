@@ -163,23 +163,24 @@ def moto_engine(folder: Path) -> Engine:
     return Engine("moto S3 server", argv, url, "/moto-api/", folder / "moto.log")
 
 
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    """One real MLflow tracking server for the session; tests use names of their own on it."""
-    engine = mlflow_engine(tmp_path_factory.mktemp("mlflow-server")).start()
+def held(engine: Engine) -> Iterator[Engine]:
+    """A fixture's body: the started (or launched) ``engine``, stopped afterwards whatever
+    happened."""
     try:
         yield engine
     finally:
         engine.stop()
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    """One real MLflow tracking server for the session; tests use names of their own on it."""
+    yield from held(mlflow_engine(tmp_path_factory.mktemp("mlflow-server")).start())
 
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    engine = moto_engine(tmp_path_factory.mktemp("moto")).start()
-    try:
-        yield engine
-    finally:
-        engine.stop()
+    yield from held(moto_engine(tmp_path_factory.mktemp("moto")).start())
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ from pandas.testing import assert_frame_equal
 
 import jupyter_mlops as mlops
 from jupyter_mlops.tracking import spill
-from tests.engines import Engine, mlflow_engine
+from tests.engines import Engine, held, mlflow_engine
 from tests.kernel_support import ok, run_cell
 
 HTTP_TIMEOUT_S = 3  # MLFLOW_HTTP_REQUEST_TIMEOUT in the kernel: our bound per call
@@ -40,11 +40,7 @@ def outage_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     """A server of this module's own: its tests kill and restart it on the same port.
 
     Launched only: the kernel starts meanwhile, then waits for it (both take seconds)."""
-    engine = mlflow_engine(tmp_path_factory.mktemp("outage-server")).launch()
-    try:
-        yield engine
-    finally:
-        engine.stop()
+    yield from held(mlflow_engine(tmp_path_factory.mktemp("outage-server")).launch())
 
 
 @pytest.fixture(scope="module")

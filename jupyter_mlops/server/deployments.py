@@ -10,28 +10,7 @@ def deployment_list(settings: Settings) -> DeploymentList:
     """Every endpoint recorded in the store, with its live counters (nothing is created)."""
     from ..serving.deployments import list_deployments
 
-    return DeploymentList(
-        [
-            DeploymentInfo(
-                name=d.name,
-                model=d.model,
-                alias=d.alias,
-                version=d.version,
-                url=d.url,
-                pid=d.pid,
-                detached=d.detached,
-                started=d.started,
-                requests=d.requests,
-                errors=d.errors,
-                p50_ms=d.p50_ms,
-                p95_ms=d.p95_ms,
-                p99_ms=d.p99_ms,
-                alive=d.alive,
-                workers=d.workers,
-            )
-            for d in list_deployments(settings)
-        ]
-    )
+    return DeploymentList([DeploymentInfo.of(d) for d in list_deployments(settings)])
 
 
 def stop_deployment(settings: Settings, name: str) -> DeploymentList:

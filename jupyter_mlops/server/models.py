@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import TYPE_CHECKING, Any
 
 from ..config import Settings
+
+if TYPE_CHECKING:
+    from ..serving.deployments import DeploymentStatus
 
 
 @dataclass(frozen=True)
@@ -314,6 +317,11 @@ class DeploymentInfo:
     p99_ms: float | None
     alive: bool
     workers: int
+
+    @classmethod
+    def of(cls, status: DeploymentStatus) -> DeploymentInfo:
+        """The payload's fields of an endpoint's status (host, port, dropped stay out)."""
+        return cls(**{f.name: getattr(status, f.name) for f in fields(cls)})
 
 
 @dataclass(frozen=True)

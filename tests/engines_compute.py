@@ -204,3 +204,42 @@ def slurm_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SlurmClu
         yield cluster
     finally:
         cluster.stop()
+
+
+@dataclass
+class RayHead:
+    """``ray start --head`` from ``.venv-ray`` on a free port; ``ray stop`` ends it."""
+
+    port: int
+    env: dict[str, str]
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+def ray_tool() -> Path:
+    ray = RAY_VENV / "bin" / "ray"
+    if not ray.exists():
+        pytest.fail(f"{ray} is missing: run .ci/run, which creates {RAY_VENV.name}", pytrace=False)
+    return ray
+
+
+@pytest.fixture(scope="session")
+def ray_head() -> Iterator[RayHead]:
+    """A local Ray head on 127.0.0.1 (token auth off: loopback only) for the whole session."""
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"}
+    head = RayHead(free_port(), {"RAY_AUTH_MODE": "disabled", "RAY_USAGE_STATS_ENABLED": "0"})
+    started = subprocess.run(
+        [str(ray_tool()), "start", "--head", "--port", str(head.port), "--num-cpus", "4",
+         "--include-dashboard=false", "--node-ip-address", "127.0.0.1"],
+        env=env, capture_output=True, text=True, timeout=180,
+    )  # fmt: skip
+    if started.returncode != 0:
+        pytest.fail(f"ray start --head failed:\n{started.stdout}\n{started.stderr}", pytrace=False)
+    try:
+        yield head
+    finally:
+        subprocess.run(
+            [str(ray_tool()), "stop", "--force"], env=env, capture_output=True, timeout=120
+        )

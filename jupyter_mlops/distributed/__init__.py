@@ -11,7 +11,7 @@ back into a plain model. Nothing here imports torch until a helper is called.
 
 from __future__ import annotations
 
-from . import pool
+from . import kubernetes, pool, ray_executor  # noqa: F401 (kubernetes, ray_executor register executors)
 from .checkpoint import consolidate, load, save
 from .errors import DistributedCancelled, DistributedCellError, DistributedTimeout
 from .helpers import ddp, deepspeed, fsdp, mesh, sampler, tensor_parallel

@@ -267,7 +267,3 @@ def slurm_line(line: str) -> str:
             f"--sbatch {line!r}: give one sbatch option such as '--mem=4G' (one per --sbatch)"
         )
     return f"#SBATCH {text}"
-
-
-# Executors living in modules of their own register themselves on import.
-from . import kubernetes, ray_executor  # noqa: E402, F401

@@ -65,6 +65,9 @@ def init_group(job: Job, local_rank: int, local_world_size: int) -> Any:
     import torch
     import torch.distributed as dist
 
+    if dist.is_initialized():  # Ray Train built the group (--executor ray)
+        nccl = dist.get_backend() == "nccl"
+        return torch.device("cuda", torch.cuda.current_device()) if nccl else torch.device("cpu")
     backend = choose_backend(job.spec.backend, local_world_size)
     timeout = timedelta(seconds=job.spec.timeout) if job.spec.timeout else DEFAULT_PG_TIMEOUT
     store = attempt_store(timeout)

@@ -83,6 +83,9 @@ TAG_SCHEDULE_ID = "mlops.schedule.id"
 TAG_SCHEDULE_NOTEBOOK = "mlops.schedule.notebook"
 TAG_SCHEDULE_OUTCOME = "mlops.schedule.outcome"  # succeeded, or failed: first line of the error
 SCHEDULE_OUTPUT_FOLDER = "schedule"  # run artifacts: schedule/<notebook>.ipynb (executed)
+TAG_SCHEDULE_JOB = "mlops.schedule.job"  # the jupyter-scheduler job an execution run records
+SCHEDULER_JOB_TAG = "jupyter-mlops"  # jupyter-scheduler tag on the job definitions %schedule made
+SCHEDULER_HOME_TAG = "jupyter-mlops-home:"  # + the store folder: whose runs record its jobs
 
 # --- snapshot dataset inputs (``%snapshot`` inside a run) -----------------------------------------
 INPUT_CONTEXT = "training"  # value of MLflow's mlflow.data.context input tag

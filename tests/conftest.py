@@ -71,6 +71,7 @@ SLOW = frozenset(
         "tests/test_magics_core.py::test_doctor_reports_an_unreachable_tracking_server",
         "tests/test_monitoring_retrain.py::test_a_failing_gate_retrains_and_the_notebooks_gate_promotes",
         "tests/test_monitoring_schedules.py::test_a_schedule_fires_survives_a_host_restart_and_is_removed",
+        "tests/test_monitoring_jupyter_scheduler.py::test_a_job_definition_is_made_listed_run_recorded_and_removed",
         "tests/test_monitoring_server.py::test_get_monitor_returns_the_latest_result",
         "tests/test_monitoring_server.py::test_the_server_extension_runs_the_schedules_of_its_store",
         "tests/test_registry_gates.py::test_racing_promotions_in_two_processes_cannot_both_win",
@@ -246,4 +247,6 @@ def ip() -> Any:
 
 @pytest.fixture
 def jp_server_config(jp_server_config: dict[str, Any]) -> dict[str, Any]:
-    return {"ServerApp": {"jpserver_extensions": {"jupyter_mlops": True}}}
+    # jupyter_scheduler (the [schedule] extra) is enabled by its install; only its own test uses it
+    extensions = {"jupyter_mlops": True, "jupyter_scheduler": False}
+    return {"ServerApp": {"jpserver_extensions": extensions}}

@@ -53,6 +53,10 @@ def running_lab(root: Path, state: Path, timeout: float = 90.0) -> Iterator[LabS
     settings = state / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True, exist_ok=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps(NO_NEWS))
+    # jupyter-scheduler (the [schedule] extra), when installed, is off here: server and frontend
+    (state / "app-settings").mkdir(exist_ok=True)
+    no_scheduler = {"disabledExtensions": ["@jupyterlab/scheduler"]}
+    (state / "app-settings" / "page_config.json").write_text(json.dumps(no_scheduler))
     log = (state / "lab.log").open("wb")
     proc = subprocess.Popen(
         [
@@ -67,6 +71,8 @@ def running_lab(root: Path, state: Path, timeout: float = 90.0) -> Iterator[LabS
             f"--ServerApp.root_dir={root}",
             f"--LabApp.workspaces_dir={state / 'workspaces'}",
             f"--LabApp.user_settings_dir={state / 'user-settings'}",
+            f"--LabApp.app_settings_dir={state / 'app-settings'}",
+            "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,

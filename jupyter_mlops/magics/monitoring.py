@@ -119,28 +119,36 @@ class MonitoringMagics(Magics):
     )
     @argument("--output", default=None, help="Where --export writes the manifest.")
     @argument("--image", default=None, help="The container image of the exported CronJob.")
+    @argument(
+        "--backend",
+        default=None,
+        help="Who runs it: jupyter-scheduler or apscheduler (default: jupyter-scheduler when "
+        "it is installed and this kernel's Jupyter server runs it, else apscheduler).",
+    )
     @line_magic
     def schedule(self, line: str) -> Any:
         """Run a notebook on a schedule: ``%schedule NOTEBOOK --cron "0 3 * * *" [-p NAME VALUE]
         [--export kubernetes]``, ``%schedule list``, ``%schedule rm ID``.
 
-        The schedule lives in the project store (APScheduler's SQLite job store), so it survives
-        Jupyter restarts; the Jupyter server extension (or ``python -m
-        jupyter_mlops.monitoring.scheduler HOME``) runs it with no kernel open. Each execution is
-        an MLflow run (experiment "schedules") with the executed notebook and its outcome.
+        With jupyter-scheduler installed and enabled on this kernel's Jupyter server, the
+        schedule is one of its job definitions. Otherwise it lives in the project store
+        (APScheduler's SQLite job store), so it survives Jupyter restarts; the Jupyter server
+        extension (or ``python -m jupyter_mlops.monitoring.scheduler HOME``) runs it with no
+        kernel open. Each execution is an MLflow run (experiment "schedules") with the executed
+        notebook and its outcome.
         """
-        from ..monitoring import schedules
+        from ..monitoring import schedule_backends, schedules
 
         args = parse(self.schedule, line, "schedule")
         with usage_errors("schedule"):
             settings = current_settings()
             verb = args.words[0]
             if verb == "list" and len(args.words) == 1:
-                return schedules.list_schedules(settings)
+                return schedule_backends.choose(args.backend).list(settings)
             if verb == "rm":
                 if len(args.words) != 2:
                     raise MLOpsUsageError("%schedule rm takes one schedule ID; see %schedule list")
-                return schedules.remove(settings, args.words[1])
+                return schedule_backends.choose(args.backend).remove(settings, args.words[1])
             if len(args.words) != 1:
                 raise MLOpsUsageError(
                     "give one notebook, or the sub-commands list / rm ID; quote a path with spaces"
@@ -152,4 +160,4 @@ class MonitoringMagics(Magics):
                 return schedules.export_kubernetes(
                     settings, verb, args.cron, parameters, output=args.output, image=args.image
                 )
-            return schedules.add(settings, verb, args.cron, parameters)
+            return schedule_backends.choose(args.backend).add(settings, verb, args.cron, parameters)

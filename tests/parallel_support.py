@@ -111,25 +111,29 @@ def reference_losses(steps: int = STEPS, adam: bool = False) -> list[float]:
     return losses
 
 
-def train_sharded(model: nn.Module, dp_rank: int, dp_size: int, steps: int = STEPS) -> list[float]:
-    """Data parallel (FSDP2, alone or over TP): each dp rank takes its slice of the batch."""
+def sharded_step(
+    model: nn.Module, opt: torch.optim.Optimizer, step: int, dp_rank: int, dp_size: int
+) -> float:
+    """One data-parallel step: this dp rank's slice of the batch; the loss averaged over ranks."""
     import torch.distributed as dist
 
-    opt = torch.optim.SGD(model.parameters(), lr=LR)
     device = next(model.parameters()).device  # CPU here, a GPU in tests/gpu
-    losses = []
+    x, y = (t.to(device) for t in batch(step))
     share = BATCH // dp_size
-    for step in range(steps):
-        x, y = (t.to(device) for t in batch(step))
-        mine = slice(dp_rank * share, (dp_rank + 1) * share)
-        loss = loss_fn(model(x[mine]), y[mine])
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        total = loss.detach().clone()
-        dist.all_reduce(total)
-        losses.append(total.item() / dist.get_world_size())
-    return losses
+    mine = slice(dp_rank * share, (dp_rank + 1) * share)
+    loss = loss_fn(model(x[mine]), y[mine])
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    total = loss.detach().clone()
+    dist.all_reduce(total)
+    return total.item() / dist.get_world_size()
+
+
+def train_sharded(model: nn.Module, dp_rank: int, dp_size: int, steps: int = STEPS) -> list[float]:
+    """Data parallel (FSDP2, alone or over TP): each dp rank takes its slice of the batch."""
+    opt = torch.optim.SGD(model.parameters(), lr=LR)
+    return [sharded_step(model, opt, step, dp_rank, dp_size) for step in range(steps)]
 
 
 def train_pipeline(pipe: Any, steps: int = STEPS) -> list[float]:

@@ -39,15 +39,7 @@ state = {{"model": model, "optim": optim, "losses": []}}
 last = mlops.distributed.load(state)
 print(f"attempt {{restart}} resumes after step {{last}}", flush=True)
 for step in range(0 if last is None else last + 1, ps.STEPS):
-    x, y = ps.batch(step)
-    share = slice(rank * 4, rank * 4 + 4)
-    loss = ps.loss_fn(model(x[share]), y[share])
-    optim.zero_grad()
-    loss.backward()
-    optim.step()
-    total = loss.detach().clone()
-    torch.distributed.all_reduce(total)
-    state["losses"] = state["losses"] + [total.item() / world_size]
+    state["losses"] = state["losses"] + [ps.sharded_step(model, optim, step, rank, world_size)]
     mlops.distributed.save(state, step, keep=3)
     mlops.distributed.mark_step()
     if restart == 0 and step == {KILL_AFTER_STEP}:

@@ -306,14 +306,7 @@ optim = ps.make_optimizer(model, adam=True)
 state = {"model": model, "optim": optim, "losses": []}
 last = mlops.distributed.load(state)
 for step in range(0 if last is None else last + 1, 8):
-    x, y = ps.batch(step)
-    loss = ps.loss_fn(model(x[rank * 4 : rank * 4 + 4]), y[rank * 4 : rank * 4 + 4])
-    optim.zero_grad()
-    loss.backward()
-    optim.step()
-    total = loss.detach().clone()
-    torch.distributed.all_reduce(total)
-    state["losses"] = state["losses"] + [total.item() / world_size]
+    state["losses"] = state["losses"] + [ps.sharded_step(model, optim, step, rank, world_size)]
     mlops.distributed.save(state, step)
     print(f"attempt {restart} step {step}", flush=True)
     time.sleep(0.3)

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 WINDOW = 8  # rows whose hashes decide one boundary
-TARGET_CHUNK_BYTES = 1 << 20  # in-memory Arrow bytes of an average row chunk (all columns)
+TARGET_CHUNK_BYTES = 2 << 20  # in-memory Arrow bytes of an average row chunk (all columns)
 MIN_AVG_ROWS, MAX_AVG_ROWS = 1 << 10, 1 << 17
 ANCHORS = 2
 SPREAD = 4  # min = avg / SPREAD, max = avg * SPREAD

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..errors import MLOpsUsageError
+from ..errors import MLOpsError, MLOpsUsageError
 from .cells import write_cell
 from .chunking import Chunker, Chunking
 from .files import StatCache, describe_path, store_file
@@ -32,6 +32,7 @@ from .repository import SnapshotStore, manifest_key, object_key
 from .results import Snapshot
 from .sources import Source, open_source, rebatch
 from .stats import ColumnStats
+from .store import Backend
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -41,6 +42,13 @@ WORKERS = max(1, min(4, os.cpu_count() or 1))
 # Writers spend most of a cell's time waiting on fsync: more threads than cores overlap those
 # waits (ext4 commits concurrent fsyncs in one journal transaction).
 WRITERS = 4 * WORKERS
+# An object store's requests wait on the network, not the disk: more of them in flight.
+REMOTE_WRITERS = 32
+
+
+def io_threads(backend: Backend) -> int:
+    """Threads that write cells to ``backend``: more for an object store than for a disk."""
+    return WRITERS if backend.local_path("FORMAT") is not None else REMOTE_WRITERS
 
 
 class _Writes:
@@ -50,14 +58,20 @@ class _Writes:
     threads wait for that write instead of writing (and counting) the same object again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, known: set[str] | None = None) -> None:
         self.new_objects = 0
         self.new_bytes = 0
         self.sizes: dict[str, int] = {}
+        # Objects a live version of this name references: they exist (gc runs only while no save
+        # holds the store lock), so they are neither asked for nor touched; their sizes are
+        # looked up only if a new manifest needs them (see ``fill_sizes``).
+        self.known = known or set()
+        self.reused: set[str] = set()
         self._claims: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def ensure(self, store: SnapshotStore, object_id: str, write: Callable[[], None]) -> None:
+    def ensure(self, store: SnapshotStore, object_id: str, write: Callable[[], None]) -> bool:
+        """Store the object unless it exists; True when this call wrote it."""
         with self._lock:
             claim = self._claims.get(object_id)
             mine = claim is None
@@ -66,11 +80,24 @@ class _Writes:
         assert claim is not None
         if not mine:
             claim.wait()
-            return
+            return False
+        new = False
+        if object_id in self.known:
+            with self._lock:
+                self.reused.add(object_id)
+            claim.set()
+            return False
         try:
             key = object_key(object_id)
             backend = store.backend
-            if backend.exists(key):
+            if backend.blind_writes:
+                write()
+                if backend.kept(key):
+                    with self._lock:
+                        self.reused.add(object_id)
+                    return False
+                size, new = backend.size(key), True
+            elif backend.exists(key):
                 backend.touch(key)  # a fresh mtime keeps gc's grace period off a reused object
                 size, new = backend.size(key), False
             else:
@@ -83,6 +110,33 @@ class _Writes:
                     self.new_bytes += size
         finally:
             claim.set()
+        return new
+
+    def fill_sizes(self, backend: Backend, threads: int) -> None:
+        """The sizes of the known objects this save used (a stat, or a HEAD, each)."""
+        missing = sorted(self.reused - self.sizes.keys())
+        if not missing:
+            return
+        with ThreadPoolExecutor(threads) as pool:
+            sizes = list(pool.map(lambda i: backend.size(object_key(i)), missing))
+        self.sizes.update(zip(missing, sizes, strict=True))
+
+
+def known_objects(store: SnapshotStore, name: str) -> set[str]:
+    """Every object the latest live version of ``name`` references (empty if it has none or
+    cannot be read: the save then asks the store about each object, as for a new name)."""
+    try:
+        versions = store.versions(name)
+        if not versions:
+            return set()
+        manifest = store.manifest(store.record(name, versions[-1])["snapshot"])
+    except (MLOpsError, OSError, ValueError, KeyError, TypeError):
+        return set()
+    content = manifest.get("content", {})
+    found = {cell for column in content.get("columns", []) for cell in column.get("cells", [])}
+    entries = [content, *content.get("opaque", []), *content.get("entries", [])]
+    found.update(entry.get("object") for entry in entries)
+    return {i for i in found if isinstance(i, str)}
 
 
 def _check_tags(tags: dict[str, Any] | None) -> dict[str, str]:
@@ -146,15 +200,25 @@ def pandas_source(
     return source, opaque
 
 
-def _one_chunk(chunk: pa.Table) -> pa.Table:
-    """The row chunk as one contiguous batch (batches of a polars categorical differ in
-    dictionary, so those are unified first)."""
+def _cell_values(chunk: pa.Table, field: str) -> pa.ChunkedArray:
+    """One column of a row chunk, as the slices of the source batches it spans (no copy); a
+    dictionary column whose batches differ in dictionary (a polars categorical) is unified
+    into one array, since an Arrow IPC file holds one dictionary per column."""
     import pyarrow as pa
 
-    try:
-        return chunk.combine_chunks()
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return chunk.unify_dictionaries().combine_chunks()
+    values = chunk.column(field)
+    if values.num_chunks > 1 and pa.types.is_dictionary(values.type):
+        first = values.chunk(0).dictionary
+        if any(not c.dictionary.equals(first) for c in values.chunks[1:]):
+            unified = pa.table({field: values}).unify_dictionaries().combine_chunks()
+            return unified.column(0)
+    return values
+
+
+# Stats of a cell that already exists are put off: an unchanged re-snapshot finds its manifest
+# and needs no stats at all. Up to this many bytes of such cells are held (views of the source
+# for an in-memory frame); past it their stats are computed as they come.
+DEFER_BYTES = 256 << 20
 
 
 def table_content(
@@ -166,45 +230,62 @@ def table_content(
     dtypes: dict[str, str] | None = None,
 ) -> tuple[Content, Details]:
     """Cut ``source`` into content-defined row chunks, store each column x chunk cell that is
-    missing, and return the identity content; only a few row chunks are in memory at once."""
+    missing, and return the identity content; only a few row chunks are in memory at once.
+
+    Stats are computed on the writer threads for new cells; for cells already stored they wait
+    until the manifest is known to be missing (see ``DEFER_BYTES``)."""
     schema = source.schema
     chunking = chunking or Chunking.for_schema(schema)
     names = schema.names
     meta = pandas_metadata(schema)
     index_fields = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
     labels = {c["field_name"]: c["name"] for c in meta.get("columns", [])}
-    stats = {f: ColumnStats(schema.field(f).type) for f in names}
     cells: dict[str, list[str]] = {f: [] for f in names}
+    # Per field, in row order: each cell's stats, or its values while they are put off.
+    parts: dict[str, list[ColumnStats | pa.ChunkedArray]] = {f: [] for f in names}
+    deferred = 0
+    budget = max(DEFER_BYTES, source.nbytes or 0)
     lengths: list[int] = []
-    inflight: deque[tuple[str, int, Future[tuple[str, ColumnStats]]]] = deque()
-    limit = max(1, len(names)) * 2 + WRITERS
+    inflight: deque[tuple[str, pa.ChunkedArray, Future[tuple[str, ColumnStats | None]]]] = deque()
+    threads = io_threads(store.backend)
+    limit = max(1, len(names)) * 2 + threads
 
-    def cell(field: str, values: pa.ChunkedArray) -> tuple[str, ColumnStats]:
-        object_id = cell_id(field, values)
-        writes.ensure(store, object_id, lambda: write_cell(store.backend, object_id, field, values))
+    def part_of(values: pa.ChunkedArray) -> ColumnStats:
         part = ColumnStats(values.type)
         part.add(values)
-        return object_id, part
+        return part
+
+    def cell(field: str, values: pa.ChunkedArray, eager: bool) -> tuple[str, ColumnStats | None]:
+        object_id = cell_id(field, values)
+        new = writes.ensure(
+            store, object_id, lambda: write_cell(store.backend, object_id, field, values)
+        )
+        return object_id, part_of(values) if new or eager else None
 
     with (
         Progress(source.nbytes, f"snapshot {name}") as progress,
-        ThreadPoolExecutor(WRITERS) as pool,
+        ThreadPoolExecutor(threads) as pool,
     ):
 
         def settle(keep: int) -> None:
+            nonlocal deferred
             while len(inflight) > keep:
-                field, nbytes, future = inflight.popleft()
+                field, values, future = inflight.popleft()
                 object_id, part = future.result()
                 cells[field].append(object_id)
-                stats[field].merge(part)  # in row order, as the rows came
-                progress.advance(nbytes)
+                if part is None and deferred + values.nbytes > budget:
+                    part = part_of(values)
+                if part is None:
+                    deferred += values.nbytes
+                parts[field].append(values if part is None else part)
+                progress.advance(values.nbytes)
 
         def submit(chunk: pa.Table) -> None:
-            chunk = _one_chunk(chunk)
             lengths.append(chunk.num_rows)
+            eager = deferred + chunk.nbytes > budget  # put nothing more off
             for field in names:
-                values = chunk.column(field)
-                inflight.append((field, values.nbytes, pool.submit(cell, field, values)))
+                values = _cell_values(chunk, field)
+                inflight.append((field, values, pool.submit(cell, field, values, eager)))
             settle(limit)
 
         chunker = Chunker(chunking, schema)
@@ -228,7 +309,18 @@ def table_content(
         "restore": source.restore,
     }
 
+    def column_stats(field: str, pool: ThreadPoolExecutor) -> dict[str, Any]:
+        """The field's stats, its put-off cells computed now, merged in row order."""
+        done = [p if isinstance(p, ColumnStats) else pool.submit(part_of, p) for p in parts[field]]
+        total = ColumnStats(schema.field(field).type)
+        for p in done:
+            total.merge(p if isinstance(p, ColumnStats) else p.result())
+        return total.result()
+
     def details() -> dict[str, Any]:
+        with ThreadPoolExecutor(WORKERS) as pool:
+            stats = {f: column_stats(f, pool) for f in names}
+        parts.clear()
         columns = [
             {
                 "name": f,
@@ -237,7 +329,7 @@ def table_content(
                 "pandas_dtype": (dtypes or {}).get(str(labels.get(f, f))),
                 "arrow_type": str(schema.field(f).type),
                 "bytes": sum(writes.sizes[c] for c in cells[f]),
-                "stats": stats[f].result(),
+                "stats": stats[f],
             }
             for f in names
         ]
@@ -270,6 +362,7 @@ def publish_manifest(
     """The manifest of ``snapshot_id``: the stored one if it exists (no stats recomputed)."""
     if store.backend.exists(manifest_key(snapshot_id)):
         return store.manifest(snapshot_id)
+    writes.fill_sizes(store.backend, io_threads(store.backend))
     manifest = {
         "id": snapshot_id,
         "hash": HASH_NAME,
@@ -301,10 +394,10 @@ def save(
 
     check_name(name)
     tag_map = _check_tags(tags)
-    writes = _Writes()
     chunking = Chunking.around(chunk_rows) if chunk_rows else None
     store.ensure_format()
     with store.backend.lock(exclusive=False):
+        writes = _Writes(known_objects(store, name))
         source = obj if isinstance(obj, Source) else None
         if isinstance(obj, pd.DataFrame):
             source, opaque = pandas_source(store, writes, obj, allow_pickle)

@@ -30,6 +30,9 @@ from .owners import my_tag
 
 class Backend(Protocol):
     location: str
+    # True where asking whether an object exists costs a round trip more than writing it with
+    # a conditional create (S3): a save then writes new objects blind and asks ``kept`` after.
+    blind_writes: bool
 
     def read(self, key: str) -> bytes: ...
 
@@ -46,6 +49,8 @@ class Backend(Protocol):
     def age(self, key: str) -> float: ...
 
     def touch(self, key: str) -> None: ...
+
+    def kept(self, key: str) -> bool: ...
 
     def list(self, prefix: str) -> list[str]: ...
 
@@ -81,6 +86,8 @@ def open_backend(location: str) -> Backend:
 @register("")
 class LocalBackend:
     """A folder on a local filesystem (not NFS/SMB: ``flock`` and ``link`` are unreliable there)."""
+
+    blind_writes = False
 
     def __init__(self, location: str) -> None:
         self.root = Path(location)
@@ -165,6 +172,9 @@ class LocalBackend:
         with contextlib.suppress(OSError):
             os.utime(self._path(key))
 
+    def kept(self, key: str) -> bool:
+        return False  # blind_writes is off: a save asks exists() first
+
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         if not base.is_dir():
@@ -209,6 +219,8 @@ class LocalBackend:
 @register("*")
 class FsspecBackend:
     """Any fsspec URL; the store lock is made of lease files (see :mod:`.leases`)."""
+
+    blind_writes = False
 
     def __init__(self, location: str) -> None:
         try:
@@ -257,8 +269,11 @@ class FsspecBackend:
         yield buffer
         # One PUT of the whole blob: object stores publish it atomically.
         data = buffer.getvalue()
-        self.fs.pipe_file(self._path(key), data)
+        self._put(key, data)
         self._sizes[key] = len(data)
+
+    def _put(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(key), data)
 
     def create_exclusive(self, key: str, data: bytes) -> bool:
         if self._folder is not None:
@@ -302,6 +317,9 @@ class FsspecBackend:
     def touch(self, key: str) -> None:
         """Object stores cannot bump a blob's time; the store lock keeps gc off reused objects."""
 
+    def kept(self, key: str) -> bool:
+        return False
+
     def list(self, prefix: str) -> list[str]:
         base = self._path(prefix)
         if not self.fs.exists(base):
@@ -337,7 +355,36 @@ class FsspecBackend:
 @register("s3a")
 class S3Backend(FsspecBackend):
     """S3 through s3fs, whose ``exists()`` of a missing key is a HEAD and then a LIST (to find a
-    folder of that name): a save asks once per object, so here it is the HEAD alone."""
+    folder of that name): a save asks once per object, so here it is the HEAD alone.
+
+    Objects are written blind, each one PUT with ``If-None-Match: *``: a key that is already
+    stored keeps its (equal, content-addressed) blob and is remembered as ``kept``. A store that
+    refuses conditional writes gets plain PUTs from then on (an equal blob is overwritten).
+    """
+
+    blind_writes = True
+
+    def __init__(self, location: str) -> None:
+        super().__init__(location)
+        self._kept: set[str] = set()
+        self._conditional = True
+
+    def _put(self, key: str, data: bytes) -> None:
+        if key.startswith("objects/") and self._conditional:
+            try:
+                self.fs.pipe_file(self._path(key), data, mode="create")
+                self._kept.discard(key)
+                return
+            except FileExistsError:
+                self._kept.add(key)
+                self._sizes.pop(key, None)  # the stored blob's size, asked for if needed
+                return
+            except (OSError, TypeError, ValueError, NotImplementedError):
+                self._conditional = False  # no conditional PUT here: plain PUTs from now on
+        self.fs.pipe_file(self._path(key), data)
+
+    def kept(self, key: str) -> bool:
+        return key in self._kept
 
     def exists(self, key: str) -> bool:
         bucket, name, _ = self.fs.split_path(self._path(key))

@@ -1,4 +1,4 @@
-"""Check a PyTorchJob manifest against Kubeflow's own models (run with .venv-kubeflow's python).
+"""Check a PyTorchJob manifest against Kubeflow's own models (run with .venv-k8s's python).
 
 ``python tests/kubeflow_schema.py MANIFEST.yaml``: the manifest is deserialised into the
 ``kubeflow-training`` SDK's ``KubeflowOrgV1PyTorchJob`` (generated from the training operator's

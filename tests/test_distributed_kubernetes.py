@@ -1,6 +1,6 @@
 """``%%distributed --executor kubernetes --export``: a PyTorchJob checked by Kubeflow's own SDK.
 
-The manifest is validated by ``tests/kubeflow_schema.py`` in ``.venv-kubeflow`` (the
+The manifest is validated by ``tests/kubeflow_schema.py`` in ``.venv-k8s`` (the
 ``kubeflow-training`` SDK's generated models, never a schema of ours), and the container's
 command is run here under the environment the training operator gives a Master pod, so the
 worker it names really runs. Creating and following the job on a cluster needs a kubectl
@@ -23,7 +23,7 @@ from IPython.core.error import UsageError
 from tests.lab_server import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-KUBEFLOW_PYTHON = REPO / ".venv-kubeflow" / "bin" / "python"
+KUBEFLOW_PYTHON = REPO / ".venv-k8s" / "bin" / "python"
 CELL = "import torch.distributed as dist\nresult = (rank, world_size, dist.get_backend())\n"
 
 

@@ -1,7 +1,7 @@
 """``%serve NAME@ALIAS --export kserve``: the manifest is read back by KServe's own SDK models.
 
 The ``kserve`` SDK is heavy (kubernetes, grpc), so it lives in its own virtual environment,
-``.venv-kserve`` (``python -m venv .venv-kserve && .venv-kserve/bin/pip install kserve``); this
+``.venv-k8s`` (made by ``.ci/run``: kserve, kubeflow-training, kubernetes); this
 file is also the validator it runs there (``python tests/test_serving_kserve.py MANIFEST``).
 A manifest is valid when KServe's ``V1beta1InferenceService`` model builds from it (required
 fields, types) and serializes back to a document holding every key and value it was given.
@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-KSERVE_PYTHON = ROOT / ".venv-kserve" / "bin" / "python"
+KSERVE_PYTHON = ROOT / ".venv-k8s" / "bin" / "python"
 
 
 def validate(path: str) -> list[str]:
-    """Run inside .venv-kserve: the problems KServe's models find in the manifest at ``path``."""
+    """Run inside .venv-k8s: the problems KServe's models find in the manifest at ``path``."""
     import kubernetes.client
     import yaml
     from kserve import ApiClient, V1beta1InferenceService, constants
@@ -62,8 +62,7 @@ def lost(sent: Any, back: Any, where: str = "") -> list[str]:
 
 def run_validator(path: Path) -> subprocess.CompletedProcess[str]:
     assert KSERVE_PYTHON.exists(), (
-        f"{KSERVE_PYTHON} is missing: python -m venv .venv-kserve && "
-        ".venv-kserve/bin/pip install kserve"
+        f"{KSERVE_PYTHON} is missing: run .ci/run, which makes .venv-k8s"
     )
     return subprocess.run(
         [str(KSERVE_PYTHON), __file__, str(path)],

@@ -61,9 +61,7 @@ def lost(sent: Any, back: Any, where: str = "") -> list[str]:
 
 
 def run_validator(path: Path) -> subprocess.CompletedProcess[str]:
-    assert KSERVE_PYTHON.exists(), (
-        f"{KSERVE_PYTHON} is missing: run .ci/run, which makes .venv-k8s"
-    )
+    assert KSERVE_PYTHON.exists(), f"{KSERVE_PYTHON} is missing: run .ci/run, which makes .venv-k8s"
     return subprocess.run(
         [str(KSERVE_PYTHON), __file__, str(path)],
         capture_output=True,

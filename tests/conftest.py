@@ -27,13 +27,14 @@ TEMP_ROOT.mkdir(exist_ok=True)
 os.environ.setdefault("PYTEST_DEBUG_TEMPROOT", str(TEMP_ROOT))
 
 
-# --- markers: kernel, torchrun, browser, slow (faults: tests/faults/conftest.py) --------------
-# The fast subset is `-m "not kernel and not torchrun and not browser and not slow and not
-# faults"` (README, section Tests). Marks are found, not written on each test:
+# --- markers: kernel, torchrun, browser, engines, slow (faults: tests/faults/conftest.py) -----
+# The fast subset is `-m "not kernel and not torchrun and not browser and not engines and not
+# slow and not faults"` (README, section Tests). Marks are found, not written on each test:
 #   kernel   the test (or a module-level helper it calls) starts a kernel: a name below, or a
 #            string naming nbconvert/papermill (run as a process);
 #   torchrun the module launches torchrun agents;
 #   browser  tests/test_browser_*.py;
+#   engines  the module starts an engine from a venv or package of its own (.ci/run makes them);
 #   slow     over ~4 s on 2 busy cores without a kernel (measured; SLOW below).
 KERNEL_NAMES = frozenset(
     {
@@ -55,6 +56,17 @@ TORCHRUN_MODULES = frozenset(
         "test_distributed_run",
         "test_distributed_tracking",
         "test_distributed_faults",
+    }
+)
+ENGINE_MODULES = frozenset(
+    {
+        "test_distributed_kubernetes",  # Kubeflow's models in .venv-k8s
+        "test_distributed_ray",  # a local Ray head from .venv-ray
+        "test_distributed_slurm_real",  # slurmctld + slurmd + munged from Debian's packages
+        "test_monitoring_jupyter_scheduler",  # a jupyter server running jupyter-scheduler
+        "test_remote_mlflow_server",  # mlflow server from .venv-mlflow
+        "test_serving_kserve",  # KServe's models in .venv-k8s
+        "test_snapshots_s3",  # moto's server from .venv-moto
     }
 )
 # Over ~4 s each in a run of the fast subset on 2 busy cores (`--durations`): the fast subset
@@ -137,6 +149,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.browser)
         if module in TORCHRUN_MODULES:
             item.add_marker(pytest.mark.torchrun)
+        if module in ENGINE_MODULES:
+            item.add_marker(pytest.mark.engines)
         fixtures = item._fixtureinfo.name2fixturedefs.values()  # type: ignore[attr-defined]
         seen: set[CodeType] = set()
         if _starts_a_kernel(function, seen) or any(

@@ -19,7 +19,7 @@ from jupyter_mlops.context import current_settings
 from jupyter_mlops.errors import GateFailed, MLOpsNotFound, MLOpsUsageError
 from jupyter_mlops.monitoring.feedback import read_feedback
 from jupyter_mlops.monitoring.report_html import monitor_html
-from jupyter_mlops.monitoring.service import latest
+from jupyter_mlops.monitoring.service import latest, parse_time, parse_window
 from jupyter_mlops.registry.errors import GateWarning
 from jupyter_mlops.tracking.client import mlflow_client
 from tests.monitoring_support import START, trained_model, write_traffic
@@ -220,3 +220,15 @@ def test_the_magics_parse_call_and_render(in_store: dict[str, Any], ip: Any) -> 
     ]:
         with pytest.raises(UsageError, match=message):
             ip.run_line_magic("schedule", line)
+
+
+def test_day_durations_read_without_pandas_deprecations() -> None:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas 4 deprecates the unit 'd' that users write
+        assert parse_window("1d") == pd.Timedelta(days=1)
+        assert parse_window("15min") == pd.Timedelta(minutes=15)
+        since = parse_time("7d", "--since")
+    assert since is not None
+    assert abs(pd.Timestamp.now(tz="UTC") - pd.Timedelta(days=7) - since) < pd.Timedelta(minutes=1)

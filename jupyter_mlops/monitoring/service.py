@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 import time
 from collections.abc import Mapping
@@ -51,11 +52,18 @@ class MonitorOptions:
     log: bool = True  # publish to MLflow and <home>/monitoring/
 
 
+def duration(text: str) -> pd.Timedelta:
+    """``pd.to_timedelta``, reading the day unit users write (``7d``) as pandas 4 wants (``D``)."""
+    import pandas as pd
+
+    return pd.to_timedelta(re.sub(r"(?<=\d)\s*d$", "D", text.strip()))
+
+
 def parse_window(text: str) -> pd.Timedelta:
     import pandas as pd
 
     try:
-        size = pd.to_timedelta(text)
+        size = duration(text)
     except (ValueError, TypeError):
         size = None
     if size is None or size <= pd.Timedelta(0):
@@ -70,7 +78,7 @@ def parse_time(text: str | None, flag: str) -> pd.Timestamp | None:
     if text is None:
         return None
     try:
-        return pd.Timestamp.now(tz="UTC") - pd.to_timedelta(text)
+        return pd.Timestamp.now(tz="UTC") - duration(text)
     except (ValueError, TypeError):
         pass
     try:

@@ -9,6 +9,7 @@ snapshot or a Parquet file is read by the scoring process itself: the kernel nev
 from __future__ import annotations
 
 import sys
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,21 +35,21 @@ class Source:
     feed: Callable[[IO[bytes]], None] | None = None  # writes the data to the process's stdin
 
 
-class SourceKind:
+class SourceKind(ABC):
     """A kind of input; subclasses register themselves in ``KINDS`` by ``name``."""
 
     name: ClassVar[str]
 
-    def accepts(self, data: Any) -> bool:
-        raise NotImplementedError
+    @abstractmethod
+    def accepts(self, data: Any) -> bool: ...
 
-    def describe(self, settings: Settings, data: Any) -> Source:
-        raise NotImplementedError
+    @abstractmethod
+    def describe(self, settings: Settings, data: Any) -> Source: ...
 
+    @abstractmethod
     def batches(
         self, settings: Settings, spec: dict[str, Any], stdin: IO[bytes], batch_rows: int
-    ) -> Iterator[pd.DataFrame]:
-        raise NotImplementedError
+    ) -> Iterator[pd.DataFrame]: ...
 
 
 KINDS: dict[str, SourceKind] = {}

@@ -34,6 +34,13 @@ __all__ = ["ARTIFACTS_DIRNAME", "is_local_store", "mlflow_client", "sqlite_path"
 QUIET_LOGGERS = ("alembic", "alembic.runtime.migration", "mlflow.store.db.utils")
 BUSY_BUDGET_S = 30.0  # on top of SQLite's own wait per attempt
 BUSY_MARKERS = ("database is locked", "database table is locked", "database is busy")
+# MLflow's SQL store sets a tag by reading it and then inserting or updating: two processes that
+# set one new tag at once both insert, and the second fails on the primary key. Done again, the
+# read finds the row and the call updates it, so for these methods a lost race is waited out too.
+UPSERTS = frozenset(
+    {"set_tag", "set_model_version_tag", "set_registered_model_tag", "set_experiment_tag"}
+)
+RACE_MARKERS = ("UNIQUE constraint failed",)
 
 
 def sqlite_path(tracking_uri: str) -> Path | None:
@@ -50,13 +57,20 @@ def is_local_store(tracking_uri: str) -> bool:
     return urlparse(tracking_uri).scheme in ("", "file", "sqlite")
 
 
-def is_busy(exc: BaseException) -> bool:
+def is_busy(exc: BaseException, upsert: bool = False) -> bool:
     text = str(exc)
-    return any(marker in text for marker in BUSY_MARKERS)
+    markers = BUSY_MARKERS + RACE_MARKERS if upsert else BUSY_MARKERS
+    return any(marker in text for marker in markers)
 
 
-def call_when_free(db: Path, call: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-    """``call``, retried with back-off while SQLite reports the store busy."""
+def call_when_free(
+    db: Path, call: Callable[..., Any], *args: Any, upsert: bool = False, **kwargs: Any
+) -> Any:
+    """``call``, retried with back-off while SQLite reports the store busy.
+
+    ``upsert`` calls (tag setters) are also retried when another process inserted the same
+    row first.
+    """
     started = time.monotonic()
     attempts = 0
     while True:
@@ -64,7 +78,7 @@ def call_when_free(db: Path, call: Callable[..., Any], *args: Any, **kwargs: Any
         try:
             return call(*args, **kwargs)
         except Exception as exc:
-            if not is_busy(exc):
+            if not is_busy(exc, upsert):
                 raise
             waited = time.monotonic() - started
             if waited >= BUSY_BUDGET_S:
@@ -87,7 +101,7 @@ class BusyRetryingClient:
         attr = getattr(self._client, name)
         if name.startswith("_") or not callable(attr):
             return attr
-        wrapped = functools.partial(call_when_free, self._db, attr)
+        wrapped = functools.partial(call_when_free, self._db, attr, upsert=name in UPSERTS)
         setattr(self, name, wrapped)  # found directly from now on
         return wrapped
 

@@ -41,7 +41,7 @@ def test_tab_answers_while_a_writer_holds_the_registry_exclusively(
     client.create_registered_model("churn")
     db = isolated_store / ".mlops" / "mlflow.db"
     assert completions(ip, "%promote ch") == ["churn"]
-    slowest, answers = 0.0, []
+    took, answers = [], []
     for _ in range(TRIALS):
         locker = subprocess.Popen(
             [sys.executable, "-c", LOCKER, str(db)],
@@ -53,11 +53,14 @@ def test_tab_answers_while_a_writer_holds_the_registry_exclusively(
             assert locker.stdout is not None and locker.stdout.readline() == "locked\n"
             started = time.monotonic()
             answers.append(completions(ip, "%promote ch"))
-            slowest = max(slowest, time.monotonic() - started)
+            took.append(time.monotonic() - started)
         finally:
             locker.kill()
             locker.wait(timeout=10)
-    assert slowest < 1.5, slowest
+    # Answered while the writer still held the lock (it is released only by the kill above), and
+    # without sitting out SQLite's default 5 s busy wait: the median trial, so that one scheduling
+    # hiccup on a loaded machine is not mistaken for waiting on the lock.
+    assert sorted(took)[TRIALS // 2] < 2.0, took
     assert all(answer in ([], ["churn"]) for answer in answers), answers
     assert completions(ip, "%promote ch") == ["churn"]  # and back once the writer is gone
 

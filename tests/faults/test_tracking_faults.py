@@ -476,3 +476,50 @@ def test_interrupting_the_first_track_leaves_later_cells_working(home, kernel, a
     later = execute(kc, "%%track second --experiment faults\nmlops.log(x=2)")
     assert later["status"] == "ok", later.get("evalue")
     assert run_row(home, "second")[1:] == ("FINISHED", 1)
+
+
+# --- 7. Two processes setting the same new tags at once --------------------------------------------
+TAGGER = """
+import sys, time
+from pathlib import Path
+from jupyter_mlops.tracking.client import mlflow_client
+client = mlflow_client(sys.argv[1])
+go, name, keys = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
+print("ready", flush=True)
+while not go.exists():
+    time.sleep(0.005)
+for key in range(keys):  # both processes insert the same new keys: each a race on its row
+    client.set_model_version_tag("net", "1", f"k{key}", name)
+    client.set_registered_model_tag("net", f"k{key}", name)
+print("done", flush=True)
+"""
+
+
+def test_two_processes_setting_the_same_new_tags_lose_no_call(home: Path, tmp_path: Path):
+    from jupyter_mlops.tracking.client import mlflow_client
+
+    client = mlflow_client(uri(home))
+    client.create_registered_model("net")
+    client.create_model_version("net", "file:///nowhere", run_id=None)
+    keys, go = 60, tmp_path / "go"
+    taggers = [
+        subprocess.Popen(
+            [sys.executable, "-c", TAGGER, uri(home), str(go), name, str(keys)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        for name in ("one", "two")
+    ]
+    for tagger in taggers:
+        assert tagger.stdout is not None and tagger.stdout.readline().strip() == "ready"
+    go.touch()
+    outputs = [t.communicate(timeout=180) for t in taggers]
+    assert [t.returncode for t in taggers] == [0, 0], [err[-1500:] for _, err in outputs]
+    with sqlite3.connect(home / "mlflow.db") as db:
+        version_tags = db.execute("SELECT key, value FROM model_version_tags").fetchall()
+        model_tags = db.execute("SELECT key, value FROM registered_model_tags").fetchall()
+    for rows in (version_tags, model_tags):  # every key once, holding one writer's value
+        assert sorted(k for k, _ in rows) == sorted(f"k{n}" for n in range(keys))
+        assert {v for _, v in rows} <= {"one", "two"}

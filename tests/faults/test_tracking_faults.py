@@ -478,7 +478,7 @@ def test_interrupting_the_first_track_leaves_later_cells_working(home, kernel, a
     assert run_row(home, "second")[1:] == ("FINISHED", 1)
 
 
-# --- 7. Two processes setting the same new tags at once --------------------------------------------
+# --- 7. Two processes setting the same new tags at once ---------------------------------------
 TAGGER = """
 import sys, time
 from pathlib import Path

@@ -101,6 +101,10 @@ SCHEMA_COLUMNS = "snapshot_columns"  # dataset schema: [{"name", "type"}]
 DIGEST_PREFIX = "b3:"
 DIGEST_HEX = 32  # MLflow stores at most 36 characters of digest: "b3:" + 128 bits
 
+# --- snapshot store folders on object stores (``snapshots.packs``) --------------------------------
+SNAPSHOT_PACKS = "packs"  # packs/<pack id>: many cells in one object, read by ranged GET
+SNAPSHOT_PACK_INDEXES = "pack-indexes"  # pack-indexes/<pack id>.json: object id -> offset, length
+
 # --- checks inside a recorded decision (see registry.results.Check) -------------------------------
 CHECK_KIND_REQUIRE = "require"
 CHECK_KIND_VERSUS = "versus"

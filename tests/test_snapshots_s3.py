@@ -6,6 +6,7 @@ The server starts once per session (tests/engines.py); every test has a bucket o
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -63,14 +64,48 @@ def test_save_load_list_diff_verify_and_gc_on_s3(s3_store: str, tmp_path: Path) 
     swept = mlops.gc_snapshots()
     assert sum(swept.removed.values()) == 0 and keys(s3_store, "locks") == []
 
+    # Small objects are packed: a few PUTs per save, each cell read back by a ranged GET.
+    assert keys(s3_store, "objects") == []
+    packs = keys(s3_store, "packs")
+    assert [f"pack-indexes/{p.split('/')[1]}.json" for p in packs] == keys(s3_store, "pack-indexes")
     fs = fsspec.filesystem("s3", use_listings_cache=False)
     root = s3_store.removeprefix("s3://")
-    victim = next(k for k in keys(s3_store, "objects"))
-    data = bytearray(fs.cat_file(f"{root}/{victim}"))
-    data[-40] ^= 0xFF
-    fs.pipe_file(f"{root}/{victim}", bytes(data))
+    indexes = [json.loads(fs.cat_file(f"{root}/{k}")) for k in keys(s3_store, "pack-indexes")]
+    length, offset, victim, pack = max(  # the largest object: a cell, not the 5-byte file
+        (n, at, object_id, f"{root}/packs/{i['pack']}")
+        for i in indexes
+        for object_id, (at, n) in i["objects"].items()
+    )
+    data = bytearray(fs.cat_file(pack))
+    data[offset + length - 40] ^= 0xFF
+    fs.pipe_file(pack, bytes(data))
     report = mlops.verify_snapshots()
-    assert not report.ok and victim.rsplit("/", 1)[-1] in repr(report)
+    assert not report.ok and victim[2:] in repr(report)  # the damaged cell, by its id
+
+
+def test_a_store_of_loose_objects_keeps_loading_and_gc_sweeps_both(
+    s3_store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store written before packs (one object per cell) loads; new cells then go to packs."""
+    from jupyter_mlops.snapshots import store as backends
+
+    df = pd.DataFrame({"a": np.arange(300), "b": np.arange(300) * 0.5})
+    with monkeypatch.context() as patch:
+        patch.setattr(backends, "PACKED_MAX", -1)  # every object loose, as before packs
+        mlops.snapshot(df, "old")
+        mlops.snapshot(pd.DataFrame({"z": np.arange(300) + 7}), "gone")
+    assert len(keys(s3_store, "objects")) == 3 and keys(s3_store, "packs") == []
+    new = mlops.snapshot(df.assign(c=df.a + 1), "old")  # a and b are reused where they lie
+    assert new.objects_written == 1 and len(keys(s3_store, "packs")) == 1
+    assert_frame_equal(mlops.load("old@v1"), df)
+    assert_frame_equal(mlops.load("old@v2"), df.assign(c=df.a + 1))
+    mlops.remove_snapshot("gone@v1")
+    mlops.remove_snapshot("old@v2")  # the pack's one cell: the pack goes whole
+    swept = mlops.gc_snapshots()
+    assert (swept.removed["objects"], swept.removed["packs"]) == (1, 1)
+    assert keys(s3_store, "packs") == keys(s3_store, "pack-indexes") == []
+    assert_frame_equal(mlops.load("old@v1"), df)
+    assert mlops.verify_snapshots().ok
 
 
 def test_a_version_saved_by_another_process_is_seen_at_once(s3_store: str) -> None:

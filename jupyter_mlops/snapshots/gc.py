@@ -7,7 +7,10 @@ once. Temp files are named after their writer, so one whose process is alive is 
 outside the lock, such as the store's FORMAT file) and one of a dead process goes at once; a temp
 file gc cannot attribute (another host, an older name) goes once it is older than
 ``TEMP_GRACE_S``. ``grace_s`` optionally keeps unreferenced objects younger than that too. A
-damaged version file stops gc: it cannot know what that version needs.
+damaged version file stops gc: it cannot know what that version needs. On object stores small
+objects live in packs (:mod:`.packs`): a pack goes whole once no live version references any of
+its objects (packs are never rewritten), its index first, so a kill leaves an orphan pack that
+the next gc removes.
 
 With a keep policy (``--keep-last N``, :class:`.retention.KeepPolicy`) gc first marks the older
 versions gone, under the same lock and before anything is deleted, so a kill at any moment leaves
@@ -21,9 +24,10 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import MLOpsUsageError
+from ..records import SNAPSHOT_PACKS
 from .errors import SnapshotCorrupted
 from .owners import alive
-from .repository import SnapshotStore
+from .repository import SnapshotStore, object_key
 from .results import GcReport, VersionVerdict
 from .retention import KeepPolicy, Users, keys_of, mark
 
@@ -104,7 +108,7 @@ def collect(
             live |= keys
             by_name_keys.setdefault(record["name"], set()).update(keys)
 
-        removed = {"objects": 0, "manifests": 0, "temp files": 0}
+        removed = {"objects": 0, SNAPSHOT_PACKS: 0, "manifests": 0, "temp files": 0}
         reclaimed = kept_bytes = kept = 0
         sizes: dict[str, int] = {}
         candidates = [
@@ -132,6 +136,26 @@ def collect(
             reclaimed += size
             if not dry_run:
                 backend.delete(key)
+        packs = backend.packs
+        for pack in [] if packs is None else packs.scan():
+            slots = {object_key(i): slot for i, slot in pack.objects.items()}
+            used = [key for key in slots if key in live]
+            for key, slot in slots.items():
+                sizes.setdefault(key, slot.length)
+            # A pack goes whole once none of its objects is live (it is never rewritten); one
+            # without an index (its save was killed before the index went up) holds nothing
+            # any manifest can name.
+            if used or (grace_s > 0 and pack.age < grace_s):
+                kept += len(used)
+                kept_bytes += sum(slots[key].length for key in used)
+                continue
+            removed[SNAPSHOT_PACKS] += 1
+            reclaimed += pack.size or 0
+            if not dry_run:
+                if pack.index is not None:
+                    backend.delete(pack.index)  # the index first: a kill leaves an orphan pack
+                backend.delete(pack.key)
+                packs.dropped(pack)  # type: ignore[union-attr]  # scanned: not None
     by_name = {
         name: (
             sum(r["name"] == name for r in records),

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import os
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +28,7 @@ from ..config import is_url
 from ..errors import MLOpsUsageError
 from . import leases
 from .owners import my_tag
+from .packs import PACKED_MAX, Packs
 
 
 class Backend(Protocol):
@@ -33,6 +36,8 @@ class Backend(Protocol):
     # True where asking whether an object exists costs a round trip more than writing it with
     # a conditional create (S3): a save then writes new objects blind and asks ``kept`` after.
     blind_writes: bool
+    # Where small objects are packed together (object stores, see :mod:`.packs`); None: loose.
+    packs: Packs | None
 
     def read(self, key: str) -> bytes: ...
 
@@ -66,6 +71,9 @@ class Backend(Protocol):
 BACKENDS: dict[str, Callable[[str], Backend]] = {}
 
 
+OBJECTS = "objects/"  # where objects live (repository.object_key): only they are packed
+
+
 def register(scheme: str) -> Callable[[Callable[[str], Backend]], Callable[[str], Backend]]:
     def add(factory: Callable[[str], Backend]) -> Callable[[str], Backend]:
         BACKENDS[scheme] = factory
@@ -88,6 +96,7 @@ class LocalBackend:
     """A folder on a local filesystem (not NFS/SMB: ``flock`` and ``link`` are unreliable there)."""
 
     blind_writes = False
+    packs: Packs | None = None
 
     def __init__(self, location: str) -> None:
         self.root = Path(location)
@@ -221,6 +230,7 @@ class FsspecBackend:
     """Any fsspec URL; the store lock is made of lease files (see :mod:`.leases`)."""
 
     blind_writes = False
+    packs: Packs | None = None
 
     def __init__(self, location: str) -> None:
         try:
@@ -259,8 +269,6 @@ class FsspecBackend:
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
-        import io
-
         if self._folder is not None:
             with self._folder.writer(key) as fh:
                 yield fh
@@ -354,12 +362,15 @@ class FsspecBackend:
 @register("s3")
 @register("s3a")
 class S3Backend(FsspecBackend):
-    """S3 through s3fs, whose ``exists()`` of a missing key is a HEAD and then a LIST (to find a
-    folder of that name): a save asks once per object, so here it is the HEAD alone.
+    """S3 through s3fs. New objects are packed (see :mod:`.packs`): a save is a few large PUTs,
+    not one per cell, and a load reads each object with one ranged GET. Objects larger than
+    ``PACKED_MAX`` and stores written before packs are loose: one PUT with ``If-None-Match: *``
+    (a key already stored keeps its equal, content-addressed blob and counts as ``kept``; a store
+    that refuses conditional writes gets plain PUTs from then on). s3fs's ``exists()`` of a
+    missing key is a HEAD and then a LIST (to find a folder of that name): here it is the HEAD.
 
-    Objects are written blind, each one PUT with ``If-None-Match: *``: a key that is already
-    stored keeps its (equal, content-addressed) blob and is remembered as ``kept``. A store that
-    refuses conditional writes gets plain PUTs from then on (an equal blob is overwritten).
+    What the packs' indexes say is re-listed each time the store lock is taken, so gc's
+    removals and other writers' packs are seen; an object found in them is not written again.
     """
 
     blind_writes = True
@@ -367,13 +378,37 @@ class S3Backend(FsspecBackend):
     def __init__(self, location: str) -> None:
         super().__init__(location)
         self._kept: set[str] = set()
+        self._fresh: set[str] = set()  # objects written while this lock is held: new, not kept
         self._conditional = True
+        self._holders = 0
+        self._holders_lock = threading.Lock()
+        self._packs = Packs(self)
+        self.packs = self._packs
+
+    @contextlib.contextmanager
+    def writer(self, key: str) -> Iterator[IO[bytes]]:
+        if not key.startswith(OBJECTS):
+            with super().writer(key) as fh:
+                yield fh
+            return
+        buffer = io.BytesIO()
+        yield buffer
+        data = buffer.getvalue()
+        if len(data) <= PACKED_MAX:
+            self._fresh.add(key)
+            self._packs.add(_object_id(key), data)  # readable once the pack is flushed (``sync``)
+        else:
+            self._put(key, data)
+            if key in self._kept:
+                return
+        self._sizes[key] = len(data)
 
     def _put(self, key: str, data: bytes) -> None:
-        if key.startswith("objects/") and self._conditional:
+        if key.startswith(OBJECTS) and self._conditional:
             try:
                 self.fs.pipe_file(self._path(key), data, mode="create")
                 self._kept.discard(key)
+                self._fresh.add(key)
                 return
             except FileExistsError:
                 self._kept.add(key)
@@ -384,9 +419,32 @@ class S3Backend(FsspecBackend):
         self.fs.pipe_file(self._path(key), data)
 
     def kept(self, key: str) -> bool:
-        return key in self._kept
+        """Stored before this save wrote it: a conditional PUT found it, or a pack holds it
+        (asked before writing too: then nothing is encoded or sent)."""
+        if key in self._kept:
+            return True
+        if key in self._fresh or not key.startswith(OBJECTS):
+            return False
+        return self._packs.locate(_object_id(key)) is not None
+
+    def read(self, key: str) -> bytes:
+        if not key.startswith(OBJECTS):
+            return super().read(key)
+        data = self._packs.read(_object_id(key))
+        if data is not None:
+            return data
+        try:
+            return super().read(key)  # a loose object (large, or from before packs)
+        except FileNotFoundError:
+            self._packs.refresh()  # packed since the indexes were listed?
+            data = self._packs.read(_object_id(key))
+            if data is None:
+                raise
+            return data
 
     def exists(self, key: str) -> bool:
+        if key.startswith(OBJECTS) and self._packs.locate(_object_id(key)) is not None:
+            return True
         bucket, name, _ = self.fs.split_path(self._path(key))
         try:
             head = self.fs.call_s3("head_object", Bucket=bucket, Key=name)
@@ -394,6 +452,74 @@ class S3Backend(FsspecBackend):
             return False
         self._sizes[key] = int(head["ContentLength"])
         return True
+
+    def size(self, key: str) -> int:
+        known = self._sizes.get(key)
+        if known is not None:
+            return known
+        slot = self._packs.locate(_object_id(key)) if key.startswith(OBJECTS) else None
+        return slot.length if slot is not None else super().size(key)
+
+    def sync(self) -> None:
+        """Upload the open pack, then its index: a manifest may now name its objects."""
+        self._packs.flush()
+
+    @contextlib.contextmanager
+    def lock(self, exclusive: bool) -> Iterator[None]:
+        with leases.hold(self, exclusive):
+            with self._holders_lock:
+                self._holders += 1
+                if self._holders == 1:  # what this process knew may be stale: ask again
+                    self._kept.clear()
+                    self._fresh.clear()
+                    self._packs.forget()
+            try:
+                yield
+            finally:
+                with self._holders_lock:
+                    self._holders -= 1
+                    if self._holders == 0:
+                        self._packs.discard()  # objects no manifest names (a failed save)
+
+    # --- what packs need (see packs.Blobs) ----------------------------------------------------
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(key), data)
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        data: bytes = self.fs.cat_file(self._path(key), start=start, end=end)
+        if len(data) != end - start:
+            raise FileNotFoundError(f"{self.url(key)} holds fewer bytes than its index says")
+        return data
+
+    def read_many(self, keys: list[str]) -> dict[str, bytes]:
+        found = self.fs.cat([self._path(k) for k in keys], on_error="omit")
+        start = len(self.root) + 1
+        return {p[start:]: data for p, data in found.items()}
+
+    def list(self, prefix: str) -> list[str]:
+        return sorted(self.listing(prefix))
+
+    def listing(self, prefix: str) -> dict[str, tuple[int, float]]:
+        """Keys under ``prefix`` with size and modification time: one LIST (per 1,000 keys)."""
+        try:
+            found = self.fs.find(self._path(prefix), detail=True)
+        except FileNotFoundError:
+            return {}
+        start = len(self.root) + 1
+        listed = {}
+        for path, info in found.items():
+            if info.get("type") == "directory":
+                continue
+            modified = info.get("LastModified")
+            stamp = modified.timestamp() if hasattr(modified, "timestamp") else time.time()
+            listed[path[start:]] = (int(info.get("size") or 0), stamp)
+        return listed
+
+
+def _object_id(key: str) -> str:
+    """The id of the object stored under ``key`` (``objects/ab/cdef...``: see repository)."""
+    return key.removeprefix(OBJECTS).replace("/", "")
 
 
 def _protocols(fs: Any) -> tuple[str, ...]:

@@ -167,17 +167,21 @@ def test_a_server_down_at_the_start_is_one_line_and_opens_nothing(
 # --- S3 (moto): a save killed mid-upload, and gc while a save runs -----------------------------
 
 SAVER = """
-    import sys
+    import os, signal, sys
     import numpy as np, pandas as pd
     import jupyter_mlops as mlops
+    from jupyter_mlops.snapshots import packs
 
-    columns, seed = int(sys.argv[1]), int(sys.argv[2])
+    columns, seed, pack_bytes, fault = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    packs.PACK_BYTES = int(pack_bytes)
+    if fault == "before-index":  # the pack is up; the process dies before its index goes up
+        packs.Packs.publish_index = lambda self, *a: os.kill(os.getpid(), signal.SIGKILL)
     rng = np.random.default_rng(seed)
     frame = pd.DataFrame({f"c{i}": rng.normal(size=50) for i in range(columns)})
     print("ready", flush=True)
     print(mlops.snapshot(frame, "big").version, flush=True)
 """
-COLUMNS = 150  # one object per column: a save is 150 PUTs
+COLUMNS = 150  # one object per column: with one cell per pack, a save is 300 PUTs
 
 
 def expected_big(seed: int, columns: int) -> pd.DataFrame:
@@ -185,11 +189,13 @@ def expected_big(seed: int, columns: int) -> pd.DataFrame:
     return pd.DataFrame({f"c{i}": rng.normal(size=50) for i in range(columns)})
 
 
-def start_saver(tmp: Path, seed: int, columns: int = COLUMNS) -> subprocess.Popen[str]:
+def start_saver(
+    tmp: Path, seed: int, columns: int = COLUMNS, pack_bytes: int = 1, fault: str = ""
+) -> subprocess.Popen[str]:
     script = tmp / "saver.py"
     script.write_text(textwrap.dedent(SAVER))
     proc = subprocess.Popen(
-        [sys.executable, str(script), str(columns), str(seed)],
+        [sys.executable, str(script), str(columns), str(seed), str(pack_bytes), fault or "-"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -206,16 +212,27 @@ def s3_keys(url: str, under: str) -> set[str]:
     return {k[len(root) + 1 :] for k in fs.find(f"{root}/{under}")}
 
 
-def referenced(url: str) -> set[str]:
+def referenced_packs(url: str) -> set[str]:
+    """The packs holding an object some version's manifest names (each such object in one)."""
+    import json
+
+    import fsspec
+
     from jupyter_mlops.context import current_settings
     from jupyter_mlops.snapshots import service
-    from jupyter_mlops.snapshots.repository import object_key
     from jupyter_mlops.snapshots.verify import object_ids
 
     store = service.open_store(current_settings())
-    found = set()
-    for record in store.all_records():
-        found |= {object_key(o) for o, _ in object_ids(store.manifest(record["snapshot"]))}
+    named = {o for r in store.all_records() for o, _ in object_ids(store.manifest(r["snapshot"]))}
+    fs = fsspec.filesystem("s3", use_listings_cache=False)
+    root = url.removeprefix("s3://")
+    found, where = set(), {}
+    for key in s3_keys(url, "pack-indexes"):
+        index = json.loads(fs.cat_file(f"{root}/{key}"))
+        where.update(dict.fromkeys(index["objects"], f"packs/{index['pack']}"))
+    for object_id in named:
+        assert object_id in where, f"object {object_id} is in no pack"
+        found.add(where[object_id])
     return found
 
 
@@ -227,19 +244,26 @@ def s3_store(s3_bucket: str, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def test_a_save_killed_mid_upload_leaves_a_loadable_store_and_gc_reclaims_it(
-    s3_store: str, tmp_path: Path
-) -> None:
-    before = s3_keys(s3_store, "objects")
-    saver = start_saver(tmp_path, seed=1)
+def killed(saver: subprocess.Popen[str], when: Any = None) -> None:
+    """SIGKILL ``saver`` once ``when()`` holds (or wait for it to die by itself)."""
     try:
-        wait_for(lambda: len(s3_keys(s3_store, "objects") - before) >= 10, "objects uploaded")
-        saver.send_signal(signal.SIGKILL)  # mid-upload: some objects, no manifest, no version
+        if when is not None:
+            wait_for(when, "objects uploaded")
+            saver.send_signal(signal.SIGKILL)
         saver.wait(PROCESS_TIMEOUT_S)
     finally:
         saver.kill()
         saver.communicate(timeout=PROCESS_TIMEOUT_S)
-    partial = s3_keys(s3_store, "objects") - before
+    assert saver.returncode == -signal.SIGKILL
+
+
+def test_a_save_killed_mid_upload_leaves_a_loadable_store_and_gc_reclaims_it(
+    s3_store: str, tmp_path: Path
+) -> None:
+    before = s3_keys(s3_store, "packs")
+    saver = start_saver(tmp_path, seed=1)
+    killed(saver, lambda: len(s3_keys(s3_store, "packs") - before) >= 10)
+    partial = s3_keys(s3_store, "packs") - before  # some packs, no manifest, no version
     assert 10 <= len(partial) < COLUMNS + 1, len(partial)
     assert s3_keys(s3_store, "locks"), "the killed save's lease should be left behind"
     assert list(mlops.snapshots()["ref"]) == ["seed@v1"]  # loadable, no half version
@@ -247,10 +271,29 @@ def test_a_save_killed_mid_upload_leaves_a_loadable_store_and_gc_reclaims_it(
 
     again = mlops.snapshot(pd.DataFrame({"after": [3]}), "after")  # the next save works
     assert again.version == 1
-    swept = mlops.gc_snapshots()  # the dead writer's lease and objects go at once
-    assert swept.removed["objects"] == len(partial)
-    assert s3_keys(s3_store, "objects") == referenced(s3_store)
+    swept = mlops.gc_snapshots()  # the dead writer's lease and packs go at once
+    assert swept.removed["packs"] == len(partial)
+    assert s3_keys(s3_store, "packs") == referenced_packs(s3_store)
+    assert len(s3_keys(s3_store, "pack-indexes")) == len(s3_keys(s3_store, "packs"))
     assert s3_keys(s3_store, "locks") == set()
+    assert mlops.verify_snapshots().ok
+
+
+def test_a_save_killed_between_a_pack_and_its_index_leaves_an_orphan_gc_removes(
+    s3_store: str, tmp_path: Path
+) -> None:
+    before = s3_keys(s3_store, "packs")
+    killed(start_saver(tmp_path, seed=3, columns=20, pack_bytes=4096, fault="before-index"))
+    orphans = s3_keys(s3_store, "packs") - before  # full packs go up from several threads
+    assert orphans and len(s3_keys(s3_store, "pack-indexes")) == len(before)
+    assert list(mlops.snapshots()["ref"]) == ["seed@v1"]
+    assert_frame_equal(mlops.load("seed"), pd.DataFrame({"seed": [1, 2]}))
+    again = mlops.snapshot(expected_big(3, columns=20), "big")  # the same cells, packed anew
+    assert again.version == 1 and again.objects_written == 20
+    swept = mlops.gc_snapshots()
+    assert swept.removed["packs"] == len(orphans) and not orphans & s3_keys(s3_store, "packs")
+    assert s3_keys(s3_store, "packs") == referenced_packs(s3_store)  # nothing names a lost cell
+    assert_frame_equal(mlops.load("big@v1"), expected_big(3, columns=20))
     assert mlops.verify_snapshots().ok
 
 
@@ -267,6 +310,6 @@ def test_gc_during_a_save_waits_and_the_saves_objects_survive(
         saver.kill()
     assert saver.returncode == 0, err
     assert out.strip() == "1"
-    assert swept.removed["objects"] == 0
+    assert swept.removed["objects"] == swept.removed["packs"] == 0
     assert_frame_equal(mlops.load("big@v1"), expected_big(2, columns=40))
     assert mlops.verify_snapshots().ok

@@ -91,7 +91,8 @@ class _Writes:
             key = object_key(object_id)
             backend = store.backend
             if backend.blind_writes:
-                write()
+                if not backend.kept(key):  # kept: known stored without a request (a pack)
+                    write()
                 if backend.kept(key):
                     with self._lock:
                         self.reused.add(object_id)

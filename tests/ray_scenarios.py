@@ -119,8 +119,12 @@ def interrupted(ip: Any, flags: str, home: Path, address: str) -> dict[str, Any]
 
 def main(address: str, home: str) -> None:
     import os
+    import signal
 
     os.environ["MLOPS_HOME"] = home
+    # Ctrl-C raises KeyboardInterrupt, as in a kernel. A process started in the background by a
+    # shell without job control inherits SIGINT ignored, and then interrupt_main does nothing.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     ip = shell()
     flags = f"--executor ray --address {address}"
     scenarios: dict[str, Callable[[], dict[str, Any]]] = {

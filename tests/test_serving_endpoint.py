@@ -122,6 +122,45 @@ def test_a_bad_payload_is_a_400_with_mlflows_error_json_never_a_500(
         assert headers[records.HEADER_MODEL_VERSION] == "1"
 
 
+def test_concurrent_requests_scored_together_each_get_their_own_mlflow_answer(
+    endpoint: Deployment, settings: Settings
+) -> None:
+    # Requests arriving together are stacked into one predict call when they can be (numbers
+    # in split/records), the others (an int column beside floats, a bad row) go MLflow's way.
+    burst = {
+        "split a": (split_body([[0.1, 0.9], [0.8, 0.3]]), 2),
+        "split b": (split_body([[0.7, 0.2]]), 1),
+        "records": (json.dumps({"dataframe_records": [{"a": 0.3, "b": 0.6}]}), 1),
+        "ints": (split_body([[1, 0]]), 1),
+        "text": (split_body([["x", 1]]), 1),  # type: ignore[list-item]
+    }
+    expected = {k: stock_answer(settings, "1", body, "application/json") for k, (body, _) in
+                burst.items()}  # fmt: skip
+    names = [name for name in burst for _ in range(6)]
+    answers: dict[int, Any] = {}
+    start = threading.Barrier(len(names))
+
+    def client(i: int) -> None:
+        start.wait(timeout=30)
+        answers[i] = post(endpoint.url, burst[names[i]][0])
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(len(names))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    for i, name in enumerate(names):
+        status, headers, content = answers[i]
+        stock_status, stock_content = expected[name]
+        assert status == stock_status, name
+        if status == 200:
+            assert json.loads(content) == json.loads(stock_content), name
+        else:
+            assert json.loads(content)["error_code"] == json.loads(stock_content)["error_code"]
+        SENT[headers[records.HEADER_REQUEST_ID]] = status
+        ROWS["expected"] += burst[name][1] if status == 200 else 1
+
+
 def test_an_alias_switch_under_load_fails_no_request_and_shows_within_5_s(
     endpoint: Deployment, settings: Settings
 ) -> None:
@@ -190,6 +229,9 @@ def test_stop_flushes_the_log_one_row_per_request_with_its_id_and_status(
     assert list(log.columns[:6]) == list(records.TRAFFIC_FIXED_COLUMNS)
     assert [c for c in log.columns if c in COLUMNS] == COLUMNS
     assert str(log[records.TRAFFIC_TIMESTAMP].dtype).startswith("datetime64")
+    # Under load, requests were scored (and logged) together: a micro-batch shares a stamp.
+    loaded = log[~log[records.TRAFFIC_REQUEST_ID].isin(list(SENT))]
+    assert loaded[records.TRAFFIC_TIMESTAMP].nunique() < len(loaded) == LOADED["requests"]
     last = log[log[records.TRAFFIC_REQUEST_ID] == headers[records.HEADER_REQUEST_ID]]
     assert last[COLUMNS].to_numpy().tolist() == sample.to_numpy().tolist()
     assert last["prediction"].notna().all()

@@ -1,65 +1,78 @@
 """``%serve bench``: a closed-loop load generator over keep-alive HTTP connections.
 
-Each client thread holds one connection and sends the same payload again as soon as the answer
-arrives, for ``seconds``; latencies are measured per request on the client side. A response
-counts as an error when its status is not 200 or the connection failed.
+Each client holds one connection and sends the same payload again as soon as the answer arrives,
+for ``seconds``; latencies are measured per request on the client side. A response counts as an
+error when its status is not 200 or the connection failed. The clients run in a child process
+(:mod:`.loadgen`, one asyncio loop over raw streams), so they never share a GIL with the caller
+and cost little CPU next to the server they load.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
-import threading
-import time
-import urllib.parse
+import subprocess
+import sys
 from collections import Counter
-from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from .. import records
 from ..config import Settings
-from ..errors import MLOpsUsageError
+from ..errors import MLOpsError, MLOpsUsageError
 from .deployments import find_record, percentile
 from .results import BenchResult
 
-
-@dataclass
-class ClientTally:
-    latencies_ms: list[float] = field(default_factory=list)
-    statuses: Counter[int] = field(default_factory=Counter)
-    versions: Counter[str] = field(default_factory=Counter)
+LOADGEN = Path(__file__).with_name("loadgen.py")
 
 
-def _client(
-    url: str, body: bytes, content_type: str, until: float, tally: ClientTally, start: Any
-) -> None:
-    parts = urllib.parse.urlsplit(url)
-    connection: http.client.HTTPConnection | None = None
-    headers = {"Content-Type": content_type}
-    start.wait()
-    while time.monotonic() < until:
-        began = time.perf_counter()
-        try:
-            if connection is None:
-                connection = http.client.HTTPConnection(
-                    parts.hostname or "", parts.port, timeout=30
-                )
-            connection.request("POST", f"{parts.path}/invocations", body=body, headers=headers)
-            response = connection.getresponse()
-            response.read()
-            status = response.status
-            version = response.getheader(records.HEADER_MODEL_VERSION)
-        except (OSError, http.client.HTTPException):
-            status, version = 0, None
-            if connection is not None:
-                connection.close()
-            connection = None
-        tally.latencies_ms.append((time.perf_counter() - began) * 1000.0)
-        tally.statuses[status] += 1
-        if version:
-            tally.versions[version] += 1
-    if connection is not None:
-        connection.close()
+def run_clients(
+    url: str, payload: bytes, clients: int, seconds: float, content_type: str
+) -> dict[str, Any]:
+    """The load generator's raw tally: ``seconds``, ``latencies_ms`` (every request),
+    ``statuses``, ``versions`` and ``cpu_seconds`` (its own CPU)."""
+    if clients < 1 or seconds <= 0:
+        raise MLOpsUsageError("--clients must be 1 or more and --seconds above 0")
+    command = [sys.executable, "-I", str(LOADGEN), url, str(clients), str(seconds)]
+    command += [content_type, records.HEADER_MODEL_VERSION]
+    try:
+        done = subprocess.run(
+            command, input=payload, capture_output=True, timeout=seconds + 120, check=True
+        )
+    except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+        detail = (exc.stderr or b"").decode(errors="replace").strip().splitlines()[-1:]
+        raise MLOpsError(
+            f"the load generator failed ({' '.join(detail) or exc}); check that {url} answers"
+        ) from None
+    tally: dict[str, Any] = json.loads(done.stdout)
+    tally["statuses"] = {int(k): v for k, v in tally["statuses"].items()}
+    return tally
+
+
+def bench_result(
+    url: str, clients: int, tallies: list[dict[str, Any]], name: str = ""
+) -> BenchResult:
+    """One :class:`BenchResult` of one or more tallies of the same load."""
+    latencies = [v for t in tallies for v in t["latencies_ms"]]
+    statuses: Counter[int] = Counter()
+    versions: Counter[str] = Counter()
+    for tally in tallies:
+        statuses.update(tally["statuses"])
+        versions.update(tally["versions"])
+    elapsed = max(sum(float(t["seconds"]) for t in tallies), 1e-9)
+    return BenchResult(
+        name=name or url,
+        url=url,
+        clients=clients,
+        seconds=elapsed,
+        requests=sum(statuses.values()),
+        errors=sum(n for s, n in statuses.items() if s != 200),
+        throughput=statuses.get(200, 0) / elapsed,
+        p50_ms=percentile(latencies, 0.50),
+        p95_ms=percentile(latencies, 0.95),
+        p99_ms=percentile(latencies, 0.99),
+        versions=dict(versions),
+        statuses=dict(statuses),
+    )
 
 
 def load(
@@ -71,43 +84,11 @@ def load(
     content_type: str = "application/json",
     name: str = "",
 ) -> BenchResult:
-    """Send ``payload`` to ``{url}/invocations`` from ``clients`` threads for ``seconds``."""
-    if clients < 1 or seconds <= 0:
-        raise MLOpsUsageError("--clients must be 1 or more and --seconds above 0")
-    tallies = [ClientTally() for _ in range(clients)]
-    start = threading.Event()
-    began = time.monotonic()
-    until = began + seconds
-    threads = [
-        threading.Thread(
-            target=_client, args=(url, payload, content_type, until, tally, start), daemon=True
-        )
-        for tally in tallies
-    ]
-    for thread in threads:
-        thread.start()
-    start.set()
-    for thread in threads:
-        thread.join(timeout=seconds + 60)
-    elapsed = max(time.monotonic() - began, 1e-9)
-    latencies = [v for t in tallies for v in t.latencies_ms]
-    statuses: Counter[int] = sum((t.statuses for t in tallies), Counter())
-    versions: Counter[str] = sum((t.versions for t in tallies), Counter())
-    ok = statuses.get(200, 0)
-    return BenchResult(
-        name=name or url,
-        url=url,
-        clients=clients,
-        seconds=elapsed,
-        requests=sum(statuses.values()),
-        errors=sum(n for s, n in statuses.items() if s != 200),
-        throughput=ok / elapsed,
-        p50_ms=percentile(latencies, 0.50),
-        p95_ms=percentile(latencies, 0.95),
-        p99_ms=percentile(latencies, 0.99),
-        versions=dict(versions),
-        statuses=dict(statuses),
-    )
+    """Send ``payload`` to ``{url}/invocations`` from ``clients`` closed-loop clients for
+    ``seconds`` (one asyncio process of its own: :mod:`.loadgen`)."""
+    tally = run_clients(url, payload, clients, seconds, content_type)
+    result: BenchResult = bench_result(url, clients, [tally], name)
+    return result
 
 
 def example_payload(settings: Settings, model: str, alias: str) -> bytes:

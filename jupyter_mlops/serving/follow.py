@@ -17,6 +17,11 @@ from ..tracking.client import mlflow_client, registry_uri_for
 
 FEATURES_METHOD = "compute_features"  # a python model with both computes features separately
 FROM_FEATURES_METHOD = "predict_from_features"
+# Flavors whose predictions are row by row (a row's answer never depends on the others), so
+# the endpoint may score concurrent requests as one frame (micro-batching).
+ROW_WISE_LOADERS = frozenset(
+    {"mlflow.sklearn", "mlflow.xgboost", "mlflow.lightgbm", "mlflow.catboost"}
+)
 
 
 def alias_version(tracking_uri: str, model: str, alias: str) -> str | None:
@@ -48,6 +53,7 @@ class Served:
     model: Any  # mlflow.pyfunc.PyFuncModel
     input_schema: Any
     python_model: Any = None  # set when the model computes its features separately
+    row_wise: bool = False  # requests may be stacked into one predict call
 
     def predict(self, data: Any, params: Any = None) -> tuple[Any, Any]:
         """(predictions, features or None)."""
@@ -76,9 +82,20 @@ def load_served(tracking_uri: str, model: str, version: str) -> Served:
         unwrapped = None
     if all(callable(getattr(unwrapped, m, None)) for m in (FEATURES_METHOD, FROM_FEATURES_METHOD)):
         python_model = unwrapped
+    schema = loaded.metadata.get_input_schema()
     return Served(
         version=str(version),
         model=loaded,
-        input_schema=loaded.metadata.get_input_schema(),
+        input_schema=schema,
         python_model=python_model,
+        row_wise=python_model is None and _row_wise(loaded.metadata, schema),
     )
+
+
+def _row_wise(metadata: Any, schema: Any) -> bool:
+    """A named-column signature (MLflow casts requests to it) on a row-by-row flavor."""
+    loader = metadata.flavors.get("python_function", {}).get("loader_module")
+    if loader not in ROW_WISE_LOADERS or schema is None or schema.is_tensor_spec():
+        return False
+    hinted = getattr(metadata, "_is_signature_from_type_hint", lambda: False)()
+    return not hinted and schema.has_input_names()

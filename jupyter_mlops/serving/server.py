@@ -13,7 +13,9 @@ model offers it, and keeps inputs and outputs for the inference log.
 
 import asyncio
 import collections
+import concurrent.futures
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -88,6 +90,119 @@ class ModelCall:
         return self.outputs
 
 
+BATCH_MAX_ROWS = 64  # rows scored in one predict call at most
+JSON_MIME = "application/json"
+_NUMBERS = (int, float)
+
+
+@dataclass
+class Pending:
+    """A request waiting for the next micro-batch."""
+
+    key: tuple[Any, ...]  # requests of one key stack into one frame of the same dtypes
+    columns: list[str]
+    rows: list[list[Any]]
+    body: bytes
+    content_type: str
+    started: float
+    request_id: str
+    future: asyncio.Future[tuple[int, bytes, str, str]]
+
+
+def _json_loads() -> Callable[[bytes], Any]:
+    try:
+        import orjson
+    except ImportError:
+        return json.loads
+    loads: Callable[[bytes], Any] = orjson.loads
+    return loads
+
+
+_loads = _json_loads()
+
+
+def plain_json(content_type: str) -> bool:
+    """``application/json`` with no parameter but ``charset=utf-8`` (what MLflow accepts)."""
+    mime, *parameters = (part.strip() for part in content_type.split(";"))
+    if mime != JSON_MIME:
+        return False
+    if not parameters:
+        return True
+    key, _, value = parameters[0].partition("=")
+    return len(parameters) == 1 and key == "charset" and value.lower() == "utf-8"
+
+
+def frame_rows(body: bytes, content_type: str) -> tuple[list[str], list[list[Any]]] | None:
+    """(columns, rows) of a plain-number ``dataframe_split``/``dataframe_records`` JSON body;
+    None for anything else (that goes MLflow's own way, errors included)."""
+    if not plain_json(content_type):
+        return None
+    try:
+        payload = _loads(body)
+    except ValueError:
+        return None
+    if not isinstance(payload, dict) or len(payload) != 1:
+        return None
+    columns: list[str]
+    if "dataframe_split" in payload:
+        split = payload["dataframe_split"]
+        if not isinstance(split, dict) or split.keys() != {"columns", "data"}:
+            return None
+        columns, rows = split["columns"], split["data"]
+        if not isinstance(columns, list) or not isinstance(rows, list) or not rows:
+            return None
+        if any(type(c) is not str for c in columns) or len(set(columns)) != len(columns):
+            return None
+        if any(type(row) is not list or len(row) != len(columns) for row in rows):
+            return None
+    elif "dataframe_records" in payload:
+        records_ = payload["dataframe_records"]
+        if not isinstance(records_, list) or not records_ or type(records_[0]) is not dict:
+            return None
+        columns = list(records_[0])
+        if any(type(r) is not dict or list(r) != columns for r in records_):
+            return None
+        rows = [list(r.values()) for r in records_]
+    else:
+        return None
+    if not columns or any(type(v) not in _NUMBERS for row in rows for v in row):
+        return None
+    return columns, rows
+
+
+def rows_key(columns: list[str], rows: list[list[Any]]) -> tuple[Any, ...]:
+    """Columns and the dtype pandas infers for each (float when any value is): requests of one
+    key make, stacked, the frame each would have made alone."""
+    kinds = tuple(any(type(row[i]) is float for row in rows) for i in range(len(columns)))
+    return (tuple(columns), kinds)
+
+
+def split_outputs(outputs: Any, counts: list[int]) -> list[Any] | None:
+    """The model's outputs for a stacked frame, cut back into each request's share; None when
+    they are not one per row (such a model is then asked request by request)."""
+    import numpy as np
+    import pandas as pd
+
+    if len(counts) == 1:
+        return [outputs]
+    total = sum(counts)
+    if isinstance(outputs, (pd.DataFrame, pd.Series)):
+        if len(outputs) != total:
+            return None
+        cut = outputs.iloc
+    elif isinstance(outputs, (np.ndarray, list)):
+        if (isinstance(outputs, np.ndarray) and outputs.ndim == 0) or len(outputs) != total:
+            return None
+        cut = outputs
+    else:
+        return None
+    parts, begin = [], 0
+    for count in counts:
+        parts.append(cut[begin : begin + count])
+        begin += count
+    return parts
+
+
 class Endpoint:
     """One serving process's state: the version answering, its counters, its log writer."""
 
@@ -106,6 +221,12 @@ class Endpoint:
         self.latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         self._stop = threading.Event()
         self._follower = threading.Thread(target=self._follow, name="mlops-follow", daemon=True)
+        # Micro-batches are scored on the event loop, one after the other: requests arriving
+        # while one is scored wait for the next (no timer: a lone request is scored at once).
+        # Requests MLflow parses itself are answered on one scoring thread.
+        self._scorer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlops-score")
+        self._pending: collections.deque[Pending] = collections.deque()
+        self._batching: asyncio.Task[None] | None = None
 
     def _contract_checker(self) -> Callable[[Any], str | None] | None:
         if not self.options.enforce_contract:
@@ -124,6 +245,10 @@ class Endpoint:
         return checker
 
     def start(self) -> None:
+        # MLflow, pandas and the model are hundreds of thousands of long-lived objects: out of
+        # the collector's sight, its full passes under load stop scanning them again and again.
+        gc.collect()
+        gc.freeze()
         with contextlib.suppress(OSError):
             self.write_stats()  # %serve status shows the version before the first request
         self._follower.start()
@@ -182,6 +307,123 @@ class Endpoint:
             return exc.get_http_status_code(), exc.serialize_as_json(), "application/json", call
         return result.status, result.response, result.mimetype, call
 
+    async def invoke(self, body: bytes, content_type: str) -> tuple[int, bytes, str, str, str]:
+        """(status, content, media type, version, request id) for one /invocations request."""
+        started = time.perf_counter()
+        request_id = uuid.uuid4().hex
+        parsed = None
+        if self.current.row_wise and self.check is None:
+            parsed = frame_rows(body, content_type)
+        if parsed is None:
+            return (*await self._one(body, content_type, started, request_id), request_id)
+        loop = asyncio.get_running_loop()
+        columns, rows = parsed
+        future: asyncio.Future[tuple[int, bytes, str, str]] = loop.create_future()
+        key = rows_key(columns, rows)
+        self._pending.append(
+            Pending(key, columns, rows, body, content_type, started, request_id, future)
+        )
+        if self._batching is None or self._batching.done():
+            self._batching = loop.create_task(self._batches())
+        return (*await future, request_id)
+
+    async def _one(
+        self, body: bytes, content_type: str, started: float, request_id: str
+    ) -> tuple[int, bytes, str, str]:
+        """MLflow's own way for one request (any format, errors included)."""
+        status, content, media, call = await asyncio.get_running_loop().run_in_executor(
+            self._scorer, self.answer, body, content_type
+        )
+        latency_ms = (time.perf_counter() - started) * 1000.0
+        self.record(call, status, latency_ms, request_id)
+        data = content.encode() if isinstance(content, str) else content
+        return status, data, media, call.served.version
+
+    async def _batches(self) -> None:
+        """Score what is pending, a micro-batch of one key at a time, until nothing is."""
+        while True:
+            await asyncio.sleep(0)  # requests read meanwhile join the pending ones
+            if not self._pending:
+                return
+            batch = self._take()
+            served = self.current
+            try:  # on the loop: a stacked row-wise predict is short, a thread hop is not
+                scored = self._score(served, batch)
+            except Exception:  # never leave a request unanswered
+                log.exception("scoring a micro-batch failed")
+                scored = None
+            if scored is None:  # a request the stacked frame could not serve: one by one
+                for pending in batch:
+                    answer = await self._one(
+                        pending.body, pending.content_type, pending.started, pending.request_id
+                    )
+                    if not pending.future.done():
+                        pending.future.set_result(answer)
+                continue
+            frame, outputs, answers = scored
+            now = time.perf_counter()
+            latencies = [(now - p.started) * 1000.0 for p in batch]
+            self.stats.requests += len(batch)
+            self.latencies.extend(latencies)
+            self._log_batch(served.version, batch, latencies, frame, outputs)
+            for pending, content in zip(batch, answers, strict=True):
+                if not pending.future.done():
+                    pending.future.set_result((200, content, JSON_MIME, served.version))
+
+    def _take(self) -> list[Pending]:
+        """The oldest pending request and those of its key after it, up to BATCH_MAX_ROWS."""
+        first = self._pending.popleft()
+        batch, rows, others = [first], len(first.rows), []
+        while self._pending and rows < BATCH_MAX_ROWS:
+            pending = self._pending.popleft()
+            if pending.key == first.key and rows + len(pending.rows) <= BATCH_MAX_ROWS:
+                batch.append(pending)
+                rows += len(pending.rows)
+            else:
+                others.append(pending)
+        self._pending.extendleft(reversed(others))
+        return batch
+
+    @staticmethod
+    def _score(served: Served, batch: list[Pending]) -> tuple[Any, Any, list[bytes]] | None:
+        """(frame, outputs, each request's answer) of one stacked predict call (on the scoring
+        thread); None when the frame fails or the outputs cannot be cut per request."""
+        import io
+
+        import pandas as pd
+        from mlflow.pyfunc.scoring_server import predictions_to_json
+        from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
+
+        rows = [row for pending in batch for row in pending.rows]
+        try:
+            frame = pd.DataFrame(data=rows, columns=batch[0].columns)
+            frame = cast_df_types_according_to_schema(frame, served.input_schema)
+            outputs = served.model.predict(frame)
+        except Exception:  # a request breaking the schema: MLflow's own answer for each
+            return None
+        parts = split_outputs(outputs, [len(p.rows) for p in batch])
+        if parts is None:
+            return None
+        answers = []
+        for part in parts:
+            text = io.StringIO()
+            predictions_to_json(part, text)
+            answers.append(text.getvalue().encode())
+        return frame, outputs, answers
+
+    def _log_batch(
+        self, version: str, batch: list[Pending], latencies: list[float], frame: Any, outputs: Any
+    ) -> None:
+        if self.writer.sample > 0.0:
+            self.writer.log_rows(
+                request_ids=[p.request_id for p in batch],
+                rows=[len(p.rows) for p in batch],
+                latencies_ms=latencies,
+                version=version,
+                inputs=frame,
+                outputs=outputs,
+            )
+
     def record(self, call: ModelCall | None, status: int, latency_ms: float, request_id: str):
         self.stats.requests += 1
         if status >= 400:
@@ -199,10 +441,17 @@ class Endpoint:
             )
 
 
+def _header(scope: dict[str, Any], name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return ""
+
+
 def build_app(endpoint: Endpoint) -> Any:
-    """The FastAPI app: MLflow's routes (``/ping``, ``/health``, ``/version``,
-    ``/invocations``); every response names the version that answered."""
-    from fastapi import FastAPI, Request
+    """MLflow's routes (``/ping``, ``/health``, ``/version`` on FastAPI; ``POST /invocations``
+    as raw ASGI in front of it); every response names the version that answered."""
+    from fastapi import FastAPI
     from fastapi.responses import Response
     from mlflow.version import VERSION
 
@@ -237,23 +486,44 @@ def build_app(endpoint: Endpoint) -> Any:
             content=json.dumps(payload), media_type="application/json", headers=version_header()
         )
 
-    @app.post("/invocations")
-    async def invocations(request: Request) -> Response:
-        started = time.perf_counter()
-        request_id = uuid.uuid4().hex
-        body = await request.body()
-        status, content, media, call = await asyncio.to_thread(
-            endpoint.answer, body, request.headers.get("content-type")
-        )
-        latency_ms = (time.perf_counter() - started) * 1000.0
-        endpoint.record(call, status, latency_ms, request_id)
-        headers = {
-            records.HEADER_MODEL_VERSION: call.served.version,
-            records.HEADER_REQUEST_ID: request_id,
-        }
-        return Response(content=content, status_code=status, media_type=media, headers=headers)
+    version_name = records.HEADER_MODEL_VERSION.lower().encode()
+    request_name = records.HEADER_REQUEST_ID.lower().encode()
 
-    return app
+    async def invocations(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        """POST /invocations as raw ASGI: no routing, no request object, no thread per call."""
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        status, content, media, version, request_id = await endpoint.invoke(
+            b"".join(chunks), _header(scope, b"content-type")
+        )
+        if media.startswith("text/") and "charset" not in media:
+            media += "; charset=utf-8"  # as Starlette's Response says it
+        headers = [
+            (b"content-length", str(len(content)).encode()),
+            (b"content-type", media.encode("latin-1")),
+            (version_name, version.encode()),
+            (request_name, request_id.encode()),
+        ]
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": content})
+
+    async def asgi(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if (
+            scope["type"] == "http"
+            and scope["path"] == "/invocations"
+            and scope["method"] == "POST"
+        ):
+            await invocations(scope, receive, send)
+            return
+        await app(scope, receive, send)
+
+    return asgi
 
 
 def read_options() -> Options:

@@ -3,8 +3,10 @@
 Layout: ``<home>/traffic/<model>/alias=<alias>/day=<YYYY-MM-DD>/<HHMMSS>-<pid>-<seq>.parquet``,
 one file per flush of one writer (a writer per serving process, so files never collide).
 
-Writing (:class:`TrafficWriter`) costs the request path one ``deque.append``: a background
-thread turns the buffered records into an Arrow table and writes it every ``flush_seconds``.
+Writing (:class:`TrafficWriter`) costs the request path one ``deque.append`` of a
+:class:`Block`: the requests an endpoint answered together (a micro-batch) kept column-wise, its
+inputs one frame for all their rows. A background thread turns the buffered blocks into an Arrow
+table and writes it every ``flush_seconds``.
 The buffer is bounded (``max_records``): when the disk cannot keep up, new records are counted
 in ``dropped`` instead of growing memory. :meth:`TrafficWriter.close` flushes everything
 buffered, so an endpoint stopped with ``%serve stop`` or SIGTERM loses nothing it logged.
@@ -29,6 +31,7 @@ import datetime as dt
 import os
 import random
 import threading
+import time
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -55,18 +58,41 @@ def traffic_folder(home: Path, model: str, alias: str | None = None) -> Path:
     return folder / f"{records.TRAFFIC_ALIAS_PREFIX}{alias or records.TRAFFIC_NO_ALIAS}"
 
 
-@dataclass
-class Exchange:
-    """One request and its response, as the endpoint saw them (converted at flush time)."""
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MICROSECOND = dt.timedelta(microseconds=1)
 
-    request_id: str
-    timestamp: dt.datetime
+
+def now_us() -> int:
+    """Now, in microseconds since the epoch (the log's timestamp unit)."""
+    return time.time_ns() // 1000
+
+
+def stamp_us(timestamp: dt.datetime) -> int:
+    """A datetime (naive means UTC) in microseconds since the epoch."""
+    if timestamp.tzinfo is None:
+        timestamp = timestamp.replace(tzinfo=dt.UTC)
+    return (timestamp - EPOCH) // MICROSECOND
+
+
+@dataclass
+class Block:
+    """Requests answered together (a micro-batch, or one request), kept column-wise as the
+    endpoint had them: per-request lists, and the inputs/outputs of all their rows at once.
+    Converted to Arrow at flush time, with no per-row Python work."""
+
+    request_ids: list[str]
+    timestamps_us: list[int]
+    latencies_ms: list[float]
+    statuses: list[int]
+    rows: list[int]  # input rows of each request (1 for a request refused unparsed)
     version: str
-    latency_ms: float
-    status: int
-    inputs: Any = None  # DataFrame (or anything pandas can frame) of the parsed request
-    outputs: Any = None  # the model's raw predictions
+    inputs: Any = None  # DataFrame (or anything pandas can frame) of every request's rows
+    outputs: Any = None  # the model's raw predictions for those rows
     features: Any = None  # DataFrame the model computed from the inputs, if it does
+
+    @property
+    def size(self) -> int:
+        return len(self.request_ids)
 
 
 class TrafficWriter:
@@ -97,7 +123,8 @@ class TrafficWriter:
         self.max_records = max_records
         self.written = 0  # rows on disk
         self.dropped = 0  # requests refused because the buffer was full
-        self._buffer: collections.deque[Exchange] = collections.deque()
+        self._buffer: collections.deque[Block] = collections.deque()
+        self._buffered = 0  # requests in the buffer
         self._sequence = 0
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -128,36 +155,85 @@ class TrafficWriter:
         timestamp: dt.datetime | None = None,
     ) -> bool:
         """Buffer one exchange; False when the buffer was full (counted in ``dropped``)."""
-        if self._closed.is_set():
-            raise MLOpsUsageError("this traffic writer is closed; open a new TrafficWriter")
-        if len(self._buffer) >= self.max_records:
-            self.dropped += 1
-            self._wake.set()
-            return False
-        self._buffer.append(
-            Exchange(
-                request_id=request_id or uuid.uuid4().hex,
-                timestamp=timestamp or dt.datetime.now(dt.UTC),
+        return self.log_block(
+            Block(
+                request_ids=[request_id or uuid.uuid4().hex],
+                timestamps_us=[now_us() if timestamp is None else stamp_us(timestamp)],
+                latencies_ms=[float(latency_ms)],
+                statuses=[int(status)],
+                rows=[0],  # counted from the inputs at flush time
                 version=str(version),
-                latency_ms=float(latency_ms),
-                status=int(status),
                 inputs=inputs,
                 outputs=outputs,
                 features=features,
             )
         )
+
+    def log_rows(
+        self,
+        *,
+        request_ids: list[str],
+        rows: list[int],
+        latencies_ms: list[float],
+        version: str,
+        inputs: Any,
+        outputs: Any,
+    ) -> bool:
+        """Buffer requests answered together (status 200): ``inputs`` holds all their rows,
+        ``rows[i]`` of them request ``i``'s, in order, and ``outputs`` one per row. The sample
+        is drawn request by request."""
+        if self.sample < 1.0:
+            import numpy as np
+
+            keep = [self.wants() for _ in request_ids]
+            if not any(keep):
+                return True
+            if not all(keep):
+                mask = np.repeat(np.array(keep), rows)
+                request_ids = [r for r, k in zip(request_ids, keep, strict=True) if k]
+                latencies_ms = [v for v, k in zip(latencies_ms, keep, strict=True) if k]
+                rows = [n for n, k in zip(rows, keep, strict=True) if k]
+                inputs = inputs[mask]
+                outputs = _masked(outputs, mask)
+        size = len(request_ids)
+        return self.log_block(
+            Block(
+                request_ids=request_ids,
+                timestamps_us=[now_us()] * size,
+                latencies_ms=latencies_ms,
+                statuses=[200] * size,
+                rows=rows,
+                version=version,
+                inputs=inputs,
+                outputs=outputs,
+            )
+        )
+
+    def log_block(self, block: Block) -> bool:
+        """Buffer the requests of one block (all or none: False when the buffer was full, the
+        block's requests counted in ``dropped``)."""
+        if self._closed.is_set():
+            raise MLOpsUsageError("this traffic writer is closed; open a new TrafficWriter")
+        if self._buffered + block.size > self.max_records:
+            self.dropped += block.size
+            self._wake.set()
+            return False
+        self._buffer.append(block)
+        self._buffered += block.size
         return True
 
     def flush(self) -> int:
         """Write what is buffered now; returns the number of rows written."""
         with self._io:
-            batch: list[Exchange] = []
+            batch: list[Block] = []
             while self._buffer:
-                batch.append(self._buffer.popleft())
+                block = self._buffer.popleft()
+                self._buffered -= block.size
+                batch.append(block)
             if not batch:
                 return 0
-            table = exchanges_table(batch, self.model)
-            stamp = batch[0].timestamp
+            table = blocks_table(batch, self.model)
+            stamp = EPOCH + batch[0].timestamps_us[0] * MICROSECOND
             folder = self.folder / f"{records.TRAFFIC_DAY_PREFIX}{stamp:%Y-%m-%d}"
             folder.mkdir(parents=True, exist_ok=True)
             self._sequence += 1
@@ -187,6 +263,18 @@ class TrafficWriter:
                 import logging
 
                 logging.getLogger(__name__).exception("writing the inference log failed")
+
+
+def _masked(outputs: Any, mask: Any) -> Any:
+    """The outputs of the rows ``mask`` keeps (None when they cannot be indexed by it)."""
+    import numpy as np
+    import pandas as pd
+
+    if isinstance(outputs, (np.ndarray, pd.DataFrame, pd.Series)):
+        return outputs[mask]
+    if isinstance(outputs, list):
+        return [o for o, keep in zip(outputs, mask, strict=True) if keep]
+    return None
 
 
 def _write_parquet(table: pa.Table, path: Path) -> None:
@@ -281,29 +369,37 @@ class _Columns:
                 column.extend([None] * (self.rows - len(column)))
 
 
-def exchanges_table(batch: Iterable[Exchange], model: str) -> pa.Table:
-    """The log rows of a batch of exchanges: one per input row, one per unparsed request.
+def blocks_table(batch: Iterable[Block], model: str) -> pa.Table:
+    """The log rows of a batch of blocks: one per input row, one per unparsed request.
 
-    Exchanges are grouped by the columns of their inputs and features (a flush's requests mostly
-    share them), so each group's frames are stacked once."""
+    Blocks are grouped by the columns of their inputs and features (a flush's requests mostly
+    share them), so each group's frames are stacked once; a micro-batch is one frame already."""
     import pyarrow as pa
 
-    Member = tuple[Exchange, Any, Any]  # (exchange, inputs frame or None, features frame or None)
+    Member = tuple[Block, Any, Any, list[int]]  # (block, inputs, features, rows per request)
     groups: dict[tuple[Any, Any], list[Member]] = {}
-    for exchange in batch:
-        inputs = as_frame(exchange.inputs)
-        if inputs is not None and not inputs.shape[0]:
+    for block in batch:
+        inputs = as_frame(block.inputs)
+        rows = block.rows
+        if inputs is not None and inputs.shape[0]:
+            if block.size == 1:
+                rows = [inputs.shape[0]]
+            elif sum(rows) != inputs.shape[0]:  # the caller's counts do not add up: unparsed
+                inputs = None
+        else:
             inputs = None
-        features = as_frame(exchange.features)
+        if inputs is None:
+            rows = [1] * block.size
+        features = as_frame(block.features)
         if features is None or inputs is None or features.shape[0] != inputs.shape[0]:
             features = None
         key = (
             None if inputs is None else tuple(inputs.columns),
             None if features is None else tuple(features.columns),
         )
-        groups.setdefault(key, []).append((exchange, inputs, features))
+        groups.setdefault(key, []).append((block, inputs, features, rows))
     columns = _Columns()
-    stamps: list[dt.datetime] = []
+    stamps: list[int] = []
     for (input_key, feature_key), members in groups.items():
         fixed: dict[str, list[Any]] = {
             name: []
@@ -316,15 +412,15 @@ def exchanges_table(batch: Iterable[Exchange], model: str) -> pa.Table:
             )
         }
         outputs = _Columns()
-        for exchange, inputs, _ in members:
-            rows = 1 if inputs is None else inputs.shape[0]
-            stamps.extend([exchange.timestamp] * rows)
-            fixed[records.TRAFFIC_REQUEST_ID].extend([exchange.request_id] * rows)
-            fixed[records.TRAFFIC_MODEL].extend([model] * rows)
-            fixed[records.TRAFFIC_VERSION].extend([exchange.version] * rows)
-            fixed[records.TRAFFIC_LATENCY_MS].extend([exchange.latency_ms] * rows)
-            fixed[records.TRAFFIC_STATUS].extend([exchange.status] * rows)
-            outputs.add(output_columns(exchange.outputs, rows), rows)
+        for block, _, _, rows in members:
+            total = sum(rows)
+            _repeat(stamps, block.timestamps_us, rows)
+            _repeat(fixed[records.TRAFFIC_REQUEST_ID], block.request_ids, rows)
+            fixed[records.TRAFFIC_MODEL].extend([model] * total)
+            fixed[records.TRAFFIC_VERSION].extend([block.version] * total)
+            _repeat(fixed[records.TRAFFIC_LATENCY_MS], block.latencies_ms, rows)
+            _repeat(fixed[records.TRAFFIC_STATUS], block.statuses, rows)
+            outputs.add(output_columns(block.outputs, total), total)
         group = {**fixed, **outputs.data}
         if input_key is not None:
             stacked = stacked_columns([m[1] for m in members])
@@ -333,7 +429,11 @@ def exchanges_table(batch: Iterable[Exchange], model: str) -> pa.Table:
             prefix = records.TRAFFIC_FEATURE_PREFIX
             group.update(stacked_columns([m[2] for m in members], prefix))
         columns.add(group, len(fixed[records.TRAFFIC_STATUS]))
-    arrays = {records.TRAFFIC_TIMESTAMP: pa.array(stamps, type=pa.timestamp("us", tz="UTC"))}
+    arrays = {
+        records.TRAFFIC_TIMESTAMP: pa.array(stamps, type=pa.int64()).cast(
+            pa.timestamp("us", tz="UTC")
+        )
+    }
     for name, values in columns.data.items():
         try:
             arrays[str(name)] = pa.array(values, from_pandas=True)
@@ -341,6 +441,15 @@ def exchanges_table(batch: Iterable[Exchange], model: str) -> pa.Table:
             arrays[str(name)] = pa.array([v if v is None else str(v) for v in values])
     names = ordered_names(list(arrays))
     return pa.table({name: arrays[name] for name in names})
+
+
+def _repeat(into: list[Any], values: list[Any], rows: list[int]) -> None:
+    """Extend ``into`` by each value repeated its request's row count."""
+    if rows.count(1) == len(rows):  # one row each (single-row requests): no repeating
+        into.extend(values)
+        return
+    for value, count in zip(values, rows, strict=True):
+        into.extend([value] * count)
 
 
 def ordered_names(names: list[str]) -> list[str]:

@@ -32,7 +32,7 @@ from typing import Protocol
 
 from ..records import SNAPSHOT_PACK_INDEXES, SNAPSHOT_PACKS
 
-PACK_BYTES = 16 << 20  # an open pack is uploaded once it holds this many bytes
+PACK_BYTES = 8 << 20  # an open pack is uploaded once it holds this many bytes (see README)
 PACKED_MAX = 4 << 20  # larger objects are uploaded loose, one PUT each
 
 

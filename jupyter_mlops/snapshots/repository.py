@@ -107,6 +107,7 @@ class SnapshotStore:
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
         self._manifests: dict[str, dict[str, Any]] = {}
+        self._formatted = False  # FORMAT was seen: a save need not ask again
 
     @classmethod
     def open(cls, location: str) -> SnapshotStore:
@@ -116,6 +117,7 @@ class SnapshotStore:
 
     def _check_format(self) -> None:
         if self.backend.exists(FORMAT_KEY):
+            self._formatted = True
             fmt = read_json(self.backend, FORMAT_KEY)
             if fmt.get("format") != STORE_FORMAT or fmt.get("hash") != HASH_NAME:
                 raise MLOpsUsageError(
@@ -124,7 +126,7 @@ class SnapshotStore:
                 )
 
     def ensure_format(self) -> None:
-        if not self.backend.exists(FORMAT_KEY):
+        if not self._formatted and not self.backend.exists(FORMAT_KEY):
             self.backend.create_exclusive(
                 FORMAT_KEY, json_bytes({"format": STORE_FORMAT, "hash": HASH_NAME})
             )
@@ -186,9 +188,9 @@ class SnapshotStore:
     # --- manifests ----------------------------------------------------------------------------
 
     def put_manifest(self, manifest: dict[str, Any]) -> None:
-        key = manifest_key(manifest["id"])
-        if not self.backend.exists(key):
-            write_json(self.backend, key, manifest)
+        """Publish a manifest (the caller found none; one a concurrent save of the same content
+        wrote meanwhile is equal, and replaced whole)."""
+        write_json(self.backend, manifest_key(manifest["id"]), manifest)
 
     def manifest(self, snapshot_id: str, label: str | None = None) -> dict[str, Any]:
         """A manifest, checked against its own id (a damaged manifest is corruption too)."""

@@ -501,20 +501,22 @@ class S3Backend(FsspecBackend):
         return sorted(self.listing(prefix))
 
     def listing(self, prefix: str) -> dict[str, tuple[int, float]]:
-        """Keys under ``prefix`` with size and modification time: one LIST (per 1,000 keys)."""
-        try:
-            found = self.fs.find(self._path(prefix), detail=True)
-        except FileNotFoundError:
-            return {}
-        start = len(self.root) + 1
-        listed = {}
-        for path, info in found.items():
-            if info.get("type") == "directory":
-                continue
-            modified = info.get("LastModified")
-            stamp = modified.timestamp() if hasattr(modified, "timestamp") else time.time()
-            listed[path[start:]] = (int(info.get("size") or 0), stamp)
-        return listed
+        """Keys under ``prefix`` with size and modification time: one LIST per 1,000 keys
+        (s3fs's ``find`` adds a HEAD and a LIST when nothing is there)."""
+        bucket, name, _ = self.fs.split_path(self._path(prefix))
+        listed: dict[str, tuple[int, float]] = {}
+        start = len(self._path("")) - len(bucket) - 1
+        token: dict[str, str] = {}
+        while True:
+            page = self.fs.call_s3(
+                "list_objects_v2", Bucket=bucket, Prefix=name.rstrip("/") + "/", **token
+            )
+            for item in page.get("Contents", []):
+                stamp = item["LastModified"].timestamp()
+                listed[item["Key"][start:]] = (int(item["Size"]), stamp)
+            if not page.get("IsTruncated"):
+                return listed
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
 
 def _object_id(key: str) -> str:

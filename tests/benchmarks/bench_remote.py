@@ -11,7 +11,9 @@ the peer:
    (the buffered call must cost the same), and ``mlflow.log_metric`` over HTTP for reference;
 3. a DataFrame snapshot to S3 (moto, through s3fs) against s3fs copying the equivalent Parquet
    file (zstd) to the same server (target >= 0.8x), and against ``DataFrame.to_parquet`` straight
-   to an ``s3://`` URL (encoding included, what a user does without us).
+   to an ``s3://`` URL (encoding included, what a user does without us); medians of ``--repeat``
+   rounds, and the HTTP requests our save made (counted in moto's request log).
+   ``--s3-only`` runs these rows alone.
 """
 
 from __future__ import annotations
@@ -66,7 +68,25 @@ def values_written(uri: str, values: int) -> tuple[float, float]:
     return bench_flush(values)
 
 
-def snapshot_to_s3(endpoint: str, rows: int, tmp: Path) -> tuple[float, float, float, int]:
+def snapshot_to_s3(
+    endpoint: str, rows: int, tmp: Path, repeat: int = 1, log: Path | None = None
+) -> tuple[float, float, float, int, int]:
+    """Medians over ``repeat`` rounds (a fresh bucket each): ours, the s3fs put, to_parquet;
+    the Parquet file's size and the HTTP requests of our save (from moto's request log)."""
+    import statistics
+
+    rounds = [snapshot_round(endpoint, rows, tmp, log) for _ in range(repeat)]
+    ours, theirs, direct = (statistics.median(r[i] for r in rounds) for i in range(3))
+    return ours, theirs, direct, rounds[0][3], rounds[0][4]
+
+
+def _logged(log: Path | None) -> int:
+    return log.read_text(errors="replace").count(" HTTP/1.1") if log is not None else 0
+
+
+def snapshot_round(
+    endpoint: str, rows: int, tmp: Path, log: Path | None
+) -> tuple[float, float, float, int, int]:
     import fsspec
     import numpy as np
     import pandas as pd
@@ -100,11 +120,13 @@ def snapshot_to_s3(endpoint: str, rows: int, tmp: Path) -> tuple[float, float, f
 
     os.environ["MLOPS_SNAPSHOT_STORE"] = f"s3://{bucket}/snapshots"
     MLOps.clear_instance()
+    logged = _logged(log)
     started = time.perf_counter()
     saved = mlops.snapshot(frame, "bench")
     ours = time.perf_counter() - started
+    requests = _logged(log) - logged
     assert saved.bytes_written > 0 and mlops.load("bench").equals(frame)
-    return ours, theirs, direct, parquet.stat().st_size
+    return ours, theirs, direct, parquet.stat().st_size, requests
 
 
 def main() -> None:
@@ -112,53 +134,34 @@ def main() -> None:
     parser.add_argument("--values", type=int, default=50_000, help="values for row 1")
     parser.add_argument("--calls", type=int, default=20_000, help="mlops.log calls for row 2")
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the snapshot")
+    parser.add_argument("--repeat", type=int, default=3, help="snapshot rounds (medians)")
+    parser.add_argument("--s3-only", action="store_true", help="rows 3-4 only (no MLflow)")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         os.chdir(folder)
         os.environ["MLOPS_HOME"] = str(folder / ".mlops")
-        server = mlflow_engine(folder / "mlflow").start()
+        server = None if args.s3_only else mlflow_engine(folder / "mlflow").start()
         s3 = moto_engine(folder / "moto").start()
+        rows = []
         try:
-            from jupyter_mlops.tracking.client import mlflow_client
-
-            sqlite = f"sqlite:///{folder / '.mlops' / 'mlflow.db'}"
-            mlflow_client(sqlite)  # migrate the local store before timing
-            per_call(server.url, 100)  # warm: imports, experiment
-            ours_flush, theirs_flush = values_written(server.url, args.values)
-            http_call = per_call(server.url, args.calls)
-            sqlite_call = per_call(sqlite, args.calls)
-            peer_call = log_metric_per_call(server.url, 200)
-            ours_s3, theirs_s3, direct_s3, size = snapshot_to_s3(s3.url, args.rows, folder)
+            if server is not None:
+                rows = tracking_rows(server.url, folder, args.values, args.calls)
+            ours_s3, theirs_s3, direct_s3, size, requests = snapshot_to_s3(
+                s3.url, args.rows, folder, args.repeat, s3.log
+            )
         finally:
-            server.stop()
+            if server is not None:
+                server.stop()
             s3.stop()
             os.chdir(ROOT)
 
     mb = size / 1e6
-    rows = [
+    rows += [
         (
-            f"{args.values:,} values over HTTP (run end incl.)",
-            f"{ours_flush:.2f} s ({args.values / ours_flush:,.0f}/s)",
-            f"{theirs_flush:.2f} s ({args.values / theirs_flush:,.0f}/s) log_batch",
-            f"{theirs_flush / ours_flush:.2f}x",
-        ),
-        (
-            "per call: mlops.log, HTTP server vs SQLite store",
-            f"{http_call * 1e6:.2f} µs",
-            f"{sqlite_call * 1e6:.2f} µs (ours on SQLite)",
-            f"{sqlite_call / http_call:.2f}x",
-        ),
-        (
-            "per call: mlops.log vs mlflow.log_metric over HTTP",
-            f"{http_call * 1e6:.2f} µs",
-            f"{peer_call * 1e6:,.0f} µs",
-            f"{peer_call / http_call:,.0f}x faster",
-        ),
-        (
-            f"{args.rows:,}-row snapshot to S3 (moto)",
-            f"{ours_s3:.2f} s ({mb / ours_s3:.1f} MB/s of Parquet-equivalent)",
+            f"{args.rows:,}-row snapshot to S3 (moto), median of {args.repeat}",
+            f"{ours_s3:.2f} s ({mb / ours_s3:.1f} MB/s of Parquet-equivalent, {requests} requests)",
             f"{theirs_s3:.2f} s ({mb / theirs_s3:.1f} MB/s) s3fs put of {mb:.1f} MB Parquet",
             f"{theirs_s3 / ours_s3:.2f}x",
         ),
@@ -173,6 +176,39 @@ def main() -> None:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
     for row in [header, *rows]:
         print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+
+
+def tracking_rows(url: str, folder: Path, values: int, calls: int) -> list[tuple[str, ...]]:
+    """Rows 1-2: values over HTTP and the per-call cost."""
+    from jupyter_mlops.tracking.client import mlflow_client
+
+    sqlite = f"sqlite:///{folder / '.mlops' / 'mlflow.db'}"
+    mlflow_client(sqlite)  # migrate the local store before timing
+    per_call(url, 100)  # warm: imports, experiment
+    ours_flush, theirs_flush = values_written(url, values)
+    http_call = per_call(url, calls)
+    sqlite_call = per_call(sqlite, calls)
+    peer_call = log_metric_per_call(url, 200)
+    return [
+        (
+            f"{values:,} values over HTTP (run end incl.)",
+            f"{ours_flush:.2f} s ({values / ours_flush:,.0f}/s)",
+            f"{theirs_flush:.2f} s ({values / theirs_flush:,.0f}/s) log_batch",
+            f"{theirs_flush / ours_flush:.2f}x",
+        ),
+        (
+            "per call: mlops.log, HTTP server vs SQLite store",
+            f"{http_call * 1e6:.2f} µs",
+            f"{sqlite_call * 1e6:.2f} µs (ours on SQLite)",
+            f"{sqlite_call / http_call:.2f}x",
+        ),
+        (
+            "per call: mlops.log vs mlflow.log_metric over HTTP",
+            f"{http_call * 1e6:.2f} µs",
+            f"{peer_call * 1e6:,.0f} µs",
+            f"{peer_call / http_call:,.0f}x faster",
+        ),
+    ]
 
 
 if __name__ == "__main__":

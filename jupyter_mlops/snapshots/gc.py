@@ -10,7 +10,7 @@ file gc cannot attribute (another host, an older name) goes once it is older tha
 damaged version file stops gc: it cannot know what that version needs. On object stores small
 objects live in packs (:mod:`.packs`): a pack goes whole once no live version references any of
 its objects (packs are never rewritten), its index first, so a kill leaves an orphan pack that
-the next gc removes.
+the next gc removes; a pack whose index cannot be read is kept.
 
 With a keep policy (``--keep-last N``, :class:`.retention.KeepPolicy`) gc first marks the older
 versions gone, under the same lock and before anything is deleted, so a kill at any moment leaves
@@ -145,7 +145,7 @@ def collect(
             # A pack goes whole once none of its objects is live (it is never rewritten); one
             # without an index (its save was killed before the index went up) holds nothing
             # any manifest can name.
-            if used or (grace_s > 0 and pack.age < grace_s):
+            if used or pack.damaged or (grace_s > 0 and pack.age < grace_s):
                 kept += len(used)
                 kept_bytes += sum(slots[key].length for key in used)
                 continue

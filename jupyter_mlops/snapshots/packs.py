@@ -67,6 +67,7 @@ class Pack:
     objects: dict[str, Slot] = field(default_factory=dict)  # object id -> slot
     size: int | None = None
     age: float = 0.0
+    damaged: bool = False  # its index cannot be read: gc keeps it (it cannot know what it holds)
 
 
 class Blobs(Protocol):
@@ -219,9 +220,9 @@ class Packs:
         for pack_id in sorted({k.rsplit("/", 1)[-1] for k in data} | set(indexes)):
             key = pack_key(pack_id)
             index = indexes.get(pack_id)
-            slots = self._indexes.get(index, {}) if index else {}
+            slots = self._indexes.get(index) if index else {}
             size, modified = data.get(key, (None, now))
-            found.append(Pack(key, index, dict(slots), size, now - modified))
+            found.append(Pack(key, index, dict(slots or {}), size, now - modified, slots is None))
         return found
 
     def dropped(self, pack: Pack) -> None:

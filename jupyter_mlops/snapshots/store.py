@@ -72,6 +72,7 @@ BACKENDS: dict[str, Callable[[str], Backend]] = {}
 
 
 OBJECTS = "objects/"  # where objects live (repository.object_key): only they are packed
+IMMUTABLE = (OBJECTS, "manifests/")  # never rewritten once published (repository.manifest_key)
 
 
 def register(scheme: str) -> Callable[[Callable[[str], Backend]], Callable[[str], Backend]]:
@@ -382,6 +383,7 @@ class S3Backend(FsspecBackend):
         self._conditional = True
         self._holders = 0
         self._holders_lock = threading.Lock()
+        self._modified: dict[str, float] = {}  # listed times of immutable keys
         self._packs = Packs(self)
         self.packs = self._packs
 
@@ -498,7 +500,22 @@ class S3Backend(FsspecBackend):
         return {p[start:]: data for p, data in found.items()}
 
     def list(self, prefix: str) -> list[str]:
-        return sorted(self.listing(prefix))
+        """Keys under ``prefix``; the sizes and times of immutable ones (objects, manifests) are
+        kept, so gc's ``size``/``age`` of each costs no HEAD."""
+        listed = self.listing(prefix)
+        for key, (size, modified) in listed.items():
+            if key.startswith(IMMUTABLE):
+                self._sizes[key] = size
+                self._modified[key] = modified
+        return sorted(listed)
+
+    def age(self, key: str) -> float:
+        modified = self._modified.get(key)
+        return super().age(key) if modified is None else time.time() - modified
+
+    def delete(self, key: str) -> None:
+        self._modified.pop(key, None)
+        super().delete(key)
 
     def listing(self, prefix: str) -> dict[str, tuple[int, float]]:
         """Keys under ``prefix`` with size and modification time: one LIST per 1,000 keys

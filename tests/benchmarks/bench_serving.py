@@ -91,25 +91,34 @@ def cpu_seconds(pid: int) -> float:
     return total
 
 
-def log_cost_us(home: Path, rows: int = 5000) -> tuple[float, float]:
+def log_cost_us(home: Path, requests: int = 6400, batch: int = 1) -> tuple[float, float]:
     """(request path, flush) microseconds per logged single-row request, measured directly:
-    ``TrafficWriter.log`` as the endpoint calls it, and the flush thread's Arrow + Parquet work."""
+    the endpoint's ``TrafficWriter.log_rows`` call for micro-batches of ``batch`` requests, and
+    the flush thread's Arrow + Parquet work."""
     import numpy as np
     import pandas as pd
 
     from jupyter_mlops.serving.traffic import TrafficWriter
 
-    inputs = [pd.DataFrame([TELLING_ROW], columns=["a", "b"]) for _ in range(rows)]
-    outputs = np.array([0])
-    writer = TrafficWriter(home, "cost", "prod", flush_seconds=3600, max_records=rows)
+    frames = [pd.DataFrame([TELLING_ROW] * batch, columns=["a", "b"])
+              for _ in range(requests // batch)]  # fmt: skip
+    outputs = np.zeros(batch, dtype=int)
+    writer = TrafficWriter(home, "cost", f"b{batch}", flush_seconds=3600, max_records=requests)
     began = time.perf_counter()
-    for frame in inputs:
-        writer.log(inputs=frame, outputs=outputs, version="1", latency_ms=1.0)
+    for i, frame in enumerate(frames):
+        writer.log_rows(
+            request_ids=[f"{i}-{j}" for j in range(batch)],
+            rows=[1] * batch,
+            latencies_ms=[1.0] * batch,
+            version="1",
+            inputs=frame,
+            outputs=outputs,
+        )
     logged = time.perf_counter()
     writer.flush()
     flushed = time.perf_counter()
     writer.close()
-    return (logged - began) * 1e6 / rows, (flushed - logged) * 1e6 / rows
+    return (logged - began) * 1e6 / requests, (flushed - logged) * 1e6 / requests
 
 
 def version_of(url: str) -> str:
@@ -189,7 +198,6 @@ def main() -> None:
     from jupyter_mlops.serving.traffic import read_traffic
 
     log_rows = len(read_traffic(settings, "logged", "prod"))
-    request_path_us, flush_us = log_cost_us(folder / "cost")
     sent = sum(results["ours, log on", c].requests for c in CLIENTS) + switch.requests
     sent += warm["ours, log on"].requests
     print(f"\nsingle-row requests, {options.seconds:.0f} s per level, {options.workers} worker(s), "
@@ -236,13 +244,15 @@ def main() -> None:
         f"{switch_seconds:.2f} s"
     )
     print(f"inference log: {log_rows} rows for {sent} requests sent to the logged endpoint")
-    served_us = 1000 * min(cpu_ms["ours, log off", c] for c in CLIENTS)
-    print(
-        f"inference log cost per request, measured directly: {request_path_us:.1f} us on the "
-        f"request path + {flush_us:.1f} us in the flush thread = "
-        f"{(request_path_us + flush_us) / served_us:.1%} of the {served_us / 1000:.2f} ms of CPU "
-        "a request costs with the log off"
-    )
+    print("inference log cost per request, measured directly (request path + flush thread):")
+    for batch, clients in ((1, 1), (32, 32)):
+        request_path_us, flush_us = log_cost_us(folder / "cost", batch=batch)
+        served_us = 1000 * cpu_ms["ours, log off", clients]
+        print(
+            f"  micro-batches of {batch:>2}: {request_path_us:.1f} + {flush_us:.1f} us = "
+            f"{(request_path_us + flush_us) / served_us:.1%} of the {served_us / 1000:.2f} ms of "
+            f"CPU a request costs with the log off at {clients} client(s)"
+        )
 
 
 if __name__ == "__main__":

@@ -161,6 +161,31 @@ def test_concurrent_requests_scored_together_each_get_their_own_mlflow_answer(
         ROWS["expected"] += burst[name][1] if status == 200 else 1
 
 
+def test_only_plain_number_frames_take_the_batched_way() -> None:
+    from jupyter_mlops.serving.server import frame_rows, rows_key
+
+    split = split_body([[0.1, 2]]).encode()
+    assert frame_rows(split, "application/json; charset=UTF-8") == (COLUMNS, [[0.1, 2]])
+    records_ = json.dumps({"dataframe_records": [{"a": 1, "b": 2.5}]}).encode()
+    assert frame_rows(records_, "application/json") == (COLUMNS, [[1, 2.5]])
+    assert rows_key(COLUMNS, [[1, 2.5]]) != rows_key(COLUMNS, [[1.0, 2.5]])  # int vs float
+    with_params = json.dumps({"dataframe_split": json.loads(split)["dataframe_split"],
+                              "params": {"k": 1}}).encode()  # fmt: skip
+    refused = [
+        (split, "text/csv"),
+        (split, "application/json; charset=latin-1"),
+        (with_params, "application/json"),
+        (split_body([[True, 1]]).encode(), "application/json"),
+        (split_body([["x", 1]]).encode(), "application/json"),  # type: ignore[list-item]
+        (split_body([]).encode(), "application/json"),
+        (json.dumps({"dataframe_records": [{"a": 1, "b": 2}, {"b": 2, "a": 1}]}).encode(),
+         "application/json"),
+        (json.dumps({"instances": [{"a": 1, "b": 2}]}).encode(), "application/json"),
+        (b"{nope", "application/json"),
+    ]  # fmt: skip
+    assert [frame_rows(body, kind) for body, kind in refused] == [None] * len(refused)
+
+
 def test_an_alias_switch_under_load_fails_no_request_and_shows_within_5_s(
     endpoint: Deployment, settings: Settings
 ) -> None:

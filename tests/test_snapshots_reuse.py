@@ -19,9 +19,11 @@ from pandas.testing import assert_frame_equal
 import jupyter_mlops as mlops
 from jupyter_mlops.context import current_settings
 from jupyter_mlops.snapshots import service
+from jupyter_mlops.snapshots.stats import ColumnStats
 from jupyter_mlops.snapshots.store import LocalBackend
 
 save_module = importlib.import_module("jupyter_mlops.snapshots.save")
+cells_module = importlib.import_module("jupyter_mlops.snapshots.cells")
 
 
 def frame(rows: int = 6_000, seed: int = 0) -> pd.DataFrame:
@@ -99,9 +101,18 @@ def test_an_unchanged_resnapshot_asks_nothing_about_its_cells(
 
     monkeypatch.setattr(LocalBackend, "exists", exists)
     monkeypatch.setattr(LocalBackend, "touch", touch)
+    # Nor does it encode a cell or compute a stat: its manifest is already stored.
+    work: list[str] = []
+    real_encode, real_add = cells_module.encode_cell, ColumnStats.add
+    monkeypatch.setattr(
+        cells_module, "encode_cell", lambda *a: work.append("encode") or real_encode(*a)
+    )
+    monkeypatch.setattr(
+        ColumnStats, "add", lambda self, v: work.append("stats") or real_add(self, v)
+    )
     again = save(df, "same")
     assert again.id == first.id and again.reused and again.bytes_written == 0
-    assert not [k for k in asked if k.startswith("objects/")]
+    assert not [k for k in asked if k.startswith("objects/")] and work == []
     # A new name knows no cells yet: it asks about each one (and still writes none).
     other = save(df, "other")
     assert other.bytes_written == 0

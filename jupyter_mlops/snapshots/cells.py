@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import contextlib
+from contextlib import AbstractContextManager
+from typing import TYPE_CHECKING, Any
 
 from .errors import SnapshotCorrupted
 from .hashing import cell_id
@@ -16,15 +18,30 @@ CODEC = "zstd"
 CODEC_LEVEL = 1
 
 
-def write_cell(backend: Backend, object_id: str, name: str, values: pa.ChunkedArray) -> None:
+def encode_cell(name: str, values: pa.ChunkedArray) -> pa.Buffer:
+    """The cell's IPC file bytes, built in Arrow's memory (no GIL held, no Python per write)."""
     import pyarrow as pa
 
     table = pa.table({name: values})
     options = pa.ipc.IpcWriteOptions(compression=pa.Codec(CODEC, compression_level=CODEC_LEVEL))
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+        writer.write_table(table)
+    return sink.getvalue()
+
+
+def write_cell(
+    backend: Backend,
+    object_id: str,
+    name: str,
+    values: pa.ChunkedArray,
+    cpu: AbstractContextManager[Any] | None = None,
+) -> None:
+    """Encode and store one cell; ``cpu`` (a semaphore) bounds how many threads encode at once."""
+    with cpu or contextlib.nullcontext():
+        data = encode_cell(name, values)
     with backend.writer(object_key(object_id)) as fh:
-        sink = pa.PythonFile(fh, mode="w")
-        with pa.ipc.new_file(sink, table.schema, options=options) as writer:
-            writer.write_table(table)
+        fh.write(memoryview(data))
 
 
 def read_cell(

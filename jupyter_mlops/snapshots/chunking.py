@@ -32,6 +32,7 @@ ANCHORS = 2
 SPREAD = 4  # min = avg / SPREAD, max = avg * SPREAD
 # Names the row hash, window, normalisation and anchors; recorded in every manifest.
 ROW_HASH = "splitmix64-rows/w8/anchors2"
+HASH_BLOCK_ROWS = 1 << 14  # rows hashed at a time (a layout choice: boundaries do not depend on it)
 
 
 @dataclass(frozen=True)
@@ -269,12 +270,15 @@ class Chunker:
 
         if batch.num_rows == 0:
             return
-        hashes = row_hashes(batch, self.anchors)
-        window = _window_hashes(self.tail, hashes)
-        self.tail = np.concatenate([self.tail, hashes])[-(WINDOW - 1) :]
         end = self.start + self.pending_rows
-        hits = np.flatnonzero(window < self.threshold) + end + 1
-        self.candidates.extend(hits.tolist())
+        # In blocks that stay in cache: the same hashes (the window carries over in ``tail``),
+        # about twice as fast as whole-batch arrays of a million rows (measured).
+        for first in range(0, batch.num_rows, HASH_BLOCK_ROWS):
+            hashes = row_hashes(batch.slice(first, HASH_BLOCK_ROWS), self.anchors)
+            window = _window_hashes(self.tail, hashes)
+            self.tail = np.concatenate([self.tail, hashes])[-(WINDOW - 1) :]
+            hits = np.flatnonzero(window < self.threshold) + (end + first + 1)
+            self.candidates.extend(hits.tolist())
         self.pending.append(batch)
         self.pending_rows += batch.num_rows
         yield from self._cut(final=False)

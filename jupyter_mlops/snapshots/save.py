@@ -216,9 +216,9 @@ def _cell_values(chunk: pa.Table, field: str) -> pa.ChunkedArray:
     return values
 
 
-# Stats of a cell that already exists are put off: an unchanged re-snapshot finds its manifest
-# and needs no stats at all. Up to this many bytes of such cells are held (views of the source
-# for an in-memory frame); past it their stats are computed as they come.
+# Stats are put off until a new manifest needs them: an unchanged re-snapshot finds its manifest
+# and computes none. Up to this many bytes of source batches are held for them (views of the
+# source for an in-memory frame); past it a batch's stats are computed as it comes.
 DEFER_BYTES = 256 << 20
 
 
@@ -233,8 +233,8 @@ def table_content(
     """Cut ``source`` into content-defined row chunks, store each column x chunk cell that is
     missing, and return the identity content; only a few row chunks are in memory at once.
 
-    Stats are computed on the writer threads for new cells; for cells already stored they wait
-    until the manifest is known to be missing (see ``DEFER_BYTES``)."""
+    Stats are computed per column over the source batches (not per cell: fewer, larger calls),
+    once the manifest is known to be missing (see ``DEFER_BYTES``)."""
     schema = source.schema
     chunking = chunking or Chunking.for_schema(schema)
     names = schema.names
@@ -242,26 +242,33 @@ def table_content(
     index_fields = {c for c in meta.get("index_columns", []) if isinstance(c, str)}
     labels = {c["field_name"]: c["name"] for c in meta.get("columns", [])}
     cells: dict[str, list[str]] = {f: [] for f in names}
-    # Per field, in row order: each cell's stats, or its values while they are put off.
-    parts: dict[str, list[ColumnStats | pa.ChunkedArray]] = {f: [] for f in names}
+    # Per field, in row order: stats of source batches, or their values while they are put off.
+    parts: dict[str, list[Future[ColumnStats] | pa.Array]] = {f: [] for f in names}
     deferred = 0
     budget = max(DEFER_BYTES, source.nbytes or 0)
     lengths: list[int] = []
-    inflight: deque[tuple[str, pa.ChunkedArray, Future[tuple[str, ColumnStats | None]]]] = deque()
+    inflight: deque[tuple[str, pa.ChunkedArray, Future[str]]] = deque()
     threads = io_threads(store.backend)
     limit = max(1, len(names)) * 2 + threads
 
-    def part_of(values: pa.ChunkedArray) -> ColumnStats:
+    # Hashing, encoding and stats run on at most one thread per core; the other I/O threads
+    # wait on fsync or the network. More CPU-bound threads than cores only fight for the GIL
+    # between Arrow calls (measured: slower).
+    cpu = threading.BoundedSemaphore(WORKERS)
+
+    def part_of(values: pa.ChunkedArray | pa.Array) -> ColumnStats:
         part = ColumnStats(values.type)
-        part.add(values)
+        with cpu:
+            part.add(values)
         return part
 
-    def cell(field: str, values: pa.ChunkedArray, eager: bool) -> tuple[str, ColumnStats | None]:
-        object_id = cell_id(field, values)
-        new = writes.ensure(
-            store, object_id, lambda: write_cell(store.backend, object_id, field, values)
+    def cell(field: str, values: pa.ChunkedArray) -> str:
+        with cpu:
+            object_id = cell_id(field, values)
+        writes.ensure(
+            store, object_id, lambda: write_cell(store.backend, object_id, field, values, cpu)
         )
-        return object_id, part_of(values) if new or eager else None
+        return object_id
 
     with (
         Progress(source.nbytes, f"snapshot {name}") as progress,
@@ -269,28 +276,31 @@ def table_content(
     ):
 
         def settle(keep: int) -> None:
-            nonlocal deferred
             while len(inflight) > keep:
                 field, values, future = inflight.popleft()
-                object_id, part = future.result()
-                cells[field].append(object_id)
-                if part is None and deferred + values.nbytes > budget:
-                    part = part_of(values)
-                if part is None:
-                    deferred += values.nbytes
-                parts[field].append(values if part is None else part)
+                cells[field].append(future.result())
                 progress.advance(values.nbytes)
 
         def submit(chunk: pa.Table) -> None:
             lengths.append(chunk.num_rows)
-            eager = deferred + chunk.nbytes > budget  # put nothing more off
             for field in names:
                 values = _cell_values(chunk, field)
-                inflight.append((field, values, pool.submit(cell, field, values, eager)))
+                inflight.append((field, values, pool.submit(cell, field, values)))
             settle(limit)
+
+        def keep_for_stats(batch: pa.RecordBatch) -> None:
+            nonlocal deferred
+            # Put nothing more off past the budget, or once a cell is new: the snapshot id is
+            # then new too, so its manifest will need the stats (computed while cells are written).
+            eager = deferred + batch.nbytes > budget or writes.new_objects > 0
+            if not eager:
+                deferred += batch.nbytes
+            for field, values in zip(names, batch.columns, strict=True):
+                parts[field].append(pool.submit(part_of, values) if eager else values)
 
         chunker = Chunker(chunking, schema)
         for batch in source.batches:
+            keep_for_stats(batch)
             for chunk in chunker.feed(batch):
                 submit(chunk)
         for chunk in chunker.finish():
@@ -310,17 +320,31 @@ def table_content(
         "restore": source.restore,
     }
 
-    def column_stats(field: str, pool: ThreadPoolExecutor) -> dict[str, Any]:
-        """The field's stats, its put-off cells computed now, merged in row order."""
-        done = [p if isinstance(p, ColumnStats) else pool.submit(part_of, p) for p in parts[field]]
-        total = ColumnStats(schema.field(field).type)
-        for p in done:
-            total.merge(p if isinstance(p, ColumnStats) else p.result())
-        return total.result()
+    def column_stats(field: str, pool: ThreadPoolExecutor) -> Future[ColumnStats]:
+        """The field's stats: runs of put-off batches in one call each, merged in row order."""
+
+        def merged() -> ColumnStats:
+            import pyarrow as pa
+
+            total = ColumnStats(schema.field(field).type)
+            run: list[pa.Array] = []
+            for p in [*parts[field], None]:
+                if isinstance(p, pa.Array):
+                    run.append(p)
+                    continue
+                if run:
+                    total.merge(part_of(pa.chunked_array(run, schema.field(field).type)))
+                    run = []
+                if p is not None:
+                    total.merge(p.result())
+            return total
+
+        return pool.submit(merged)
 
     def details() -> dict[str, Any]:
         with ThreadPoolExecutor(WORKERS) as pool:
-            stats = {f: column_stats(f, pool) for f in names}
+            futures = {f: column_stats(f, pool) for f in names}
+            stats = {f: futures[f].result().result() for f in names}
         parts.clear()
         columns = [
             {

@@ -76,15 +76,23 @@ def cell_text(notebook: dict[str, Any], startswith: str) -> str:
 def test_tour_runs_under_nbconvert_and_papermill_with_full_lineage(tmp_path: Path) -> None:
     env = {**os.environ, "TMPDIR": str(tmp_path), "PYTHONWARNINGS": "ignore"}
     converted, parametrised = tmp_path / "nbconvert.ipynb", tmp_path / "papermill.ipynb"
-    subprocess.run(
-        [BIN / "jupyter", "nbconvert", "--to", "notebook", "--execute", TOUR, "--output",
-         converted],
-        check=True, env=env, cwd=tmp_path, capture_output=True, timeout=240,
-    )  # fmt: skip
-    subprocess.run(
-        [BIN / "papermill", TOUR, parametrised, "-p", "epochs", "40", "--no-progress-bar"],
-        check=True, env=env, cwd=tmp_path, capture_output=True, timeout=240,
-    )  # fmt: skip
+    # Both batch runs at once, each in a folder (so a project store) of its own.
+    commands = {
+        "nbconvert": [BIN / "jupyter", "nbconvert", "--to", "notebook", "--execute", TOUR,
+                      "--output", converted],
+        "papermill": [BIN / "papermill", TOUR, parametrised, "-p", "epochs", "40",
+                      "--no-progress-bar"],
+    }  # fmt: skip
+    runs = {}
+    for name, command in commands.items():
+        (tmp_path / name).mkdir()
+        runs[name] = subprocess.Popen(
+            command, env=env, cwd=tmp_path / name, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+    for name, run in runs.items():
+        output = run.communicate(timeout=300)[0]
+        assert run.returncode == 0, f"{name} failed:\n{output[-3000:]}"
     for path in (converted, parametrised):
         notebook = json.loads(path.read_text())
         chain = cell_text(notebook, "# NBVAL_CHECK_OUTPUT\nlineage = ")

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import sys
+import shutil
 import tempfile
 import threading
 import time
@@ -109,6 +109,16 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-snapshots-"))
     os.chdir(work)
+    try:
+        run(args, work)
+    finally:  # the stores hold GBs at 10M rows (read-only objects go once their folder is writable)
+        os.chdir(work.parent)
+        for folder, _, _ in os.walk(work):
+            os.chmod(folder, 0o755)
+        shutil.rmtree(work)
+
+
+def run(args: argparse.Namespace, work: Path) -> None:
     import jupyter_mlops as mlops
 
     if args.parquet_gb:
@@ -215,7 +225,6 @@ def main() -> None:
             f"{label:<31} {_fmt(ours):>12}   {peer:<24} {_fmt(theirs):>12} {ratio:>7.2f}  {target}"
         )
     print(f"(1% append took {t_append:.2f} s; store objects are zstd Arrow IPC cells)")
-    print(f"work folder: {work}", file=sys.stderr)
 
 
 def one_percent(df: pd.DataFrame, kind: str, seed: int = 7) -> pd.DataFrame:

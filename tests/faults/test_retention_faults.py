@@ -201,7 +201,7 @@ def check_after_rerun() -> None:
 def test_sigkill_during_retention_leaves_a_loadable_store_and_a_rerun_completes(
     tmp_path: Path, template: Path, action: str
 ) -> None:
-    trials = 6
+    trials, most = 6, 16  # at least 6 kills, more (up to 16) until 2 landed mid-job
     rng = random.Random(15)
     spawner = start(tmp_path, "spawner", SPAWNER, str(KEEP), str(VERSIONS))
     assert spawner.stdin is not None and spawner.stdout is not None
@@ -235,7 +235,9 @@ def test_sigkill_during_retention_leaves_a_loadable_store_and_a_rerun_completes(
         took = float(marker.read_text())
         kill(pid)
         rerun()
-        for trial in range(trials):
+        trial = 0
+        while trial < trials or (landed < 2 and trial < most):
+            trial += 1
             fresh_store(template)
             marker = tmp_path / f"done-{trial}"
             pid = launch(marker)
@@ -252,4 +254,4 @@ def test_sigkill_during_retention_leaves_a_loadable_store_and_a_rerun_completes(
     finally:
         spawner.kill()
         spawner.communicate(timeout=PROCESS_TIMEOUT_S)
-    assert landed >= 2, f"only {landed} of {trials} kills landed mid-job"
+    assert landed >= 2, f"only {landed} of {trial} kills landed mid-job"

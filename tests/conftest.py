@@ -107,6 +107,27 @@ SLOW = frozenset(
 )  # fmt: skip
 
 
+# The suite runs on two pytest-xdist workers, a file to one worker whole (`-n 2 --dist loadfile`,
+# README): files go out in collection order, so the longest (measured) go first and neither worker
+# is left alone with one of them at the end.
+LONGEST_FIRST = (
+    "tests/test_distributed_ray.py",
+    "tests/faults/test_tracking_faults.py",
+    "tests/test_lineage_batch.py",
+    "tests/test_distributed_run.py",
+    "tests/faults/test_distributed_faults.py",
+    "tests/test_distributed_slurm_real.py",
+    "tests/faults/test_remote_faults.py",
+    "tests/test_browser_tour.py",
+    "tests/test_tracking_kernel.py",
+)
+
+
+def _longest_first(item: pytest.Item) -> int:
+    path = item.nodeid.split("::")[0]
+    return LONGEST_FIRST.index(path) if path in LONGEST_FIRST else len(LONGEST_FIRST)
+
+
 def _starts_a_kernel(function: Any, seen: set[CodeType]) -> bool:
     """Whether ``function``, its nested functions or the test helpers it names start one."""
     code, names = getattr(function, "__code__", None), getattr(function, "__globals__", {})
@@ -162,6 +183,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.kernel)
         if item.nodeid.split("[")[0] in SLOW:
             item.add_marker(pytest.mark.slow)
+    items.sort(key=_longest_first)  # stable: every other file keeps its place and order
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:

@@ -16,6 +16,18 @@ from .core import parse, usage_errors
 from .drift import gate_warning_from_magic
 
 
+def papermill_parameter(notebook: str) -> Any:
+    """``-p NAME VALUE`` (repeatable): a papermill parameter of ``notebook``."""
+    return argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help=f"A papermill parameter of {notebook} (repeatable).",
+    )
+
+
 def pairs(values: Sequence[Sequence[str]] | None, flag: str = "-p") -> dict[str, str]:
     """``-p name value -p other value`` -> {name: value}."""
     found: dict[str, str] = {}
@@ -53,14 +65,7 @@ class MonitoringMagics(Magics):
         "promotion (<home>/reports/, MLflow, %%lineage).",
     )
     @argument("--retrain", default=None, metavar="NOTEBOOK", help="Run it when the gate fails.")
-    @argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="A papermill parameter of the --retrain notebook (repeatable).",
-    )
+    @papermill_parameter("the --retrain notebook")
     @line_magic
     def monitor(self, line: str) -> Any:
         """Monitor a served model: ``%monitor NAME@ALIAS [--since T] [--window 1h]
@@ -103,14 +108,7 @@ class MonitoringMagics(Magics):
     @magic_arguments()
     @argument("words", nargs="+", help="NOTEBOOK --cron EXPR, or list, or rm ID.")
     @argument("--cron", default=None, help='When: "0 3 * * *" (or 6 fields, seconds first).')
-    @argument(
-        "-p",
-        "--parameter",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="A papermill parameter of the notebook (repeatable).",
-    )
+    @papermill_parameter("the notebook")
     @argument(
         "--export",
         default=None,

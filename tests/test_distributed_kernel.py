@@ -74,7 +74,7 @@ def test_interrupts_and_restart_leave_no_worker(
     ]
     seen: set[Path] = set()
     for how, interrupt in interrupts:
-        msg_id = client.execute(LONG_CELL)
+        msg_id = client.execute(LONG_CELL, stop_on_error=False)
         job_dir = new_job(tmp_path, seen)
         seen.add(job_dir)
         pids = job_pids(job_dir)
@@ -85,7 +85,7 @@ def test_interrupts_and_restart_leave_no_worker(
         assert survivors(pids, 2) == [], how  # stopped before the cell returned
         assert json.loads((job_dir / "state.json").read_text())["state"] == "cancelled"
 
-    client.execute(LONG_CELL)
+    client.execute(LONG_CELL, stop_on_error=False)
     job_dir = new_job(tmp_path, seen)
     pids = job_pids(job_dir)
     manager.restart_kernel(now=True)  # SIGKILLs the kernel: only PDEATHSIG can clean up
@@ -111,7 +111,8 @@ def test_interrupting_a_pool_cell(kernel: tuple[KernelManager, Any], tmp_path: P
     # Every rank is in Python code: Ctrl-C stops the cell and the pool keeps its variables.
     msg_id = client.execute(
         "%%distributed\nimport time\nkept = 41 + rank\nprint('ready', flush=True)\n"
-        "while True:\n    time.sleep(0.05)\n"
+        "while True:\n    time.sleep(0.05)\n",
+        stop_on_error=False,  # the next cell, sent right after the error reply, is not aborted
     )
     output_until(client, "[rank 0] ready")
     manager.interrupt_kernel()

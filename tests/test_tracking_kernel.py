@@ -24,7 +24,9 @@ while True:
 
 def execute(kc, code: str, timeout: float = 120) -> dict:
     """Run code in the kernel; return the execute_reply content and the stream text."""
-    msg_id = kc.execute(code)
+    # stop_on_error=False throughout: after a failed (or interrupted) cell the kernel aborts the
+    # requests already queued, so one sent right after the error reply could come back "aborted".
+    msg_id = kc.execute(code, stop_on_error=False)
     reply = kc.get_shell_msg(timeout=timeout)
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = kc.get_shell_msg(timeout=timeout)
@@ -38,7 +40,7 @@ def test_interrupt_kills_the_run_and_keeps_every_value(store: Path, tmp_path: Pa
         assert (
             execute(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops")["status"] == "ok"
         )
-        msg_id = kc.execute(SPIN)
+        msg_id = kc.execute(SPIN, stop_on_error=False)
         deadline = time.monotonic() + 60
         while not running_runs(store):  # the run is open and the loop is spinning
             assert time.monotonic() < deadline, "the run never started"
@@ -71,7 +73,7 @@ def test_interrupt_kills_the_run_and_keeps_every_value(store: Path, tmp_path: Pa
 
 
 def kc_output(kc, code: str) -> str:
-    msg_id = kc.execute(code)
+    msg_id = kc.execute(code, stop_on_error=False)
     text = []
     while True:
         msg = kc.get_iopub_msg(timeout=60)

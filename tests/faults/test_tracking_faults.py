@@ -203,7 +203,9 @@ def kernel(home: Path, tmp_path: Path) -> Iterator[tuple[KernelManager, Any]]:
 
 
 def execute(kc: Any, code: str, timeout: float = 120) -> dict[str, Any]:
-    msg_id = kc.execute(code)
+    # stop_on_error=False throughout: after a failed (or interrupted) cell the kernel aborts the
+    # requests already queued, so one sent right after the error reply could come back "aborted".
+    msg_id = kc.execute(code, stop_on_error=False)
     reply = kc.get_shell_msg(timeout=timeout)
     while reply["parent_header"].get("msg_id") != msg_id:
         reply = kc.get_shell_msg(timeout=timeout)
@@ -226,7 +228,7 @@ def test_interrupt_during_the_final_flush_keeps_every_value_and_says_killed(home
     km, kc = kernel
     assert execute(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops")["status"] == "ok"
     n = 60_000
-    msg_id = kc.execute(LOG_THEN_SAY.format(name="interrupted", n=n))
+    msg_id = kc.execute(LOG_THEN_SAY.format(name="interrupted", n=n), stop_on_error=False)
     wait_for_text(kc, msg_id, "logged")
     time.sleep(1.0)  # the fault: Ctrl-C one second into the end-of-cell flush
     km.interrupt_kernel()
@@ -244,7 +246,7 @@ def test_kernel_shutdown_during_the_final_flush_keeps_every_value(home, kernel):
     km, kc = kernel
     assert execute(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops")["status"] == "ok"
     n = 100_000
-    msg_id = kc.execute(LOG_THEN_SAY.format(name="shut", n=n))
+    msg_id = kc.execute(LOG_THEN_SAY.format(name="shut", n=n), stop_on_error=False)
     wait_for_text(kc, msg_id, "logged")
     km.shutdown_kernel()  # graceful: shutdown_request, SIGTERM after 2.5 s, SIGKILL at 5 s
     assert not km.is_alive()
@@ -284,7 +286,7 @@ def test_kernel_shutdown_during_training_keeps_every_value_and_says_killed(
 ):
     km, kc = kernel
     assert execute(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops")["status"] == "ok"
-    msg_id = kc.execute(TRAIN_UNTIL_STOPPED)
+    msg_id = kc.execute(TRAIN_UNTIL_STOPPED, stop_on_error=False)
     wait_for_text(kc, msg_id, "training")
     km.shutdown_kernel()  # graceful: the loop is still running
     assert not km.is_alive()
@@ -467,7 +469,7 @@ def test_a_busy_store_is_waited_out_and_one_that_stays_busy_gives_one_clear_erro
 def test_interrupting_the_first_track_leaves_later_cells_working(home, kernel, after_s: float):
     km, kc = kernel
     assert execute(kc, "%load_ext jupyter_mlops\nimport jupyter_mlops as mlops")["status"] == "ok"
-    msg_id = kc.execute("%%track first --experiment faults\nmlops.log(x=1)")
+    msg_id = kc.execute("%%track first --experiment faults\nmlops.log(x=1)", stop_on_error=False)
     time.sleep(after_s)  # the fault: Ctrl-C while MLflow is being imported and opened
     km.interrupt_kernel()
     reply = kc.get_shell_msg(timeout=120)

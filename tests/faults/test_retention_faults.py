@@ -153,8 +153,9 @@ SPAWNER = """
             else:
                 for version in range(1, int(sys.argv[2]) - int(sys.argv[1]) + 1):
                     mlops.remove_snapshot(f"train@v{version}")
-            with open(marker, "w") as fh:
+            with open(marker + ".tmp", "w") as fh:  # the marker appears whole, never empty
                 fh.write(f"{time.monotonic() - started:.3f}")
+            os.replace(marker + ".tmp", marker)
             signal.pause()  # done: wait for the test's SIGKILL, so its pid is never reused
         print(pid, flush=True)
         _, status = os.waitpid(pid, 0)

@@ -101,7 +101,9 @@ SCHEMA_COLUMNS = "snapshot_columns"  # dataset schema: [{"name", "type"}]
 DIGEST_PREFIX = "b3:"
 DIGEST_HEX = 32  # MLflow stores at most 36 characters of digest: "b3:" + 128 bits
 
-# --- snapshot store folders on object stores (``snapshots.packs``) --------------------------------
+# --- snapshot store folders (``snapshots.repository``; packs only on object stores) --------------
+SNAPSHOT_OBJECTS = "objects"  # objects/<2 hex>/<rest of the id>: one cell or file each
+SNAPSHOT_MANIFESTS = "manifests"  # manifests/<snapshot id>.json
 SNAPSHOT_PACKS = "packs"  # packs/<pack id>: many cells in one object, read by ranged GET
 SNAPSHOT_PACK_INDEXES = "pack-indexes"  # pack-indexes/<pack id>.json: object id -> offset, length
 

@@ -386,8 +386,8 @@ class Endpoint:
 
     @staticmethod
     def _score(served: Served, batch: list[Pending]) -> tuple[Any, Any, list[bytes]] | None:
-        """(frame, outputs, each request's answer) of one stacked predict call (on the scoring
-        thread); None when the frame fails or the outputs cannot be cut per request."""
+        """(frame, outputs, each request's answer) of one stacked predict call (on the event
+        loop); None when the frame fails or the outputs cannot be cut per request."""
         import io
 
         import pandas as pd

@@ -24,7 +24,7 @@ from dataclasses import replace
 from typing import Any
 
 from ..errors import MLOpsUsageError
-from ..records import SNAPSHOT_PACKS
+from ..records import SNAPSHOT_MANIFESTS, SNAPSHOT_PACKS
 from .errors import SnapshotCorrupted
 from .owners import alive
 from .repository import SnapshotStore, object_key
@@ -113,7 +113,7 @@ def collect(
         sizes: dict[str, int] = {}
         candidates = [
             *(("objects", key, key in live) for key in backend.list("objects")),
-            *(("manifests", key, key in live) for key in backend.list("manifests")),
+            *(("manifests", key, key in live) for key in backend.list(SNAPSHOT_MANIFESTS)),
             *(("temp files", key, False) for key in backend.list("tmp")),
         ]
         freed_by = _keys_of_removed(store, removed_records)  # before their manifests go
@@ -159,7 +159,7 @@ def collect(
     by_name = {
         name: (
             sum(r["name"] == name for r in records),
-            sum(sizes.get(k, 0) for k in keys if not k.startswith("manifests/")),
+            sum(sizes.get(k, 0) for k in keys if not k.startswith(f"{SNAPSHOT_MANIFESTS}/")),
         )
         for name, keys in by_name_keys.items()
     }

@@ -165,12 +165,13 @@ class Packs:
                     self._refresh()
         return self._where.get(object_id)
 
-    def refresh(self) -> None:
-        """List the indexes again and read the ones not read before (indexes never change)."""
+    def refresh(self) -> list[str]:
+        """List the indexes again and read the ones not read before (indexes never change);
+        the index keys listed."""
         with self._list_lock:
-            self._refresh()
+            return self._refresh()
 
-    def _refresh(self) -> None:
+    def _refresh(self) -> list[str]:
         listed = [k for k in self.blobs.list(SNAPSHOT_PACK_INDEXES) if k.endswith(".json")]
         self._read_indexes(k for k in listed if k not in self._indexes)
         where: dict[str, Slot] = {}
@@ -178,6 +179,7 @@ class Packs:
             where.update(self._indexes.get(key, {}))
         with self._lock:
             self._where, self._listed = where, True
+        return listed
 
     def _read_indexes(self, keys: Iterable[str]) -> None:
         wanted = list(keys)
@@ -208,13 +210,8 @@ class Packs:
 
     def scan(self) -> list[Pack]:
         """Every pack and index: gc's view (orphan packs have no index)."""
-        self.refresh()
+        indexes = {_id_of_index(k): k for k in self.refresh()}
         data = self.blobs.listing(SNAPSHOT_PACKS)
-        indexes = {
-            _id_of_index(k): k
-            for k in self.blobs.list(SNAPSHOT_PACK_INDEXES)
-            if k.endswith(".json")
-        }
         now = time.time()
         found = []
         for pack_id in sorted({k.rsplit("/", 1)[-1] for k in data} | set(indexes)):

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import MLOpsUsageError
+from ..records import SNAPSHOT_MANIFESTS, SNAPSHOT_OBJECTS
 from . import tombstones
 from .errors import SnapshotCorrupted
 from .hashing import HASH_NAME, STORE_FORMAT, digest_json
@@ -33,11 +34,11 @@ MAX_VERSION_TRIES = 1000
 
 
 def object_key(object_id: str) -> str:
-    return f"objects/{object_id[:2]}/{object_id[2:]}"
+    return f"{SNAPSHOT_OBJECTS}/{object_id[:2]}/{object_id[2:]}"
 
 
 def manifest_key(snapshot_id: str) -> str:
-    return f"manifests/{snapshot_id}.json"
+    return f"{SNAPSHOT_MANIFESTS}/{snapshot_id}.json"
 
 
 def version_key(name: str, version: int) -> str:
@@ -220,7 +221,7 @@ class SnapshotStore:
     def manifest_ids(self) -> list[str]:
         return [
             key.rsplit("/", 1)[-1][: -len(".json")]
-            for key in self.backend.list("manifests")
+            for key in self.backend.list(SNAPSHOT_MANIFESTS)
             if key.endswith(".json")
         ]
 

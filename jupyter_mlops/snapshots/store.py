@@ -26,6 +26,7 @@ from typing import IO, Any, Protocol
 
 from ..config import is_url
 from ..errors import MLOpsUsageError
+from ..records import SNAPSHOT_MANIFESTS, SNAPSHOT_OBJECTS
 from . import leases
 from .owners import my_tag
 from .packs import PACKED_MAX, Packs
@@ -36,8 +37,12 @@ class Backend(Protocol):
     # True where asking whether an object exists costs a round trip more than writing it with
     # a conditional create (S3): a save then writes new objects blind and asks ``kept`` after.
     blind_writes: bool
-    # Where small objects are packed together (object stores, see :mod:`.packs`); None: loose.
-    packs: Packs | None
+
+    @property
+    def packs(self) -> Packs | None:
+        """Where small objects are packed together (object stores, see :mod:`.packs`); None:
+        every object is loose."""
+        ...
 
     def read(self, key: str) -> bytes: ...
 
@@ -71,8 +76,8 @@ class Backend(Protocol):
 BACKENDS: dict[str, Callable[[str], Backend]] = {}
 
 
-OBJECTS = "objects/"  # where objects live (repository.object_key): only they are packed
-IMMUTABLE = (OBJECTS, "manifests/")  # never rewritten once published (repository.manifest_key)
+OBJECTS = f"{SNAPSHOT_OBJECTS}/"  # where objects live (repository.object_key): only they are packed
+IMMUTABLE = (OBJECTS, f"{SNAPSHOT_MANIFESTS}/")  # never rewritten once published
 
 
 def register(scheme: str) -> Callable[[Callable[[str], Backend]], Callable[[str], Backend]]:
@@ -384,8 +389,7 @@ class S3Backend(FsspecBackend):
         self._holders = 0
         self._holders_lock = threading.Lock()
         self._modified: dict[str, float] = {}  # listed times of immutable keys
-        self._packs = Packs(self)
-        self.packs = self._packs
+        self.packs: Packs = Packs(self)
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
@@ -398,7 +402,7 @@ class S3Backend(FsspecBackend):
         data = buffer.getvalue()
         if len(data) <= PACKED_MAX:
             self._fresh.add(key)
-            self._packs.add(_object_id(key), data)  # readable once the pack is flushed (``sync``)
+            self.packs.add(_object_id(key), data)  # readable once the pack is flushed (``sync``)
         else:
             self._put(key, data)
             if key in self._kept:
@@ -427,25 +431,25 @@ class S3Backend(FsspecBackend):
             return True
         if key in self._fresh or not key.startswith(OBJECTS):
             return False
-        return self._packs.locate(_object_id(key)) is not None
+        return self.packs.locate(_object_id(key)) is not None
 
     def read(self, key: str) -> bytes:
         if not key.startswith(OBJECTS):
             return super().read(key)
-        data = self._packs.read(_object_id(key))
+        data = self.packs.read(_object_id(key))
         if data is not None:
             return data
         try:
             return super().read(key)  # a loose object (large, or from before packs)
         except FileNotFoundError:
-            self._packs.refresh()  # packed since the indexes were listed?
-            data = self._packs.read(_object_id(key))
+            self.packs.refresh()  # packed since the indexes were listed?
+            data = self.packs.read(_object_id(key))
             if data is None:
                 raise
             return data
 
     def exists(self, key: str) -> bool:
-        if key.startswith(OBJECTS) and self._packs.locate(_object_id(key)) is not None:
+        if key.startswith(OBJECTS) and self.packs.locate(_object_id(key)) is not None:
             return True
         bucket, name, _ = self.fs.split_path(self._path(key))
         try:
@@ -459,12 +463,12 @@ class S3Backend(FsspecBackend):
         known = self._sizes.get(key)
         if known is not None:
             return known
-        slot = self._packs.locate(_object_id(key)) if key.startswith(OBJECTS) else None
+        slot = self.packs.locate(_object_id(key)) if key.startswith(OBJECTS) else None
         return slot.length if slot is not None else super().size(key)
 
     def sync(self) -> None:
         """Upload the open pack, then its index: a manifest may now name its objects."""
-        self._packs.flush()
+        self.packs.flush()
 
     @contextlib.contextmanager
     def lock(self, exclusive: bool) -> Iterator[None]:
@@ -474,14 +478,14 @@ class S3Backend(FsspecBackend):
                 if self._holders == 1:  # what this process knew may be stale: ask again
                     self._kept.clear()
                     self._fresh.clear()
-                    self._packs.forget()
+                    self.packs.forget()
             try:
                 yield
             finally:
                 with self._holders_lock:
                     self._holders -= 1
                     if self._holders == 0:
-                        self._packs.discard()  # objects no manifest names (a failed save)
+                        self.packs.discard()  # objects no manifest names (a failed save)
 
     # --- what packs need (see packs.Blobs) ----------------------------------------------------
 

@@ -36,12 +36,14 @@ def write_cell(
     name: str,
     values: pa.ChunkedArray,
     cpu: AbstractContextManager[Any] | None = None,
-) -> None:
-    """Encode and store one cell; ``cpu`` (a semaphore) bounds how many threads encode at once."""
+) -> int:
+    """Encode and store one cell (returns its bytes); ``cpu`` (a semaphore) bounds how many
+    threads encode at once."""
     with cpu or contextlib.nullcontext():
         data = encode_cell(name, values)
     with backend.writer(object_key(object_id)) as fh:
         fh.write(memoryview(data))
+    return int(data.size)
 
 
 def read_cell(

@@ -37,10 +37,16 @@ def process_start(pid: int) -> str:
     return found[1] if found else ""
 
 
+_TAG: tuple[int, str] = (0, "")
+
+
 def my_tag() -> str:
-    """This process's tag (computed per call: a forked child is another writer)."""
+    """This process's tag (computed again after a fork: a forked child is another writer)."""
+    global _TAG
     pid = os.getpid()
-    return f"{host_id()}-{pid}-{process_start(pid) or 0}"
+    if _TAG[0] != pid:
+        _TAG = (pid, f"{host_id()}-{pid}-{process_start(pid) or 0}")
+    return _TAG[1]
 
 
 def parse_tag(text: str) -> tuple[str, int, str] | None:

@@ -23,6 +23,7 @@ from ..errors import MLOpsError, MLOpsUsageError
 from .cells import write_cell
 from .chunking import Chunker, Chunking
 from .files import StatCache, describe_path, store_file
+from .fingerprints import RECENT, cells_of, fingerprint
 from .frames import NotArrow, opaque_columns, pandas_metadata, to_arrow
 from .hashing import FORMAT_VERSION, HASH_NAME, cell_id, digest_bytes, digest_json, type_label
 from .names import check_name
@@ -70,8 +71,9 @@ class _Writes:
         self._claims: dict[str, threading.Event] = {}
         self._lock = threading.Lock()
 
-    def ensure(self, store: SnapshotStore, object_id: str, write: Callable[[], None]) -> bool:
-        """Store the object unless it exists; True when this call wrote it."""
+    def ensure(self, store: SnapshotStore, object_id: str, write: Callable[[], int | None]) -> bool:
+        """Store the object unless it exists; True when this call wrote it. ``write`` returns
+        the bytes it stored where it knows them (saves a stat per object)."""
         with self._lock:
             claim = self._claims.get(object_id)
             mine = claim is None
@@ -102,8 +104,8 @@ class _Writes:
                 backend.touch(key)  # a fresh mtime keeps gc's grace period off a reused object
                 size, new = backend.size(key), False
             else:
-                write()
-                size, new = backend.size(key), True
+                written = write()
+                size, new = (backend.size(key) if written is None else written), True
             with self._lock:
                 self.sizes[object_id] = size
                 if new:
@@ -164,9 +166,10 @@ def pickled_column(
     data = pickle.dumps(column, protocol=5)
     object_id = digest_bytes(data)
 
-    def write() -> None:
+    def write() -> int:
         with store.backend.writer(object_key(object_id)) as fh:
             fh.write(data)
+        return len(data)
 
     writes.ensure(store, object_id, write)
     return {
@@ -197,6 +200,7 @@ def pandas_source(
         "pandas",
         restore=fixes,
         nbytes=table.nbytes,
+        table=None if opaque else table,
     )
     return source, opaque
 
@@ -381,6 +385,33 @@ def path_content(
     return content, dict
 
 
+def table_fingerprint(
+    source: Source, chunking: Chunking | None, facts: dict[str, Any]
+) -> str | None:
+    """The fingerprint of a source held whole in memory (None for a streamed one)."""
+    if source.table is None:
+        return None
+    chunking = chunking or Chunking.for_schema(source.schema)
+    facts = {**facts, "chunking": chunking.describe(source.schema), "restore": source.restore}
+    return fingerprint(source.table, source.schema, facts)
+
+
+def recall(store: SnapshotStore, writes: _Writes, key: str | None) -> Content | None:
+    """The identity content this process computed for the same table, if the store still has
+    all of it: its manifest, and every cell among the objects of the name's latest live version
+    (which gc never removes). Otherwise None, and the table takes the full path."""
+    content = RECENT.get(key)
+    if content is None or not cells_of(content) <= writes.known:
+        return None
+    if not store.backend.exists(manifest_key(digest_json(content))):
+        return None
+    return content
+
+
+def _unused_details() -> dict[str, Any]:
+    raise AssertionError("a recalled snapshot's manifest exists: its details are not needed")
+
+
 def publish_manifest(
     store: SnapshotStore, snapshot_id: str, content: Content, details: Details, writes: _Writes
 ) -> dict[str, Any]:
@@ -424,16 +455,25 @@ def save(
     with store.backend.lock(exclusive=False):
         writes = _Writes(known_objects(store, name))
         source = obj if isinstance(obj, Source) else None
+        key: str | None = None  # the fingerprint of an in-memory table (see .fingerprints)
         if isinstance(obj, pd.DataFrame):
             source, opaque = pandas_source(store, writes, obj, allow_pickle)
             dtypes = {str(k): str(v) for k, v in obj.dtypes.items()}
-            content, details = table_content(store, source, name, writes, chunking, dtypes)
-            if opaque:
-                content["opaque"] = opaque
-            if not source.schema.names:
-                content["rows"] = len(obj)  # Arrow carries no rows without columns
+            key = table_fingerprint(source, chunking, {"dtypes": dtypes, "rows": len(obj)})
+            if (content := recall(store, writes, key)) is not None:
+                details = _unused_details
+            else:
+                content, details = table_content(store, source, name, writes, chunking, dtypes)
+                if opaque:
+                    content["opaque"] = opaque
+                if not source.schema.names:
+                    content["rows"] = len(obj)  # Arrow carries no rows without columns
         elif source is not None or (source := open_source(obj)) is not None:
-            content, details = table_content(store, source, name, writes, chunking)
+            key = table_fingerprint(source, chunking, {})
+            if (content := recall(store, writes, key)) is not None:
+                details = _unused_details
+            else:
+                content, details = table_content(store, source, name, writes, chunking)
         elif isinstance(obj, str | os.PathLike):
             path = Path(obj).expanduser()
             if not path.exists():
@@ -446,6 +486,7 @@ def save(
             )
         snapshot_id = digest_json(content)
         manifest = publish_manifest(store, snapshot_id, content, details, writes)
+        RECENT.put(key, content)
         versions = store.versions(name)
         latest = store.record(name, versions[-1]) if versions else None
         location = store.backend.url(manifest_key(snapshot_id))

@@ -38,6 +38,9 @@ class Source:
     restore: dict[str, Any] = field(default_factory=lambda: {"columns": {}, "index": {}})
     nbytes: int | None = None  # expected in-memory size, for progress; None when unknown
     opaque_positions: list[int] = field(default_factory=list)
+    # The whole table when the source is one in memory already (pandas, Arrow, polars frames):
+    # a re-snapshot of it can be recognised by its fingerprint (see :mod:`.fingerprints`).
+    table: pa.Table | None = None
 
 
 def clean_schema(schema: pa.Schema, keep_pandas: bool = True) -> pa.Schema:
@@ -90,7 +93,8 @@ def _arrow_table(obj: Any) -> Source | None:
         return None
     table = pa.Table.from_batches([obj]) if isinstance(obj, pa.RecordBatch) else obj
     schema = clean_schema(table.schema)
-    return Source(schema, rebatch(iter(table.to_batches()), schema), "arrow", nbytes=table.nbytes)
+    batches = rebatch(iter(table.to_batches()), schema)
+    return Source(schema, batches, "arrow", nbytes=table.nbytes, table=table)
 
 
 @source_kind("arrow reader")
@@ -114,9 +118,8 @@ def _polars(obj: Any) -> Source | None:
     if isinstance(obj, pl.DataFrame):
         table = obj.to_arrow(compat_level=compat)
         schema = clean_schema(table.schema)
-        return Source(
-            schema, rebatch(iter(table.to_batches()), schema), "polars", nbytes=table.nbytes
-        )
+        whole = rebatch(iter(table.to_batches()), schema)
+        return Source(schema, whole, "polars", nbytes=table.nbytes, table=table)
     if isinstance(obj, pl.LazyFrame):
         first = obj.head(0).collect().to_arrow(compat_level=compat)
         schema = clean_schema(first.schema)

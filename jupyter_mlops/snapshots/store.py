@@ -119,34 +119,50 @@ class LocalBackend:
         return str(self._path(key))
 
     def _tmp(self) -> Path:
-        tmp = self.root / "tmp"
-        tmp.mkdir(parents=True, exist_ok=True)
-        return tmp / f"{my_tag()}.{uuid.uuid4().hex}.part"
+        return self.root / "tmp" / f"{my_tag()}.{uuid.uuid4().hex}.part"
+
+    @staticmethod
+    def _create(tmp: Path) -> IO[bytes]:
+        """Open a new temp file for writing (its folder made on first use, or after gc)."""
+        try:
+            return open(tmp, "xb")
+        except FileNotFoundError:
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            return open(tmp, "xb")
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
         """Write ``key`` atomically; if it already exists the (equal) existing blob is kept."""
         tmp = self._tmp()
         try:
-            with open(tmp, "wb") as fh:
+            with self._create(tmp) as fh:
                 yield fh
                 fh.flush()
+                os.fchmod(fh.fileno(), 0o444)
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o444)
             self._publish(tmp, self._path(key), exclusive=False)
         finally:
             tmp.unlink(missing_ok=True)
 
-    def _publish(self, tmp: Path, final: Path, *, exclusive: bool) -> bool:
-        final.parent.mkdir(parents=True, exist_ok=True)
+    @staticmethod
+    def _link(tmp: Path, final: Path) -> None:
+        """Hard-link ``tmp`` as ``final`` (its folder made on first use)."""
         try:
             os.link(tmp, final)
+        except FileNotFoundError:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.link(tmp, final)
+
+    def _publish(self, tmp: Path, final: Path, *, exclusive: bool) -> bool:
+        try:
+            self._link(tmp, final)
         except FileExistsError:
             if exclusive:
                 return False
         except OSError as exc:  # a filesystem without hard links
             if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV):
                 raise
+            final.parent.mkdir(parents=True, exist_ok=True)
             if exclusive:
                 try:
                     fd = os.open(final, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o444)
@@ -163,11 +179,11 @@ class LocalBackend:
     def create_exclusive(self, key: str, data: bytes) -> bool:
         tmp = self._tmp()
         try:
-            with open(tmp, "wb") as fh:
+            with self._create(tmp) as fh:
                 fh.write(data)
                 fh.flush()
+                os.fchmod(fh.fileno(), 0o444)
                 os.fsync(fh.fileno())
-            os.chmod(tmp, 0o444)
             created = self._publish(tmp, self._path(key), exclusive=True)
         finally:
             tmp.unlink(missing_ok=True)

@@ -191,3 +191,60 @@ def test_a_traffic_frame_freezes_with_snapshot_like_any_frame(
     frame = mlops.traffic("m@prod")
     mlops.snapshot(frame, name="traffic-m")
     pd.testing.assert_frame_equal(mlops.load("traffic-m"), frame)
+
+
+def test_buffered_numeric_requests_leave_nothing_for_the_garbage_collector(
+    settings: Settings,
+) -> None:
+    """A logged request of numbers waits for the flush as bytes and flat arrays: the objects the
+    collector tracks do not grow with the requests buffered (a frame each would add dozens)."""
+    import gc
+
+    log = TrafficWriter(settings, "m", "prod", flush_seconds=3600)
+    outputs = np.array([1])
+
+    def request(i: int) -> None:
+        inputs = pd.DataFrame([[0.5 * i, 1.0]], columns=["a", "b"])
+        log.log_rows(request_ids=[f"r{i}"], rows=[1], latencies_ms=[1.0], version="1",
+                     inputs=inputs, outputs=outputs, layout=("1", "ab"))  # fmt: skip
+
+    request(0)
+    gc.collect()
+    tracked = len(gc.get_objects())
+    for i in range(1, 2000):
+        request(i)
+    gc.collect()
+    assert len(gc.get_objects()) - tracked < 100
+    log.close()
+    logged = read_traffic(settings, "m", "prod")
+    assert logged["a"].tolist() == [0.5 * i for i in range(2000)]
+    assert logged[records.TRAFFIC_REQUEST_ID].tolist() == [f"r{i}" for i in range(2000)]
+    assert logged["prediction"].unique().tolist() == [1]
+
+
+def test_frames_of_one_layout_with_other_dtypes_log_what_each_held(settings: Settings) -> None:
+    """Packed and whole requests of the same columns in one flush, and a layout key whose frames
+    changed dtypes (an int column beyond int64, floats where ints were), log the same values and
+    types as frames kept whole always did."""
+    frames = [
+        pd.DataFrame({"a": [1, 2], "b": [3, 4]}),
+        pd.DataFrame({"a": [1.5], "b": [5]}),
+        pd.DataFrame({"a": [2**63 + 1], "b": [6]}),  # uint64: not a number float64 keeps
+        pd.DataFrame({"a": [2**60 + 1], "b": [0.5]}),  # as float64 it would not be exact
+    ]
+    with TrafficWriter(settings, "m", "prod", flush_seconds=3600) as log:
+        for i, frame in enumerate(frames):
+            log.log_rows(request_ids=[f"r{i}"], rows=[len(frame)], latencies_ms=[1.0],
+                         version="1", inputs=frame, outputs=np.arange(len(frame)),
+                         layout="one key")  # fmt: skip
+    logged = read_traffic(settings, "m", "prod")
+    whole = pd.concat(frames, ignore_index=True)
+    assert logged["a"].tolist() == whole["a"].tolist()
+    assert logged["b"].tolist() == whole["b"].tolist()
+    assert logged["prediction"].tolist() == [0, 1, 0, 0, 0]
+    with TrafficWriter(settings, "n", "prod", flush_seconds=3600) as log:
+        log.log(inputs=pd.DataFrame({"a": [1, 2]}), outputs=np.array([0.5, 0.25]))
+        log.log(inputs=pd.DataFrame({"a": [3]}), outputs=np.array([], dtype=float))
+    logged = read_traffic(settings, "n", "prod")
+    assert str(logged["a"].dtype) == "int64" and logged["a"].tolist() == [1, 2, 3]
+    assert logged["prediction"].tolist()[:2] == [0.5, 0.25] and pd.isna(logged["prediction"][2])

@@ -16,6 +16,7 @@ import collections
 import concurrent.futures
 import contextlib
 import gc
+import itertools
 import json
 import logging
 import os
@@ -227,6 +228,13 @@ class Endpoint:
         self._scorer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="mlops-score")
         self._pending: collections.deque[Pending] = collections.deque()
         self._batching: asyncio.Task[None] | None = None
+        # Request ids: a random prefix per process and a counter, 32 hex digits like a uuid4's
+        # (which costs a system call for its randomness; this costs a string format).
+        self._id_prefix = uuid.uuid4().hex[:20]
+        self._ids = itertools.count()
+
+    def request_id(self) -> str:
+        return f"{self._id_prefix}{next(self._ids):012x}"
 
     def _contract_checker(self) -> Callable[[Any], str | None] | None:
         if not self.options.enforce_contract:
@@ -310,7 +318,7 @@ class Endpoint:
     async def invoke(self, body: bytes, content_type: str) -> tuple[int, bytes, str, str, str]:
         """(status, content, media type, version, request id) for one /invocations request."""
         started = time.perf_counter()
-        request_id = uuid.uuid4().hex
+        request_id = self.request_id()
         parsed = None
         if self.current.row_wise and self.check is None:
             parsed = frame_rows(body, content_type)
@@ -422,6 +430,7 @@ class Endpoint:
                 version=version,
                 inputs=frame,
                 outputs=outputs,
+                layout=(version, batch[0].key),  # one frame layout per version and key
             )
 
     def record(self, call: ModelCall | None, status: int, latency_ms: float, request_id: str):

@@ -3,10 +3,16 @@
 Layout: ``<home>/traffic/<model>/alias=<alias>/day=<YYYY-MM-DD>/<HHMMSS>-<pid>-<seq>.parquet``,
 one file per flush of one writer (a writer per serving process, so files never collide).
 
-Writing (:class:`TrafficWriter`) costs the request path one ``deque.append`` of a
-:class:`Block`: the requests an endpoint answered together (a micro-batch) kept column-wise, its
-inputs one frame for all their rows. A background thread turns the buffered blocks into an Arrow
-table and writes it every ``flush_seconds``.
+Writing (:class:`TrafficWriter`) takes a :class:`Block`: the requests an endpoint answered
+together (a micro-batch) kept column-wise, its inputs one frame for all their rows. A block of
+numbers (the usual request: a numeric frame in, an array of predictions out) is not kept as it
+came: its values are appended as bytes, its ids, times and latencies to flat arrays, of a
+:class:`_Segment` that consecutive blocks of the same shape share. So a logged request leaves no
+Python object behind but its id string: nothing for the garbage collector to scan again and again
+while it waits for the flush, and no pandas objects scattered through memory (measured, that cost
+the endpoint more than the writer's own work). Other blocks (text inputs, features, outputs of
+another kind) are kept whole. A background thread turns the buffer into an Arrow table and writes
+it every ``flush_seconds``.
 The buffer is bounded (``max_records``): when the disk cannot keep up, new records are counted
 in ``dropped`` instead of growing memory. :meth:`TrafficWriter.close` flushes everything
 buffered, so an endpoint stopped with ``%serve stop`` or SIGTERM loses nothing it logged.
@@ -26,14 +32,14 @@ features the model computed (``feature.<name>``). A request refused before its i
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import os
 import random
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from array import array
+from collections.abc import Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,6 +54,7 @@ if TYPE_CHECKING:
 
 FLUSH_SECONDS = 2.0
 MAX_RECORDS = 100_000
+MAX_LAYOUTS = 64
 
 
 def traffic_folder(home: Path, model: str, alias: str | None = None) -> Path:
@@ -95,6 +102,177 @@ class Block:
         return len(self.request_ids)
 
 
+PACKED_KINDS = "biuf"  # numpy kinds of inputs kept as bytes (bool, int, unsigned, float)
+PACKED_OUTPUT_KINDS = "biufU"  # and of outputs (labels too)
+EXACT_INTEGER = 2**53  # every integer up to this survives the cast to float64
+
+
+class Packed:
+    """A numeric frame as the log needs it: ``to_numpy()``'s values (one dtype for all columns,
+    as pandas casts them), the column names and each column's own dtype. ``wide``: a 64-bit
+    integer column was cast to float, so only values up to 2**53 pack exactly."""
+
+    __slots__ = ("columns", "dtypes", "values", "wide")
+
+    def __init__(
+        self, columns: tuple[Any, ...], dtypes: tuple[Any, ...], values: Any, wide: bool = False
+    ) -> None:
+        self.columns = columns
+        self.dtypes = dtypes
+        self.values = values
+        self.wide = wide
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.values.shape)
+
+    def to_numpy(self) -> Any:
+        return self.values
+
+    def frame(self) -> pd.DataFrame:
+        """The frame it was packed from (each column in its own dtype again)."""
+        import pandas as pd
+
+        columns = enumerate(zip(self.columns, self.dtypes, strict=True))
+        return pd.DataFrame(
+            {name: self.values[:, i].astype(dtype) for i, (name, dtype) in columns},
+            columns=list(self.columns),
+        )
+
+
+def packed_inputs(inputs: Any, like: Packed | None = None) -> Packed | None:
+    """``inputs`` as :class:`Packed` when it is a non-empty frame of numpy numbers under unique,
+    flat column names whose values all survive ``to_numpy``'s common dtype; else None.
+
+    ``like``: a frame of the same columns and dtypes packed before (the caller knows, e.g. the
+    endpoint's requests of one key and version): only the values are read (reading the dtypes
+    and names costs ~20 us, most of what packing costs)."""
+    import numpy as np
+    import pandas as pd
+
+    if type(inputs) is not pd.DataFrame:
+        return None
+    values = inputs.to_numpy()
+    if values.dtype.kind not in PACKED_KINDS or not values.shape[0]:
+        return None
+    if (
+        like is not None
+        and values.dtype == like.values.dtype
+        and values.shape[1] == len(like.columns)
+        and not (like.wide and (np.abs(values) > EXACT_INTEGER).any())
+    ):
+        return Packed(like.columns, like.dtypes, values, like.wide)
+    if inputs.columns.nlevels != 1:
+        return None
+    columns = tuple(inputs.columns)
+    if len(set(columns)) != len(columns):
+        return None
+    dtypes = tuple(inputs.dtypes)
+    wide = False
+    if any(dtype != values.dtype for dtype in dtypes):  # cast to one dtype: is it exact?
+        if not all(isinstance(dtype, np.dtype) for dtype in dtypes):
+            return None
+        wide = values.dtype.kind == "f" and any(d.kind in "iu" and d.itemsize == 8 for d in dtypes)
+        if wide and (np.abs(values) > EXACT_INTEGER).any():
+            return None
+    return Packed(columns, dtypes, values, wide)
+
+
+class _Segment:
+    """Consecutive packed blocks of one shape (version, input columns and dtypes, outputs'
+    dtype and shape): their values appended as bytes, their per-request fields to flat arrays.
+    What it holds is invisible to the collector (bytes, arrays, a list of strings)."""
+
+    def __init__(self, key: tuple[Any, ...], version: str, inputs: Packed | None, outputs: Any):
+        self.key = key
+        self.version = version
+        self.like = inputs  # its columns and dtypes are every block's
+        self.outputs_dtype = None if outputs is None else outputs.dtype
+        self.outputs_shape = None if outputs is None else tuple(outputs.shape[1:])
+        self.request_ids: list[str] = []
+        self.timestamps_us = array("q")
+        self.latencies_ms = array("d")
+        self.statuses = array("q")
+        self.rows = array("q")
+        self.inputs = bytearray()
+        self.outputs = bytearray()
+
+    @property
+    def size(self) -> int:
+        return len(self.request_ids)
+
+    def add(self, block: Block, rows: list[int], inputs: Packed | None, outputs: Any) -> None:
+        self.request_ids.extend(block.request_ids)
+        self.timestamps_us.extend(block.timestamps_us)
+        self.latencies_ms.extend(block.latencies_ms)
+        self.statuses.extend(block.statuses)
+        self.rows.extend(rows)
+        if inputs is not None:
+            self.inputs += inputs.values.tobytes()  # row by row (C order), whatever it was
+        if outputs is not None:
+            self.outputs += outputs.tobytes()
+
+    def block(self) -> Block:
+        """The segment as one block (for :func:`blocks_table`)."""
+        import numpy as np
+
+        inputs = outputs = None
+        like = self.like
+        if like is not None:
+            values = np.frombuffer(self.inputs, dtype=like.values.dtype)
+            values = values.reshape(-1, len(like.columns))
+            inputs = Packed(like.columns, like.dtypes, values, like.wide)
+        if self.outputs_dtype is not None:
+            outputs = np.frombuffer(self.outputs, dtype=self.outputs_dtype)
+            outputs = outputs.reshape(-1, *self.outputs_shape)  # type: ignore[misc]
+        return Block(
+            request_ids=self.request_ids,
+            timestamps_us=self.timestamps_us.tolist(),
+            latencies_ms=self.latencies_ms.tolist(),
+            statuses=self.statuses.tolist(),
+            rows=self.rows.tolist(),
+            version=self.version,
+            inputs=inputs,
+            outputs=outputs,
+        )
+
+
+def _packed(
+    block: Block, like: Packed | None = None
+) -> tuple[tuple[Any, ...], list[int], Packed | None, Any] | None:
+    """(segment key, rows per request, packed inputs, outputs) of a block whose inputs and
+    outputs are plain numbers (or absent); None for a block to keep whole."""
+    import numpy as np
+
+    if block.features is not None:
+        return None
+    if block.inputs is None:
+        inputs, rows = None, [1] * block.size
+    else:
+        inputs = packed_inputs(block.inputs, like)
+        if inputs is None:
+            return None
+        rows = [inputs.values.shape[0]] if block.size == 1 else block.rows
+        if sum(rows) != inputs.values.shape[0]:
+            return None
+    outputs = block.outputs
+    if outputs is not None:
+        if (
+            type(outputs) is not np.ndarray
+            or outputs.dtype.kind not in PACKED_OUTPUT_KINDS
+            or outputs.ndim < 1
+            or outputs.shape[0] != sum(rows)
+        ):
+            return None
+        outputs = np.ascontiguousarray(outputs)
+    key = (
+        block.version,
+        None if inputs is None else (inputs.columns, inputs.dtypes, inputs.values.dtype),
+        None if outputs is None else (outputs.dtype, outputs.shape[1:]),
+    )
+    return key, rows, inputs, outputs
+
+
 class TrafficWriter:
     """Buffered, sampled, off-request-path writer of one model alias's inference log.
 
@@ -123,8 +301,10 @@ class TrafficWriter:
         self.max_records = max_records
         self.written = 0  # rows on disk
         self.dropped = 0  # requests refused because the buffer was full
-        self._buffer: collections.deque[Block] = collections.deque()
+        self._buffer: list[Block | _Segment] = []
         self._buffered = 0  # requests in the buffer
+        self._lock = threading.Lock()  # the buffer: appends (request path) and the swap (flush)
+        self._layouts: dict[Hashable, Packed] = {}  # log_rows' layout -> its columns and dtypes
         self._sequence = 0
         self._wake = threading.Event()
         self._closed = threading.Event()
@@ -178,10 +358,12 @@ class TrafficWriter:
         version: str,
         inputs: Any,
         outputs: Any,
+        layout: Hashable | None = None,
     ) -> bool:
         """Buffer requests answered together (status 200): ``inputs`` holds all their rows,
         ``rows[i]`` of them request ``i``'s, in order, and ``outputs`` one per row. The sample
-        is drawn request by request."""
+        is drawn request by request. ``layout``: a key the caller gives every frame of the same
+        columns and dtypes (the endpoint: version and request key), so those are read once."""
         if self.sample < 1.0:
             import numpy as np
 
@@ -206,32 +388,51 @@ class TrafficWriter:
                 version=version,
                 inputs=inputs,
                 outputs=outputs,
-            )
+            ),
+            layout,
         )
 
-    def log_block(self, block: Block) -> bool:
+    def log_block(self, block: Block, layout: Hashable | None = None) -> bool:
         """Buffer the requests of one block (all or none: False when the buffer was full, the
-        block's requests counted in ``dropped``)."""
-        if self._closed.is_set():
-            raise MLOpsUsageError("this traffic writer is closed; open a new TrafficWriter")
-        if self._buffered + block.size > self.max_records:
-            self.dropped += block.size
-            self._wake.set()
-            return False
-        self._buffer.append(block)
-        self._buffered += block.size
-        return True
+        block's requests counted in ``dropped``); ``layout`` as for :meth:`log_rows`."""
+        if layout is None:
+            packed = _packed(block)
+        else:
+            like = self._layouts.get(layout)
+            packed = _packed(block, like)
+            seen = None if packed is None else packed[2]
+            if seen is not None and (like is None or seen.dtypes is not like.dtypes):
+                if len(self._layouts) >= MAX_LAYOUTS:  # keys a client can vary: keep it small
+                    self._layouts.clear()
+                self._layouts[layout] = seen
+        with self._lock:
+            if self._closed.is_set():
+                raise MLOpsUsageError("this traffic writer is closed; open a new TrafficWriter")
+            if self._buffered + block.size > self.max_records:
+                self.dropped += block.size
+                self._wake.set()
+                return False
+            self._buffered += block.size
+            if packed is None:
+                self._buffer.append(block)
+                return True
+            key, rows, inputs, outputs = packed
+            last = self._buffer[-1] if self._buffer else None
+            if not isinstance(last, _Segment) or last.key != key:
+                last = _Segment(key, block.version, inputs, outputs)
+                self._buffer.append(last)
+            last.add(block, rows, inputs, outputs)
+            return True
 
     def flush(self) -> int:
         """Write what is buffered now; returns the number of rows written."""
         with self._io:
-            batch: list[Block] = []
-            while self._buffer:
-                block = self._buffer.popleft()
-                self._buffered -= block.size
-                batch.append(block)
-            if not batch:
+            with self._lock:
+                entries, self._buffer, self._buffered = self._buffer, [], 0
+            if not entries:
                 return 0
+            batch = [e.block() if isinstance(e, _Segment) else e for e in entries]
+            del entries
             table = blocks_table(batch, self.model)
             stamp = EPOCH + batch[0].timestamps_us[0] * MICROSECOND
             folder = self.folder / f"{records.TRAFFIC_DAY_PREFIX}{stamp:%Y-%m-%d}"
@@ -244,9 +445,10 @@ class TrafficWriter:
 
     def close(self) -> None:
         """Flush everything buffered and stop the background thread (idempotent)."""
-        if self._closed.is_set():
-            return
-        self._closed.set()
+        with self._lock:  # a log call after this raises; one before it is in the last flush
+            if self._closed.is_set():
+                return
+            self._closed.set()
         self._wake.set()
         self._thread.join(timeout=30)
         self.flush()
@@ -309,6 +511,8 @@ def output_columns(outputs: Any, rows: int) -> dict[str, list[Any]]:
             array = np.asarray(outputs)
         except (ValueError, TypeError):  # ragged outputs no array holds
             return {}
+        if array.ndim >= 1 and len(array) != rows:  # (an empty array cannot even be reshaped)
+            return {}
         if array.ndim == 2 and array.shape[1] > 1:
             columns = {f"{name}.{i}": array[:, i].tolist() for i in range(array.shape[1])}
         elif array.ndim >= 1:
@@ -333,7 +537,7 @@ def as_frame(value: Any) -> pd.DataFrame | None:
         return None
 
 
-def stacked_columns(frames: list[pd.DataFrame], prefix: str = "") -> dict[str, list[Any]]:
+def stacked_columns(frames: list[pd.DataFrame | Packed], prefix: str = "") -> dict[str, list[Any]]:
     """Frames of the same columns as one list per column. Frames whose values share one numeric
     dtype (the usual request: MLflow casts it to the model's signature) are stacked as arrays;
     pandas' concat costs ~100 us a frame, and a flush holds thousands."""
@@ -346,7 +550,8 @@ def stacked_columns(frames: list[pd.DataFrame], prefix: str = "") -> dict[str, l
     if len(kinds) == 1 and next(iter(kinds)).kind in "biuf":
         stacked = np.concatenate(arrays) if len(arrays) > 1 else arrays[0]
         return {name: stacked[:, i].tolist() for i, name in enumerate(names)}
-    whole = pd.concat(frames, ignore_index=True)
+    unpacked = [f.frame() if isinstance(f, Packed) else f for f in frames]
+    whole = pd.concat(unpacked, ignore_index=True)
     return {name: values.tolist() for name, (_, values) in zip(names, whole.items(), strict=True)}
 
 
@@ -379,7 +584,7 @@ def blocks_table(batch: Iterable[Block], model: str) -> pa.Table:
     Member = tuple[Block, Any, Any, list[int]]  # (block, inputs, features, rows per request)
     groups: dict[tuple[Any, Any], list[Member]] = {}
     for block in batch:
-        inputs = as_frame(block.inputs)
+        inputs = block.inputs if isinstance(block.inputs, Packed) else as_frame(block.inputs)
         rows = block.rows
         if inputs is not None and inputs.shape[0]:
             if block.size == 1:

@@ -23,7 +23,10 @@ def encode_cell(name: str, values: pa.ChunkedArray) -> pa.Buffer:
     import pyarrow as pa
 
     table = pa.table({name: values})
-    options = pa.ipc.IpcWriteOptions(compression=pa.Codec(CODEC, compression_level=CODEC_LEVEL))
+    # Compressed here, on the calling thread: cells are already encoded in parallel, and handing
+    # each cell's few buffers to Arrow's own pool only adds thread switches (measured).
+    codec = pa.Codec(CODEC, compression_level=CODEC_LEVEL)
+    options = pa.ipc.IpcWriteOptions(compression=codec, use_threads=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema, options=options) as writer:
         writer.write_table(table)

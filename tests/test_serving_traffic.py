@@ -248,3 +248,22 @@ def test_frames_of_one_layout_with_other_dtypes_log_what_each_held(settings: Set
     logged = read_traffic(settings, "n", "prod")
     assert str(logged["a"].dtype) == "int64" and logged["a"].tolist() == [1, 2, 3]
     assert logged["prediction"].tolist()[:2] == [0.5, 0.25] and pd.isna(logged["prediction"][2])
+
+
+def test_a_micro_batch_of_double_columns_is_the_frame_mlflow_would_cast() -> None:
+    """The endpoint builds a micro-batch of an all-double signature as one float64 array: the
+    same values and dtypes as MLflow's frame cast column by column, ints and huge ints too."""
+    from mlflow.types.schema import ColSpec, Schema
+
+    from jupyter_mlops.serving.follow import Served
+    from jupyter_mlops.serving.server import all_double, stacked_frame
+
+    schema = Schema([ColSpec("double", "a"), ColSpec("double", "b"), ColSpec("long", "n")])
+    served = Served(version="1", model=None, input_schema=schema)
+    assert all_double(schema, ("a", "b")) and all_double(schema, ("b",))
+    assert not all_double(schema, ("a", "n")) and not all_double(schema, ("a", "extra"))
+    assert not all_double(None, ("a",))
+    for rows in ([[0.1, 0.9]], [[1, 2], [3, 4]], [[2**70, -0.5], [-(2**64), 1e308]]):
+        cast = stacked_frame(served, ["a", "b"], rows, double=False)
+        fast = stacked_frame(served, ["a", "b"], rows, double=True)
+        pd.testing.assert_frame_equal(fast, cast, check_exact=True)

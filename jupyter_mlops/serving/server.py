@@ -178,6 +178,31 @@ def rows_key(columns: list[str], rows: list[list[Any]]) -> tuple[Any, ...]:
     return (tuple(columns), kinds)
 
 
+def all_double(schema: Any, columns: tuple[str, ...]) -> bool:
+    """Does the signature cast every one of these columns to double (MLflow's cast of a frame
+    then changes nothing a float64 array of the rows would not have)?"""
+    from mlflow.types.schema import DataType
+
+    if schema is None or not schema.has_input_names():
+        return False
+    types = dict(zip(schema.input_names(), schema.input_types(), strict=True))
+    return all(types.get(column) == DataType.double for column in columns)
+
+
+def stacked_frame(served: Served, columns: list[str], rows: list[list[Any]], double: bool) -> Any:
+    """The frame MLflow would make of these rows and cast to the signature. ``double`` (see
+    :func:`all_double`): one float64 array, as one pandas block; the cast column by column
+    would give the same values split into a block each, costlier to predict from and to log."""
+    import numpy as np
+    import pandas as pd
+    from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
+
+    if double:
+        return pd.DataFrame(np.array(rows, dtype=np.float64), columns=columns)
+    frame = pd.DataFrame(data=rows, columns=columns)
+    return cast_df_types_according_to_schema(frame, served.input_schema)
+
+
 def split_outputs(outputs: Any, counts: list[int]) -> list[Any] | None:
     """The model's outputs for a stacked frame, cut back into each request's share; None when
     they are not one per row (such a model is then asked request by request)."""
@@ -232,6 +257,7 @@ class Endpoint:
         # (which costs a system call for its randomness; this costs a string format).
         self._id_prefix = uuid.uuid4().hex[:20]
         self._ids = itertools.count()
+        self._doubles: dict[tuple[str, tuple[Any, ...]], bool] = {}
 
     def request_id(self) -> str:
         return f"{self._id_prefix}{next(self._ids):012x}"
@@ -356,7 +382,7 @@ class Endpoint:
             batch = self._take()
             served = self.current
             try:  # on the loop: a stacked row-wise predict is short, a thread hop is not
-                scored = self._score(served, batch)
+                scored = self._score(served, batch, self._double(served, batch[0].key))
             except Exception:  # never leave a request unanswered
                 log.exception("scoring a micro-batch failed")
                 scored = None
@@ -392,20 +418,28 @@ class Endpoint:
         self._pending.extendleft(reversed(others))
         return batch
 
+    def _double(self, served: Served, key: tuple[Any, ...]) -> bool:
+        """:func:`all_double` of a version's signature and a key's columns, asked once each."""
+        known = self._doubles.get((served.version, key))
+        if known is None:
+            if len(self._doubles) >= 64:  # keys a client can vary: keep it small
+                self._doubles.clear()
+            known = self._doubles[served.version, key] = all_double(served.input_schema, key[0])
+        return known
+
     @staticmethod
-    def _score(served: Served, batch: list[Pending]) -> tuple[Any, Any, list[bytes]] | None:
+    def _score(
+        served: Served, batch: list[Pending], double: bool
+    ) -> tuple[Any, Any, list[bytes]] | None:
         """(frame, outputs, each request's answer) of one stacked predict call (on the event
         loop); None when the frame fails or the outputs cannot be cut per request."""
         import io
 
-        import pandas as pd
         from mlflow.pyfunc.scoring_server import predictions_to_json
-        from mlflow.utils.proto_json_utils import cast_df_types_according_to_schema
 
         rows = [row for pending in batch for row in pending.rows]
         try:
-            frame = pd.DataFrame(data=rows, columns=batch[0].columns)
-            frame = cast_df_types_according_to_schema(frame, served.input_schema)
+            frame = stacked_frame(served, batch[0].columns, rows, double)
             outputs = served.model.predict(frame)
         except Exception:  # a request breaking the schema: MLflow's own answer for each
             return None

@@ -113,6 +113,7 @@ def log_cost_us(home: Path, requests: int = 6400, batch: int = 1) -> tuple[float
             version="1",
             inputs=frame,
             outputs=outputs,
+            layout=("1", "ab"),  # as the endpoint names its frames' layout
         )
     logged = time.perf_counter()
     writer.flush()
@@ -135,6 +136,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=4, help="rounds per level, servers in turn")
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="A/A check of the harness: the 'log on' endpoint runs with the log off too",
+    )
     options = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
@@ -145,7 +151,8 @@ def main() -> None:
     body = split_body([TELLING_ROW]).encode()
 
     stock, stock_url = start_stock(location.removeprefix("file://"), options.workers)
-    logged = serve(settings, "logged@prod", workers=options.workers)
+    logged = serve(settings, "logged@prod", workers=options.workers,
+                   log_sample=0.0 if options.aa else 1.0)  # fmt: skip
     unlogged = serve(settings, "unlogged@prod", workers=options.workers, log_sample=0.0)
     targets = {"stock MLflow": stock_url, "ours, log on": logged.url, "ours, log off": unlogged.url}
     pids = {"stock MLflow": stock.pid, "ours, log on": logged.pid, "ours, log off": unlogged.pid}
@@ -200,8 +207,9 @@ def main() -> None:
     log_rows = len(read_traffic(settings, "logged", "prod"))
     sent = sum(results["ours, log on", c].requests for c in CLIENTS) + switch.requests
     sent += warm["ours, log on"].requests
-    print(f"\nsingle-row requests, {options.seconds:.0f} s per level, {options.workers} worker(s), "
-          f"{os.cpu_count()} CPUs\n")  # fmt: skip
+    print(f"\nsingle-row requests, {options.seconds:.0f} s per level in {options.rounds} rounds, "
+          f"{options.workers} worker(s), {os.cpu_count()} CPUs"
+          f"{' (A/A: the log is off on both of ours)' if options.aa else ''}\n")  # fmt: skip
     header = (
         f"{'server':<15}{'clients':>8}{'req/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'CPU ms/req':>12}{'client CPU':>12}"

@@ -101,10 +101,10 @@ SCHEMA_COLUMNS = "snapshot_columns"  # dataset schema: [{"name", "type"}]
 DIGEST_PREFIX = "b3:"
 DIGEST_HEX = 32  # MLflow stores at most 36 characters of digest: "b3:" + 128 bits
 
-# --- snapshot store folders (``snapshots.repository``; packs only on object stores) --------------
-SNAPSHOT_OBJECTS = "objects"  # objects/<2 hex>/<rest of the id>: one cell or file each
+# --- snapshot store folders (``snapshots.repository``, ``snapshots.packs``) -----------------------
+SNAPSHOT_OBJECTS = "objects"  # objects/<2 hex>/<rest>: loose objects (over 4 MB, or pre-packs)
 SNAPSHOT_MANIFESTS = "manifests"  # manifests/<snapshot id>.json
-SNAPSHOT_PACKS = "packs"  # packs/<pack id>: many cells in one object, read by ranged GET
+SNAPSHOT_PACKS = "packs"  # packs/<pack id>: many objects back to back, read by range
 SNAPSHOT_PACK_INDEXES = "pack-indexes"  # pack-indexes/<pack id>.json: object id -> offset, length
 
 # --- checks inside a recorded decision (see registry.results.Check) -------------------------------

@@ -13,6 +13,8 @@ import pytest
 import jupyter_mlops as mlops
 from jupyter_mlops.snapshots.frames import to_arrow
 from jupyter_mlops.snapshots.hashing import cell_id
+from jupyter_mlops.snapshots.repository import object_key
+from tests.store_files import read_object, stored_objects
 
 
 def golden_frame() -> pd.DataFrame:
@@ -54,9 +56,13 @@ def test_golden_cell_ids() -> None:
 def test_golden_snapshot_id_and_stored_cells() -> None:
     snap = mlops.snapshot(golden_frame(), "golden")
     assert snap.id == GOLDEN_SNAPSHOT
-    store = Path(".mlops/snapshots/objects")
-    stored = {p.parent.name + p.name for p in store.rglob("*") if p.is_file()}
-    assert set(GOLDEN_CELLS.values()) <= stored
+    assert {object_key(cell) for cell in GOLDEN_CELLS.values()} <= stored_objects()
+    table, _ = to_arrow(golden_frame())
+    for name, cell in GOLDEN_CELLS.items():  # the bytes stored for each are that very column
+        with pa.ipc.open_file(pa.BufferReader(read_object(cell))) as reader:
+            column = reader.read_all().column(0)
+        assert column.type == table.schema.field(name).type and len(column) == len(golden_frame())
+        assert cell_id(name, column) == cell  # re-hashed from the decoded values
 
 
 def rechunk(table: pa.Table, sizes: list[int]) -> pa.Table:

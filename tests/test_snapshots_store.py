@@ -13,9 +13,11 @@ from pandas.testing import assert_frame_equal
 import jupyter_mlops as mlops
 from jupyter_mlops.context import current_settings
 from jupyter_mlops.errors import MLOpsUsageError
+from jupyter_mlops.records import SNAPSHOT_PACKS
 from jupyter_mlops.snapshots import files, service
 from jupyter_mlops.snapshots.repository import object_key
 from jupyter_mlops.snapshots.save import save
+from tests.store_files import flip_byte, object_location, read_object, stored_objects
 
 STORE = Path(".mlops/snapshots")
 
@@ -70,11 +72,10 @@ def test_a_flipped_byte_is_detected_on_load_and_by_verify() -> None:
     snap = mlops.snapshot(frame(), "fragile")
     manifest = service.open_store(current_settings()).manifest(snap.id)
     victim = manifest["content"]["columns"][0]["cells"][0]
-    path = STORE / object_key(victim)
-    data = bytearray(path.read_bytes())
-    data[len(data) // 2] ^= 0x01
-    os.chmod(path, 0o644)
-    path.write_bytes(bytes(data))
+    assert object_location(victim)[0].parent.name == SNAPSHOT_PACKS  # a small cell: packed
+    before = read_object(victim)
+    flip_byte(victim)
+    assert read_object(victim) != before
     with pytest.raises(mlops.SnapshotCorrupted) as caught:
         mlops.load("fragile")
     message = str(caught.value)
@@ -99,7 +100,11 @@ def test_a_missing_object_and_a_tampered_manifest_are_corruption() -> None:
     cell = service.open_store(current_settings()).manifest(snap.id)["content"]["columns"][1][
         "cells"
     ][0]
-    (STORE / object_key(cell)).unlink()
+    # The cell's bytes are gone: its pack (or its loose file, were it large) is deleted.
+    holder = object_location(cell)[0]
+    os.chmod(holder, 0o644)
+    holder.unlink()
+    assert object_key(cell) not in stored_objects()
     with pytest.raises(mlops.SnapshotCorrupted, match="missing"):
         mlops.load("holes@v1")
 
@@ -266,10 +271,10 @@ def test_a_damaged_file_object_is_detected(tmp_path: Path) -> None:
     source.write_bytes(os.urandom(10_000))
     snap = mlops.snapshot(source, "blob")
     manifest = service.open_store(current_settings()).manifest(snap.id)
-    path = STORE / object_key(manifest["content"]["object"])
-    os.chmod(path, 0o644)
-    data = path.read_bytes()
-    path.write_bytes(bytes([data[0] ^ 0xFF]) + data[1:])  # a changed byte, whatever it was
+    victim = manifest["content"]["object"]
+    before = read_object(victim)
+    flip_byte(victim, at=0.0)  # its first byte changed, wherever it is stored
+    assert read_object(victim)[1:] == before[1:] and read_object(victim)[0] != before[0]
     with pytest.raises(mlops.SnapshotCorrupted, match=r"blob@v1.*do not hash to its id"):
         mlops.load("blob", to=tmp_path / "restored.bin")
     assert not (tmp_path / "restored.bin").exists()

@@ -7,10 +7,11 @@ once. Temp files are named after their writer, so one whose process is alive is 
 outside the lock, such as the store's FORMAT file) and one of a dead process goes at once; a temp
 file gc cannot attribute (another host, an older name) goes once it is older than
 ``TEMP_GRACE_S``. ``grace_s`` optionally keeps unreferenced objects younger than that too. A
-damaged version file stops gc: it cannot know what that version needs. On object stores small
-objects live in packs (:mod:`.packs`): a pack goes whole once no live version references any of
-its objects (packs are never rewritten), its index first, so a kill leaves an orphan pack that
-the next gc removes; a pack whose index cannot be read is kept.
+damaged version file stops gc: it cannot know what that version needs. Small objects live in
+packs (:mod:`.packs`): a pack goes once no live version references any of its objects, its index
+first, so a kill leaves an orphan pack that the next gc removes; a pack some of whose objects are
+still live is repacked (those objects are copied into a new pack, indexed, then the old one
+goes), so gc frees exactly the bytes no version uses; a pack whose index cannot be read is kept.
 
 With a keep policy (``--keep-last N``, :class:`.retention.KeepPolicy`) gc first marks the older
 versions gone, under the same lock and before anything is deleted, so a kill at any moment leaves
@@ -27,9 +28,11 @@ from ..errors import MLOpsUsageError
 from ..records import SNAPSHOT_MANIFESTS, SNAPSHOT_PACKS
 from .errors import SnapshotCorrupted
 from .owners import alive
+from .packs import Pack, Packs
 from .repository import SnapshotStore, object_key
 from .results import GcReport, VersionVerdict
 from .retention import KeepPolicy, Users, keys_of, mark
+from .store import Backend
 
 GRACE_S = 0.0
 TEMP_GRACE_S = 3600.0
@@ -137,25 +140,26 @@ def collect(
             if not dry_run:
                 backend.delete(key)
         packs = backend.packs
+        doomed: list[Pack] = []  # packs that go: dead ones, and partly dead ones once repacked
         for pack in [] if packs is None else packs.scan():
             slots = {object_key(i): slot for i, slot in pack.objects.items()}
             used = [key for key in slots if key in live]
             for key, slot in slots.items():
                 sizes.setdefault(key, slot.length)
-            # A pack goes whole once none of its objects is live (it is never rewritten); one
-            # without an index (its save was killed before the index went up) holds nothing
-            # any manifest can name.
-            if used or pack.damaged or (grace_s > 0 and pack.age < grace_s):
-                kept += len(used)
-                kept_bytes += sum(slots[key].length for key in used)
+            live_bytes = sum(slots[key].length for key in used)
+            kept += len(used)
+            kept_bytes += live_bytes
+            # One without an index (its save was killed before the index went up) holds nothing
+            # any manifest can name; one whose index cannot be read is kept (gc cannot know).
+            whole = bool(used) and len(used) == len(slots)
+            if whole or pack.damaged or (grace_s > 0 and pack.age < grace_s):
                 continue
             removed[SNAPSHOT_PACKS] += 1
-            reclaimed += pack.size or 0
-            if not dry_run:
-                if pack.index is not None:
-                    backend.delete(pack.index)  # the index first: a kill leaves an orphan pack
-                backend.delete(pack.key)
-                packs.dropped(pack)  # type: ignore[union-attr]  # scanned: not None
+            reclaimed += (pack.size or 0) - live_bytes
+            doomed.append(pack)
+        if doomed and not dry_run:
+            assert packs is not None
+            _repack(backend, packs, doomed, live)
     by_name = {
         name: (
             sum(r["name"] == name for r in records),
@@ -178,6 +182,28 @@ def collect(
         policy.label if policy is not None else "",
         verdicts,
     )
+
+
+def _repack(backend: Backend, packs: Packs, doomed: list[Pack], live: set[str]) -> None:
+    """Remove ``doomed`` packs; the live objects of a partly dead one first go into new packs
+    (written and indexed before any old one goes), so gc frees exactly the dead objects' bytes.
+
+    A kill after the new packs leaves some objects in two packs, which is harmless (a load
+    reads either); the next gc finds the old pack whole and live and keeps it."""
+    for pack in doomed:
+        wanted = {i: s for i, s in pack.objects.items() if object_key(i) in live}
+        if not wanted or pack.size is None:
+            continue
+        data = packs.blobs.read_range(pack.key, 0, pack.size)
+        for object_id, slot in wanted.items():
+            packs.add(object_id, data[slot.offset : slot.offset + slot.length])
+    packs.flush()
+    backend.sync()  # the new packs' names are durable before an old pack goes
+    for pack in doomed:
+        if pack.index is not None:
+            backend.delete(pack.index)  # the index first: a kill leaves an orphan pack
+        backend.delete(pack.key)
+    packs.forget()  # what moved is found again in the new indexes
 
 
 def _keys_of_removed(store: SnapshotStore, removed: list[dict[str, Any]]) -> dict[str, set[str]]:

@@ -22,11 +22,14 @@ one ranged GET; an object not in any index is read loose, so stores written befo
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -34,6 +37,7 @@ from ..records import SNAPSHOT_PACK_INDEXES, SNAPSHOT_PACKS
 
 PACK_BYTES = 8 << 20  # an open pack is uploaded once it holds this many bytes (see README)
 PACKED_MAX = 4 << 20  # larger objects are uploaded loose, one PUT each
+UPLOADS_IN_FLIGHT = 2  # full packs queued for the background upload before ``add`` waits
 
 
 def pack_key(pack_id: str) -> str:
@@ -91,6 +95,10 @@ class Packs:
     def __init__(self, blobs: Blobs) -> None:
         self.blobs = blobs
         self._lock = threading.Lock()
+        # Full packs are written by a background thread while the next cells are encoded; at
+        # most ``UPLOADS_IN_FLIGHT`` wait (each holds a pack's bytes), then ``add`` waits.
+        self._uploader: ThreadPoolExecutor | None = None
+        self._uploads: deque[Future[None]] = deque()
         self._list_lock = threading.Lock()
         self._open: list[tuple[str, bytes]] = []
         self._open_bytes = 0
@@ -102,7 +110,7 @@ class Packs:
     # --- writing ------------------------------------------------------------------------------
 
     def add(self, object_id: str, data: bytes) -> None:
-        """Append one object to the open pack; upload the pack (in this thread) once it is full."""
+        """Append one object to the open pack; a full pack is uploaded in the background."""
         with self._lock:
             if object_id in self._open_keys:
                 return
@@ -110,20 +118,41 @@ class Packs:
             self._open_keys.add(object_id)
             self._open_bytes += len(data)
             full = self._take() if self._open_bytes >= PACK_BYTES else None
-        if full:
-            self._upload(full)
+            if full:
+                if self._uploader is None:
+                    self._uploader = ThreadPoolExecutor(1, thread_name_prefix="mlops-packs")
+                self._uploads.append(self._uploader.submit(self._upload, full))
+            oldest = self._uploads[0] if len(self._uploads) > UPLOADS_IN_FLIGHT else None
+        if oldest is not None:
+            oldest.result()  # back-pressure: the disk or network is slower than encoding
+            with self._lock:
+                if self._uploads and self._uploads[0] is oldest:
+                    self._uploads.popleft()
 
     def flush(self) -> None:
-        """Upload the open pack and its index: every object added so far is then readable."""
+        """Upload the open pack and its index, and wait for the packs uploading: every object
+        added so far is then readable (an upload's error is raised here)."""
         with self._lock:
             full = self._take()
         if full:
             self._upload(full)
+        self._wait()
 
     def discard(self) -> None:
-        """Drop the open pack (a save that ended without naming its objects in a manifest)."""
+        """Drop the open pack (a save that ended without naming its objects in a manifest),
+        once the packs uploading are done (nothing is written after the store lock is let go)."""
         with self._lock:
             self._take()
+        with contextlib.suppress(Exception):
+            self._wait()
+
+    def _wait(self) -> None:
+        with self._lock:
+            uploads, self._uploads = list(self._uploads), deque()
+        errors = [f.exception() for f in uploads]
+        for error in errors:
+            if error is not None:
+                raise error
 
     def _take(self) -> list[tuple[str, bytes]]:
         taken, self._open, self._open_bytes, self._open_keys = self._open, [], 0, set()

@@ -13,6 +13,7 @@ one's: temp files are named after their writer (:mod:`.owners`).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import errno
 import io
@@ -29,7 +30,7 @@ from ..errors import MLOpsUsageError
 from ..records import SNAPSHOT_MANIFESTS, SNAPSHOT_OBJECTS
 from . import leases
 from .owners import my_tag
-from .packs import PACKED_MAX, Packs
+from .packs import PACKED_MAX, Packs, Slot
 
 
 class Backend(Protocol):
@@ -99,24 +100,55 @@ def open_backend(location: str) -> Backend:
 
 @register("")
 class LocalBackend:
-    """A folder on a local filesystem (not NFS/SMB: ``flock`` and ``link`` are unreliable there)."""
+    """A folder on a local filesystem (not NFS/SMB: ``flock`` and ``link`` are unreliable there).
+
+    New objects up to ``PACKED_MAX`` go into packs (see :mod:`.packs`), as on S3: a save writes
+    and fsyncs a few 8 MB files instead of one file per cell (a 2M-row frame has ~800 cells, and
+    their creation, fsync and link cost more than encoding them: measured in
+    ``bench_snapshots.py``). Loose objects (larger ones, and stores written before packs) keep
+    loading, and a packed object is read with one ``pread``.
+    """
 
     blind_writes = False
-    packs: Packs | None = None
 
-    def __init__(self, location: str) -> None:
+    def __init__(self, location: str, *, pack: bool = True) -> None:
         self.root = Path(location)
         self.location = str(self.root)
         self._dirty_dirs: set[Path] = set()
+        self.packs: Packs | None = Packs(self) if pack else None
+        self._fresh: dict[str, int] = {}  # objects added to the open pack -> size
+        self._holders = 0
+        self._holders_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / key
 
+    def _slot(self, key: str) -> Slot | None:
+        if self.packs is None or not key.startswith(OBJECTS):
+            return None
+        return self.packs.locate(_object_id(key))
+
     def read(self, key: str) -> bytes:
-        return self._path(key).read_bytes()
+        if self.packs is None or not key.startswith(OBJECTS):
+            return self._path(key).read_bytes()
+        data = self.packs.read(_object_id(key))
+        if data is not None:
+            return data
+        try:
+            return self._path(key).read_bytes()  # loose: large, or from before packs
+        except FileNotFoundError:
+            self.packs.refresh()  # packed by another process since the indexes were listed?
+            data = self.packs.read(_object_id(key))
+            if data is None:
+                raise
+            return data
 
     def local_path(self, key: str) -> str | None:
-        return str(self._path(key))
+        """The file holding ``key`` whole; None for a packed object (read it with ``read``)."""
+        path = self._path(key)
+        if key.startswith(OBJECTS) and self._slot(key) is not None and not path.exists():
+            return None
+        return str(path)
 
     def _tmp(self) -> Path:
         return self.root / "tmp" / f"{my_tag()}.{uuid.uuid4().hex}.part"
@@ -132,7 +164,22 @@ class LocalBackend:
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:
-        """Write ``key`` atomically; if it already exists the (equal) existing blob is kept."""
+        """Write ``key`` atomically; if it already exists the (equal) existing blob is kept.
+        A small object goes into the open pack: readable once ``sync`` has written it."""
+        if self.packs is None or not key.startswith(OBJECTS):
+            with self._loose_writer(key) as fh:
+                yield fh
+            return
+        with contextlib.ExitStack() as stack:
+            spill = _Spill(lambda: stack.enter_context(self._loose_writer(key)))
+            yield spill  # type: ignore[misc]  # a file-like object that only writes
+            if spill.loose is None:
+                data = spill.buffer.getvalue()
+                self._fresh[key] = len(data)
+                self.packs.add(_object_id(key), data)
+
+    @contextlib.contextmanager
+    def _loose_writer(self, key: str) -> Iterator[IO[bytes]]:
         tmp = self._tmp()
         try:
             with self._create(tmp) as fh:
@@ -191,17 +238,22 @@ class LocalBackend:
         return created
 
     def exists(self, key: str) -> bool:
-        return self._path(key).exists()
+        return key in self._fresh or self._slot(key) is not None or self._path(key).exists()
 
     def size(self, key: str) -> int:
-        return self._path(key).stat().st_size
+        fresh = self._fresh.get(key)
+        if fresh is not None:
+            return fresh
+        slot = self._slot(key)
+        return slot.length if slot is not None else self._path(key).stat().st_size
 
     def age(self, key: str) -> float:
         return time.time() - self._path(key).stat().st_mtime
 
     def touch(self, key: str) -> None:
+        slot = self._slot(key)
         with contextlib.suppress(OSError):
-            os.utime(self._path(key))
+            os.utime(self._path(slot.pack if slot is not None else key))
 
     def kept(self, key: str) -> bool:
         return False  # blind_writes is off: a save asks exists() first
@@ -223,7 +275,11 @@ class LocalBackend:
         return self._path(key).resolve().as_uri()
 
     def sync(self) -> None:
-        """Make published names durable: fsync every folder a publish added a name to."""
+        """Write the open pack and its index, then make published names durable: fsync every
+        folder a publish added a name to."""
+        if self.packs is not None:
+            self.packs.flush()
+            self._fresh.clear()
         for folder in self._dirty_dirs:
             with contextlib.suppress(OSError):
                 fd = os.open(folder, os.O_RDONLY)
@@ -241,10 +297,47 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / "lock", "a+b") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+            with self._holders_lock:
+                self._holders += 1
+                if self._holders == 1 and self.packs is not None:
+                    self.packs.forget()  # other processes may have added or removed packs
             try:
                 yield
             finally:
+                with self._holders_lock:
+                    self._holders -= 1
+                    if self._holders == 0 and self.packs is not None:
+                        self.packs.discard()  # objects no manifest names (a failed save)
+                        self._fresh.clear()
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+    # --- what packs need (see packs.Blobs) ----------------------------------------------------
+
+    def put_blob(self, key: str, data: bytes) -> None:
+        with self._loose_writer(key) as fh:
+            fh.write(data)
+
+    def read_range(self, key: str, start: int, end: int) -> bytes:
+        with open(self._path(key), "rb") as fh:
+            data = os.pread(fh.fileno(), end - start, start)
+        if len(data) != end - start:
+            raise FileNotFoundError(f"{self._path(key)} holds fewer bytes than its index says")
+        return data
+
+    def read_many(self, keys: builtins.list[str]) -> dict[str, bytes]:
+        found = {}
+        for key in keys:
+            with contextlib.suppress(FileNotFoundError):
+                found[key] = self._path(key).read_bytes()
+        return found
+
+    def listing(self, prefix: str) -> dict[str, tuple[int, float]]:
+        listed = {}
+        for key in self.list(prefix):
+            with contextlib.suppress(FileNotFoundError):
+                stat = self._path(key).stat()
+                listed[key] = (stat.st_size, stat.st_mtime)
+        return listed
 
 
 @register("*")
@@ -273,8 +366,10 @@ class FsspecBackend:
         self.root = root.rstrip("/")
         self.location = location.rstrip("/")
         # A folder reached through fsspec (local://) writes in place, so a killed write would
-        # leave a partial blob under its final name: publish through a temp file, as locally.
-        self._folder = LocalBackend(self.root) if "file" in _protocols(self.fs) else None
+        # leave a partial blob under its final name: publish through a temp file, as locally
+        # (loose: this backend reads objects by their own paths, not from packs).
+        local = "file" in _protocols(self.fs)
+        self._folder = LocalBackend(self.root, pack=False) if local else None
         # Sizes of immutable blobs this backend wrote or found: on an object store each size()
         # would otherwise be one more request per object (a save asks exists, writes, sizes).
         self._sizes: dict[str, int] = {}
@@ -554,6 +649,23 @@ class S3Backend(FsspecBackend):
             if not page.get("IsTruncated"):
                 return listed
             token = {"ContinuationToken": page["NextContinuationToken"]}
+
+
+class _Spill:
+    """What a packable object is written to: memory while it fits in a pack, then (past
+    ``PACKED_MAX``) a loose file opened by ``open_loose``, so a large file is never held whole."""
+
+    def __init__(self, open_loose: Callable[[], IO[bytes]]) -> None:
+        self.buffer = io.BytesIO()
+        self.loose: IO[bytes] | None = None
+        self._open_loose = open_loose
+
+    def write(self, data: Any) -> int:
+        if self.loose is None and self.buffer.tell() + len(memoryview(data)) > PACKED_MAX:
+            self.loose = self._open_loose()
+            self.loose.write(self.buffer.getbuffer())
+            self.buffer = io.BytesIO()
+        return (self.loose or self.buffer).write(data)
 
 
 def _object_id(key: str) -> str:

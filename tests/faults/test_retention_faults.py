@@ -26,7 +26,9 @@ from jupyter_mlops.snapshots import service
 from jupyter_mlops.snapshots.repository import manifest_key, object_key
 from jupyter_mlops.snapshots.tombstones import REMOVED_SUFFIX
 from jupyter_mlops.snapshots.verify import object_ids
-from tests.faults.test_snapshots_faults import run_script, store_files
+from tests.faults.test_snapshots_faults import run_script
+from tests.store_files import files as store_files
+from tests.store_files import orphan_packs, stored_objects
 
 STORE = Path(".mlops/snapshots")
 PROCESS_TIMEOUT_S = 120
@@ -61,7 +63,14 @@ def live_keys() -> set[str]:
 
 def lost_objects(root: Path = STORE) -> int:
     """Objects (and manifests) a live version names that are not in the store."""
-    return len(live_keys() - store_files("objects", root) - store_files("manifests", root))
+    return len(live_keys() - stored_objects(root) - store_files("manifests", root))
+
+
+def unreferenced(root: Path = STORE) -> set[str]:
+    """What the store holds that no live version names: objects, manifests, packs without an
+    index."""
+    held = stored_objects(root) | store_files("manifests", root)
+    return (held - live_keys()) | orphan_packs(root)
 
 
 def tombstones(root: Path = STORE) -> dict[str, dict[str, object]]:
@@ -123,7 +132,8 @@ def test_keep_last_racing_a_saving_process_loses_nothing(
         assert_frame_equal(mlops.load(f"train@v{version}"), frame(version - 1))
     mlops.gc_snapshots(keep_last=2)
     assert live_versions() == [trials - 1, trials]
-    assert store_files("objects", root) | store_files("manifests", root) == live_keys()
+    assert stored_objects(root) | store_files("manifests", root) == live_keys()
+    assert orphan_packs(root) == set()
     assert store_files("tmp", root) == set() and store_files("locks", root) == set()
 
 
@@ -194,7 +204,7 @@ def check_after_kill() -> None:
 
 def check_after_rerun() -> None:
     assert live_versions() == list(range(VERSIONS - KEEP + 1, VERSIONS + 1))
-    assert store_files("objects") | store_files("manifests") == live_keys()
+    assert stored_objects() | store_files("manifests") == live_keys() and orphan_packs() == set()
     assert store_files("tmp") == set() and mlops.verify_snapshots().ok
 
 
@@ -245,7 +255,7 @@ def test_sigkill_during_retention_leaves_a_loadable_store_and_a_rerun_completes(
             time.sleep(rng.uniform(0.05, 0.95) * took)  # the fault: SIGKILL mid-job
             kill(pid)
             marked = len(tombstones())
-            leftovers = (store_files("objects") | store_files("manifests")) - live_keys()
+            leftovers = unreferenced()
             partial = 0 < marked < VERSIONS - KEEP or (action == "gc" and bool(leftovers))
             landed += not marker.exists() and partial
             if marker.exists():  # it had finished: this machine is faster now, aim earlier

@@ -35,6 +35,8 @@ from jupyter_mlops.snapshots.hashing import digest_bytes
 from jupyter_mlops.snapshots.repository import content_id, object_key, version_key
 from jupyter_mlops.snapshots.store import json_bytes
 from tests.server_support import populate, project_settings
+from tests.store_files import files as store_files
+from tests.store_files import holders, orphan_packs, stored_objects
 
 STORE = Path(".mlops/snapshots")
 PROCESS_TIMEOUT_S = 120
@@ -50,11 +52,6 @@ def run_script(tmp: Path, name: str, source: str, *args: str) -> subprocess.Pope
         stderr=subprocess.PIPE,
         text=True,
     )
-
-
-def store_files(where: str, store: Path = STORE) -> set[str]:
-    root = store / where
-    return {str(p.relative_to(store)) for p in root.rglob("*") if p.is_file()}
 
 
 def referenced_objects() -> set[str]:
@@ -124,13 +121,15 @@ def test_sigkill_mid_save_leaves_no_half_version_and_gc_reclaims_at_once(
     assert report.ok, repr(report)  # 0 half versions: every version is whole
     for ref in mlops.snapshots()["ref"]:
         assert len(mlops.load(ref)) > 0
-    objects = store_files("objects", root)
-    leftovers = (objects - referenced_objects()) | store_files("tmp", root)
+    # The files that hold unreferenced objects (loose, or the packs that hold them), packs
+    # without an index, temp files.
+    unreferenced = stored_objects(root) - referenced_objects()
+    leftovers = holders(unreferenced, root) | orphan_packs(root) | store_files("tmp", root)
     assert leftovers, "no kill landed mid-save: nothing was left to reclaim"
 
     done = mlops.gc_snapshots()  # the default settings, right away: the writers are dead
     assert store_files("tmp", root) == set() and store_files("locks", root) == set()
-    assert store_files("objects", root) == referenced_objects()
+    assert stored_objects(root) == referenced_objects() and orphan_packs(root) == set()
     assert done.reclaimed_bytes > 0 and sum(done.removed.values()) >= len(leftovers)
     assert mlops.verify_snapshots().ok
 
@@ -146,7 +145,9 @@ def test_gc_never_deletes_a_live_writers_temp_file(tmp_path: Path) -> None:
         from jupyter_mlops.snapshots import service
 
         backend = service.open_store(current_settings()).backend
-        with backend.writer("objects/ff/" + "f" * 62) as fh:
+        # A manifest is always written loose, through a temp file (small objects are packed
+        # in memory and have none).
+        with backend.writer("manifests/" + "f" * 64 + ".json") as fh:
             fh.write(b"partial")
             print("writing", flush=True)
             sys.stdin.readline()  # hold the temp file open until told to finish

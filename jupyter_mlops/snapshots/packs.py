@@ -92,11 +92,13 @@ class Packs:
     """The packs of one object store: appends new objects to the open pack, uploads full ones,
     and finds an object's slot in the published indexes. Thread-safe."""
 
-    def __init__(self, blobs: Blobs) -> None:
+    def __init__(self, blobs: Blobs, uploaders: int = 1) -> None:
         self.blobs = blobs
         self._lock = threading.Lock()
-        # Full packs are written by a background thread while the next cells are encoded; at
-        # most ``UPLOADS_IN_FLIGHT`` wait (each holds a pack's bytes), then ``add`` waits.
+        # Full packs are written by ``uploaders`` background threads while the next cells are
+        # encoded; at most ``UPLOADS_IN_FLIGHT`` per thread wait (each holds a pack's bytes),
+        # then ``add`` waits.
+        self.uploaders = uploaders
         self._uploader: ThreadPoolExecutor | None = None
         self._uploads: deque[Future[None]] = deque()
         self._list_lock = threading.Lock()
@@ -120,9 +122,10 @@ class Packs:
             full = self._take() if self._open_bytes >= PACK_BYTES else None
             if full:
                 if self._uploader is None:
-                    self._uploader = ThreadPoolExecutor(1, thread_name_prefix="mlops-packs")
+                    self._uploader = ThreadPoolExecutor(self.uploaders, "mlops-packs")
                 self._uploads.append(self._uploader.submit(self._upload, full))
-            oldest = self._uploads[0] if len(self._uploads) > UPLOADS_IN_FLIGHT else None
+            waiting = len(self._uploads) > UPLOADS_IN_FLIGHT * self.uploaders
+            oldest = self._uploads[0] if waiting else None
         if oldest is not None:
             oldest.result()  # back-pressure: the disk or network is slower than encoding
             with self._lock:

@@ -50,11 +50,16 @@ LOOSE_WRITERS = 4 * WORKERS
 REMOTE_WRITERS = 32
 
 
+def request_threads(backend: Backend) -> int:
+    """Threads that ask ``backend`` about objects (or write loose ones): more for an object
+    store, whose requests wait on the network, than for a disk."""
+    return LOOSE_WRITERS if backend.local_path("FORMAT") is not None else REMOTE_WRITERS
+
+
 def io_threads(backend: Backend) -> int:
-    """Threads that write cells to ``backend``: more for an object store than for a disk."""
-    if backend.local_path("FORMAT") is None:
-        return REMOTE_WRITERS
-    return WRITERS if backend.packs is not None else LOOSE_WRITERS
+    """Threads that hash, encode and store cells: one per core where cells are packed (the packs
+    are written by their own background threads), else as many as the requests need."""
+    return WRITERS if backend.packs is not None else request_threads(backend)
 
 
 class _Writes:
@@ -425,7 +430,7 @@ def publish_manifest(
         if writes.new_objects:
             store.backend.sync()  # objects written again (gc removed them): keep them
         return store.manifest(snapshot_id)
-    writes.fill_sizes(store.backend, io_threads(store.backend))
+    writes.fill_sizes(store.backend, request_threads(store.backend))
     manifest = {
         "id": snapshot_id,
         "hash": HASH_NAME,

@@ -476,6 +476,10 @@ class FsspecBackend:
         return leases.hold(self, exclusive)
 
 
+# Pack PUTs at once on an object store (each waits on the network, not on a core).
+PACK_UPLOADERS = 4
+
+
 @register("s3")
 @register("s3a")
 class S3Backend(FsspecBackend):
@@ -500,7 +504,7 @@ class S3Backend(FsspecBackend):
         self._holders = 0
         self._holders_lock = threading.Lock()
         self._modified: dict[str, float] = {}  # listed times of immutable keys
-        self.packs: Packs = Packs(self)
+        self.packs: Packs = Packs(self, uploaders=PACK_UPLOADERS)
 
     @contextlib.contextmanager
     def writer(self, key: str) -> Iterator[IO[bytes]]:

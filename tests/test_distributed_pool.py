@@ -134,3 +134,38 @@ def test_pool_verbs_are_checked(ip: Any) -> None:
         ip.run_line_magic("distributed", "pool frobnicate")
     with pytest.raises(UsageError, match="cells use the pool by themselves"):
         ip.run_cell_magic("distributed", "--executor pool", "result = 1")
+
+
+def test_a_ctrl_c_that_reaches_a_rank_before_its_cell_starts_stops_that_cell() -> None:
+    """A loaded machine delays a rank: the kernel's SIGINT can arrive while the cell is still in
+    the pipe (or just received). It must stop that cell, and one between cells must not stop
+    the next (a real signal to this process, a real pipe)."""
+    import os
+    import signal
+    from multiprocessing import Pipe
+
+    from jupyter_mlops.distributed.pool_worker import Interrupts
+
+    ours, theirs = Pipe()
+    previous = signal.getsignal(signal.SIGINT)
+    interrupts = Interrupts(ours)
+    try:
+        interrupts.ignore_between_cells()
+        os.kill(os.getpid(), signal.SIGINT)  # between cells, nothing sent: ignored
+        interrupts.raise_if_pending()
+        theirs.send(("cell", {}))
+        os.kill(os.getpid(), signal.SIGINT)  # the cell is in the pipe: kept for it
+        ours.recv()
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.raise_if_pending()
+        interrupts.ignore_between_cells()
+        interrupts.starting = True  # received, not yet started
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            interrupts.raise_if_pending()
+        interrupts.ignore_between_cells()
+        interrupts.raise_if_pending()  # the next cell runs
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        ours.close()
+        theirs.close()

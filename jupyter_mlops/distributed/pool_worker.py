@@ -6,7 +6,8 @@ process group), it then connects to the kernel over loopback (address and token 
 the life of the pool, its output goes back over the connection line by line, and the last
 message says ``done`` (with rank 0's pulled values) or ``error`` (the same report a one-shot
 rank writes). Ctrl-C in the notebook reaches a rank as SIGINT, which interrupts a cell but is
-ignored between cells.
+ignored between cells; one that arrives while the cell is on its way to this rank (sent, not yet
+started: a loaded machine delays a rank) is kept and stops that cell as it starts.
 """
 
 from __future__ import annotations
@@ -71,8 +72,35 @@ def connect(job: Job, rank: int) -> Connection:
     return conn
 
 
+class Interrupts:
+    """SIGINT between cells: ignored, unless a cell is already waiting or being started, whose
+    run it then stops (the kernel interrupts only while a cell runs, so that cell is its target)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.starting = False  # a cell was received and is about to run
+        self.pending = False
+
+    def idle(self, signum: int, frame: Any) -> None:
+        if self.starting or self.conn.poll():
+            self.pending = True
+
+    def ignore_between_cells(self) -> None:
+        self.starting = self.pending = False
+        signal.signal(signal.SIGINT, self.idle)
+
+    def raise_if_pending(self) -> None:
+        if self.pending:
+            self.pending = False
+            raise KeyboardInterrupt
+
+
 def run_one(
-    conn: Connection, rank: int, namespace: dict[str, Any], cell: dict[str, Any]
+    conn: Connection,
+    rank: int,
+    namespace: dict[str, Any],
+    cell: dict[str, Any],
+    interrupts: Interrupts,
 ) -> tuple[str, Any]:
     lock = threading.Lock()
     out = LineSender(conn, lock)
@@ -80,6 +108,7 @@ def run_one(
     sys.stdout = sys.stderr = out
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        interrupts.raise_if_pending()  # Ctrl-C came while this cell was on its way
         namespace.update({name: loads(data) for name, data in cell["push"].items()})
         with tracked_by_rank(rank, *cell["tracking"]):
             run_cell(cell["source"], namespace)
@@ -90,12 +119,14 @@ def run_one(
     except BaseException as exc:
         return ("error", failure_report(rank, exc))
     finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        interrupts.ignore_between_cells()
         out.flush()
         sys.stdout, sys.stderr = saved
 
 
 def serve(conn: Connection, rank: int, namespace: dict[str, Any]) -> None:
+    interrupts = Interrupts(conn)
+    interrupts.ignore_between_cells()
     while True:
         try:
             message = conn.recv()
@@ -103,7 +134,8 @@ def serve(conn: Connection, rank: int, namespace: dict[str, Any]) -> None:
             return
         if message[0] == "stop":
             return
-        conn.send(run_one(conn, rank, namespace, message[1]))
+        interrupts.starting = True
+        conn.send(run_one(conn, rank, namespace, message[1], interrupts))
 
 
 def main(job_dir: Path) -> int:

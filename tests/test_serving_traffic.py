@@ -245,9 +245,11 @@ def test_frames_of_one_layout_with_other_dtypes_log_what_each_held(settings: Set
     with TrafficWriter(settings, "n", "prod", flush_seconds=3600) as log:
         log.log(inputs=pd.DataFrame({"a": [1, 2]}), outputs=np.array([0.5, 0.25]))
         log.log(inputs=pd.DataFrame({"a": [3]}), outputs=np.array([], dtype=float))
-    logged = read_traffic(settings, "n", "prod")
-    assert str(logged["a"].dtype) == "int64" and logged["a"].tolist() == [1, 2, 3]
-    assert logged["prediction"].tolist()[:2] == [0.5, 0.25] and pd.isna(logged["prediction"][2])
+        log.log(inputs=pd.DataFrame({"a": [4]}), outputs=np.zeros((1, 0)))
+    logged = read_traffic(settings, "n", "prod")  # outputs of no value: the rows, no prediction
+    assert str(logged["a"].dtype) == "int64" and logged["a"].tolist() == [1, 2, 3, 4]
+    assert logged["prediction"].tolist()[:2] == [0.5, 0.25]
+    assert logged["prediction"][2:].isna().all()
 
 
 def test_a_micro_batch_of_double_columns_is_the_frame_mlflow_would_cast() -> None:

@@ -262,6 +262,7 @@ def _packed(
             or outputs.dtype.kind not in PACKED_OUTPUT_KINDS
             or outputs.ndim < 1
             or outputs.shape[0] != sum(rows)
+            or not outputs.size
         ):
             return None
         outputs = np.ascontiguousarray(outputs)
@@ -511,7 +512,7 @@ def output_columns(outputs: Any, rows: int) -> dict[str, list[Any]]:
             array = np.asarray(outputs)
         except (ValueError, TypeError):  # ragged outputs no array holds
             return {}
-        if array.ndim >= 1 and len(array) != rows:  # (an empty array cannot even be reshaped)
+        if array.ndim >= 1 and (len(array) != rows or not array.size):  # none to reshape
             return {}
         if array.ndim == 2 and array.shape[1] > 1:
             columns = {f"{name}.{i}": array[:, i].tolist() for i in range(array.shape[1])}

@@ -12,7 +12,6 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
@@ -23,25 +22,14 @@ from pandas.testing import assert_frame_equal
 import jupyter_mlops as mlops
 from jupyter_mlops.snapshots.fingerprints import RECENT, fingerprint
 from tests.store_files import stored_objects
+from tests.test_snapshots_reuse import frame as reuse_frame
 
 save_module = importlib.import_module("jupyter_mlops.snapshots.save")
 
 
 def frame(rows: int = 3_000, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    nullable = pd.array(rng.integers(0, 100, rows), dtype="Int64")
-    nullable[rng.random(rows) < 0.1] = pd.NA
-    return pd.DataFrame(
-        {
-            "x": rng.normal(size=rows),
-            "i": np.arange(rows, dtype=np.int64),
-            "n": nullable,
-            "s": pd.array([f"u{v}" for v in rng.integers(0, 500, rows)], dtype="str"),
-            "c": pd.Categorical.from_codes(rng.integers(0, 5, rows), list("abcde")),
-            "t": pd.date_range("2024-01-01", periods=rows, freq="min", tz="UTC"),
-            "b": rng.random(rows) < 0.3,
-        }
-    )
+    """Floats, ints, nullable ints, strings, a categorical, tz-aware times and booleans."""
+    return reuse_frame(rows, seed)
 
 
 def fresh_id(obj: Any, name: str) -> str:

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
+from .hashing import byte_width
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -31,14 +33,6 @@ RECENT_ENTRIES = 32  # tables remembered per process (a 10M-row frame's content 
 
 class _Unsupported(Exception):
     pass
-
-
-def _byte_width(t: pa.DataType) -> int:
-    try:
-        bits = int(t.bit_width)
-    except ValueError:
-        return 0
-    return bits // 8 if bits % 8 == 0 else 0
 
 
 def _feed_chunk(hasher: Any, chunk: pa.Array) -> None:
@@ -63,7 +57,7 @@ def _feed_chunk(hasher: Any, chunk: pa.Array) -> None:
         _feed_var(hasher, buffers, offset, n, 4)
     elif pa.types.is_large_string(t) or pa.types.is_large_binary(t):
         _feed_var(hasher, buffers, offset, n, 8)
-    elif (width := _byte_width(t)) and not isinstance(t, pa.ExtensionType) and len(buffers) == 2:
+    elif (width := byte_width(t)) and not isinstance(t, pa.ExtensionType) and len(buffers) == 2:
         hasher.update(memoryview(buffers[1])[offset * width : (offset + n) * width])
     else:
         raise _Unsupported(str(t))

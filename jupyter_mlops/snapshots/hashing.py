@@ -186,7 +186,7 @@ def _feed_array(streams: _Streams, path: str, chunks: list[pa.Array]) -> None:
         for i in range(t.num_fields):
             name = t.field(i).name
             _feed_array(streams, f"{path}/{i}:{name}", [c.field(i) for c in chunks])
-    elif _byte_width(t):
+    elif byte_width(t):
         for chunk in chunks:
             streams.feed(path + "/values", _fixed_width_bytes(chunk))
     else:
@@ -195,7 +195,7 @@ def _feed_array(streams: _Streams, path: str, chunks: list[pa.Array]) -> None:
         raise MLOpsUsageError(f"cannot snapshot a column of Arrow type {t}")
 
 
-def _byte_width(t: pa.DataType) -> int:
+def byte_width(t: pa.DataType) -> int:
     """Bytes per value of a fixed-width type; 0 for bit-packed and variable-width types."""
     try:
         bits = int(t.bit_width)

@@ -92,6 +92,21 @@ def test_the_buffer_is_bounded_and_close_loses_nothing_it_accepted(settings: Set
         log.log(inputs={"x": [1]})
 
 
+def test_a_flush_that_cannot_write_keeps_its_rows_for_the_next(settings: Settings) -> None:
+    log = TrafficWriter(settings, "m", "prod", flush_seconds=3600)
+    for i in range(30):
+        log.log(inputs={"x": [i]}, outputs=[i])
+    log.folder.parent.mkdir(parents=True, exist_ok=True)
+    log.folder.write_text("in the way")  # the fault: the log's folder cannot be made
+    with pytest.raises(OSError):
+        log.flush()
+    log.log(inputs={"x": [30]}, outputs=[30])
+    log.folder.unlink()
+    assert log.flush() == 31 and log.written == 31
+    log.close()
+    assert read_traffic(settings, "m", "prod")["x"].tolist() == list(range(31))
+
+
 def test_writers_in_threads_and_a_background_flush_keep_every_row(settings: Settings) -> None:
     log = TrafficWriter(settings, "m", "prod", flush_seconds=0.01)
 

@@ -437,10 +437,18 @@ class TrafficWriter:
             table = blocks_table(batch, self.model)
             stamp = EPOCH + batch[0].timestamps_us[0] * MICROSECOND
             folder = self.folder / f"{records.TRAFFIC_DAY_PREFIX}{stamp:%Y-%m-%d}"
-            folder.mkdir(parents=True, exist_ok=True)
             self._sequence += 1
             name = f"{stamp:%H%M%S}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{self._sequence:06d}"
-            _write_parquet(table, folder / f"{name}.parquet")
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                _write_parquet(table, folder / f"{name}.parquet")
+            except OSError:
+                # A full disk (or a folder gone): the batch goes back to the front of the
+                # buffer, whole, and the next flush writes it; nothing it held is lost.
+                with self._lock:
+                    self._buffer[:0] = batch
+                    self._buffered += sum(block.size for block in batch)
+                raise
             self.written += table.num_rows
             return int(table.num_rows)
 
@@ -463,6 +471,7 @@ class TrafficWriter:
             try:
                 self.flush()
             except Exception:  # a full disk must not kill the endpoint; the next flush retries
+                # (the batch went back into the buffer: see flush)
                 import logging
 
                 logging.getLogger(__name__).exception("writing the inference log failed")

@@ -122,10 +122,3 @@ class Recent:
 
 
 RECENT = Recent()
-
-
-def cells_of(content: dict[str, Any]) -> set[str]:
-    """Every object a frame's identity content names (its cells and pickled columns)."""
-    found = {cell for column in content.get("columns", []) for cell in column.get("cells", [])}
-    found.update(e["object"] for e in content.get("opaque", []) if isinstance(e.get("object"), str))
-    return found

@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -102,6 +102,8 @@ class Packs:
         self._uploader: ThreadPoolExecutor | None = None
         self._uploads: deque[Future[None]] = deque()
         self._list_lock = threading.Lock()
+        self._holders = 0  # store lock holdings in this process (see ``held``)
+        self._holders_lock = threading.Lock()
         self._open: list[tuple[str, bytes]] = []
         self._open_bytes = 0
         self._open_keys: set[str] = set()
@@ -222,6 +224,41 @@ class Packs:
             if slots is not None:
                 with self._lock:
                     self._indexes[key] = _slots(_id_of_index(key), slots)
+
+    def read_or_loose(self, object_id: str, loose: Callable[[], bytes]) -> bytes:
+        """An object's bytes from its pack, else ``loose()`` (a large object, or one stored
+        before packs); an object in neither is looked for once more in the indexes listed again
+        (another process may have packed it since), then ``loose``'s FileNotFoundError is raised."""
+        data = self.read(object_id)
+        if data is not None:
+            return data
+        try:
+            return loose()
+        except FileNotFoundError:
+            self.refresh()
+            data = self.read(object_id)
+            if data is None:
+                raise
+            return data
+
+    @contextlib.contextmanager
+    def held(self, reset: Callable[[], None]) -> Iterator[None]:
+        """While the store lock is held in this process: the first holder lists the indexes
+        afresh (other processes may have added or removed packs); when the last one lets go, the
+        open pack is dropped (objects no manifest names: a failed save) and ``reset`` clears
+        what the backend knew about this holding."""
+        with self._holders_lock:
+            self._holders += 1
+            if self._holders == 1:
+                self.forget()
+        try:
+            yield
+        finally:
+            with self._holders_lock:
+                self._holders -= 1
+                if self._holders == 0:
+                    self.discard()
+                    reset()
 
     def read(self, object_id: str) -> bytes | None:
         """An object's bytes from its pack (None: in no pack). A pack gc removed since the

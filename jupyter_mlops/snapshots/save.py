@@ -23,7 +23,7 @@ from ..errors import MLOpsError, MLOpsUsageError
 from .cells import write_cell
 from .chunking import Chunker, Chunking
 from .files import StatCache, describe_path, store_file
-from .fingerprints import RECENT, cells_of, fingerprint
+from .fingerprints import RECENT, fingerprint
 from .frames import NotArrow, opaque_columns, pandas_metadata, to_arrow
 from .hashing import FORMAT_VERSION, HASH_NAME, cell_id, digest_bytes, digest_json, type_label
 from .names import check_name
@@ -34,6 +34,7 @@ from .results import Snapshot
 from .sources import Source, open_source, rebatch
 from .stats import ColumnStats
 from .store import Backend
+from .verify import object_ids
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -411,7 +412,7 @@ def recall(store: SnapshotStore, writes: _Writes, key: str | None) -> Content | 
     all of it: its manifest, and every cell among the objects of the name's latest live version
     (which gc never removes). Otherwise None, and the table takes the full path."""
     content = RECENT.get(key)
-    if content is None or not cells_of(content) <= writes.known:
+    if content is None or not {i for i, _ in object_ids({"content": content})} <= writes.known:
         return None
     if not store.backend.exists(manifest_key(digest_json(content))):
         return None
@@ -420,6 +421,22 @@ def recall(store: SnapshotStore, writes: _Writes, key: str | None) -> Content | 
 
 def _unused_details() -> dict[str, Any]:
     raise AssertionError("a recalled snapshot's manifest exists: its details are not needed")
+
+
+def recalled_or_table_content(
+    store: SnapshotStore,
+    source: Source,
+    name: str,
+    writes: _Writes,
+    chunking: Chunking | None,
+    key: str | None,
+    dtypes: dict[str, str] | None = None,
+) -> tuple[Content, Details, bool]:
+    """(content, details, recalled): the content :func:`recall` finds for ``key``, else
+    :func:`table_content`'s."""
+    if (content := recall(store, writes, key)) is not None:
+        return content, _unused_details, True
+    return (*table_content(store, source, name, writes, chunking, dtypes), False)
 
 
 def publish_manifest(
@@ -472,20 +489,19 @@ def save(
             source, opaque = pandas_source(store, writes, obj, allow_pickle)
             dtypes = {str(k): str(v) for k, v in obj.dtypes.items()}
             key = table_fingerprint(source, chunking, {"dtypes": dtypes, "rows": len(obj)})
-            if (content := recall(store, writes, key)) is not None:
-                details = _unused_details
-            else:
-                content, details = table_content(store, source, name, writes, chunking, dtypes)
+            content, details, recalled = recalled_or_table_content(
+                store, source, name, writes, chunking, key, dtypes
+            )
+            if not recalled:
                 if opaque:
                     content["opaque"] = opaque
                 if not source.schema.names:
                     content["rows"] = len(obj)  # Arrow carries no rows without columns
         elif source is not None or (source := open_source(obj)) is not None:
             key = table_fingerprint(source, chunking, {})
-            if (content := recall(store, writes, key)) is not None:
-                details = _unused_details
-            else:
-                content, details = table_content(store, source, name, writes, chunking)
+            content, details, _ = recalled_or_table_content(
+                store, source, name, writes, chunking, key
+            )
         elif isinstance(obj, str | os.PathLike):
             path = Path(obj).expanduser()
             if not path.exists():

@@ -18,7 +18,6 @@ import contextlib
 import errno
 import io
 import os
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -117,8 +116,6 @@ class LocalBackend:
         self._dirty_dirs: set[Path] = set()
         self.packs: Packs | None = Packs(self) if pack else None
         self._fresh: dict[str, int] = {}  # objects added to the open pack -> size
-        self._holders = 0
-        self._holders_lock = threading.Lock()
 
     def _path(self, key: str) -> Path:
         return self.root / key
@@ -129,19 +126,10 @@ class LocalBackend:
         return self.packs.locate(_object_id(key))
 
     def read(self, key: str) -> bytes:
+        path = self._path(key)
         if self.packs is None or not key.startswith(OBJECTS):
-            return self._path(key).read_bytes()
-        data = self.packs.read(_object_id(key))
-        if data is not None:
-            return data
-        try:
-            return self._path(key).read_bytes()  # loose: large, or from before packs
-        except FileNotFoundError:
-            self.packs.refresh()  # packed by another process since the indexes were listed?
-            data = self.packs.read(_object_id(key))
-            if data is None:
-                raise
-            return data
+            return path.read_bytes()
+        return self.packs.read_or_loose(_object_id(key), path.read_bytes)
 
     def local_path(self, key: str) -> str | None:
         """The file holding ``key`` whole; None for a packed object (read it with ``read``)."""
@@ -297,18 +285,10 @@ class LocalBackend:
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / "lock", "a+b") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-            with self._holders_lock:
-                self._holders += 1
-                if self._holders == 1 and self.packs is not None:
-                    self.packs.forget()  # other processes may have added or removed packs
             try:
-                yield
+                with self.packs.held(self._fresh.clear) if self.packs else contextlib.nullcontext():
+                    yield
             finally:
-                with self._holders_lock:
-                    self._holders -= 1
-                    if self._holders == 0 and self.packs is not None:
-                        self.packs.discard()  # objects no manifest names (a failed save)
-                        self._fresh.clear()
                 fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
 
     # --- what packs need (see packs.Blobs) ----------------------------------------------------
@@ -501,8 +481,6 @@ class S3Backend(FsspecBackend):
         self._kept: set[str] = set()
         self._fresh: set[str] = set()  # objects written while this lock is held: new, not kept
         self._conditional = True
-        self._holders = 0
-        self._holders_lock = threading.Lock()
         self._modified: dict[str, float] = {}  # listed times of immutable keys
         self.packs: Packs = Packs(self, uploaders=PACK_UPLOADERS)
 
@@ -551,17 +529,7 @@ class S3Backend(FsspecBackend):
     def read(self, key: str) -> bytes:
         if not key.startswith(OBJECTS):
             return super().read(key)
-        data = self.packs.read(_object_id(key))
-        if data is not None:
-            return data
-        try:
-            return super().read(key)  # a loose object (large, or from before packs)
-        except FileNotFoundError:
-            self.packs.refresh()  # packed since the indexes were listed?
-            data = self.packs.read(_object_id(key))
-            if data is None:
-                raise
-            return data
+        return self.packs.read_or_loose(_object_id(key), lambda: super(S3Backend, self).read(key))
 
     def exists(self, key: str) -> bool:
         if key.startswith(OBJECTS) and self.packs.locate(_object_id(key)) is not None:
@@ -587,20 +555,13 @@ class S3Backend(FsspecBackend):
 
     @contextlib.contextmanager
     def lock(self, exclusive: bool) -> Iterator[None]:
-        with leases.hold(self, exclusive):
-            with self._holders_lock:
-                self._holders += 1
-                if self._holders == 1:  # what this process knew may be stale: ask again
-                    self._kept.clear()
-                    self._fresh.clear()
-                    self.packs.forget()
-            try:
-                yield
-            finally:
-                with self._holders_lock:
-                    self._holders -= 1
-                    if self._holders == 0:
-                        self.packs.discard()  # objects no manifest names (a failed save)
+        with leases.hold(self, exclusive), self.packs.held(self._forget_holding):
+            yield
+
+    def _forget_holding(self) -> None:
+        """What a holding of the lock learnt is stale once it ends: the next one asks again."""
+        self._kept.clear()
+        self._fresh.clear()
 
     # --- what packs need (see packs.Blobs) ----------------------------------------------------
 

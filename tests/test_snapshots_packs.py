@@ -111,3 +111,43 @@ def test_gc_repacks_a_partly_dead_pack_and_a_kill_midway_loses_nothing(tmp_path:
     assert done.reclaimed_bytes > 0 and files("tmp") == set()
     assert_frame_equal(mlops.load("data"), edited)
     assert mlops.verify_snapshots().ok and mlops.snapshot(edited, "data").id == v2.id
+
+
+def test_cells_zstd_cannot_shrink_are_stored_plain_and_load_the_same() -> None:
+    """Random floats gain a few percent from zstd at the cost of a full pass: after the first
+    cell, such a column's cells are stored uncompressed (bigger than zstd would make them),
+    while a compressible column stays compressed; both load back exactly and verify."""
+    import pyarrow as pa
+
+    from jupyter_mlops.snapshots.cells import RETRY_EVERY, encode_cell
+    from jupyter_mlops.snapshots.save import WORKERS, save
+
+    rows = 400_000
+    rng = np.random.default_rng(1)
+    df = pd.DataFrame({"noise": rng.random(rows), "steps": np.arange(rows) // 100})
+    settings = current_settings()
+    store = service.open_store(settings)
+    cache = service.stat_cache_path(settings)
+    snap = save(store, df, "mixed", stat_cache=cache, chunk_rows=20_000)
+    manifest = store.manifest(snap.id)
+    sizes = {c["name"]: c["cells"] for c in manifest["content"]["columns"]}
+    assert len(sizes["noise"]) > RETRY_EVERY  # some cells past the first, and a retry
+    chunks = manifest["content"]["chunks"]
+    stored_plain = compressed_cells = 0
+    for object_id, count in zip(sizes["noise"], chunks, strict=True):
+        _, _, length = object_location(object_id)
+        raw = 8 * count
+        values = pa.chunked_array([pa.array(rng.random(count))])
+        compressed = encode_cell("noise", values).size  # what zstd makes of such a cell
+        assert compressed < raw  # zstd does shave a little off random floats
+        if length >= raw:
+            stored_plain += 1
+        else:
+            compressed_cells += 1
+    # The first cells (one per thread encoding at once), then every RETRY_EVERY-th, try zstd.
+    assert 1 <= compressed_cells <= WORKERS + len(chunks) // RETRY_EVERY
+    assert stored_plain == len(chunks) - compressed_cells
+    for object_id, count in zip(sizes["steps"], chunks, strict=True):
+        assert object_location(object_id)[2] < 8 * count / 4  # runs of 100 equal values
+    assert_frame_equal(mlops.load("mixed"), df)
+    assert mlops.verify_snapshots().ok

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
@@ -16,16 +17,44 @@ if TYPE_CHECKING:
 
 CODEC = "zstd"
 CODEC_LEVEL = 1
+# A column whose cells zstd shrinks by less than this share is stored plain: random floats or
+# hashes cost zstd as much time as any column and give back a few percent of their bytes.
+MIN_SAVING = 0.1
+RETRY_EVERY = 16  # a plain column's every 16th cell is compressed again, in case that changed
 
 
-def encode_cell(name: str, values: pa.ChunkedArray) -> pa.Buffer:
+class Compression:
+    """Per column of one save, whether its cells are worth compressing, learnt from the cells
+    compressed so far. Only the stored bytes depend on it, never a cell's id. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._plain: dict[str, int] = {}  # column -> its cells stored plain since the last try
+        self._lock = threading.Lock()
+
+    def wanted(self, name: str) -> bool:
+        with self._lock:
+            skipped = self._plain.get(name)
+            if skipped is None:
+                return True
+            self._plain[name] = skipped + 1
+            return (skipped + 1) % RETRY_EVERY == 0
+
+    def learn(self, name: str, plain_bytes: int, stored_bytes: int) -> None:
+        with self._lock:
+            if stored_bytes > plain_bytes * (1 - MIN_SAVING):
+                self._plain.setdefault(name, 0)
+            else:
+                self._plain.pop(name, None)
+
+
+def encode_cell(name: str, values: pa.ChunkedArray, compress: bool = True) -> pa.Buffer:
     """The cell's IPC file bytes, built in Arrow's memory (no GIL held, no Python per write)."""
     import pyarrow as pa
 
     table = pa.table({name: values})
     # Compressed here, on the calling thread: cells are already encoded in parallel, and handing
     # each cell's few buffers to Arrow's own pool only adds thread switches (measured).
-    codec = pa.Codec(CODEC, compression_level=CODEC_LEVEL)
+    codec = pa.Codec(CODEC, compression_level=CODEC_LEVEL) if compress else None
     options = pa.ipc.IpcWriteOptions(compression=codec, use_threads=False)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_file(sink, table.schema, options=options) as writer:
@@ -39,11 +68,15 @@ def write_cell(
     name: str,
     values: pa.ChunkedArray,
     cpu: AbstractContextManager[Any] | None = None,
+    compression: Compression | None = None,
 ) -> int:
     """Encode and store one cell (returns its bytes); ``cpu`` (a semaphore) bounds how many
-    threads encode at once."""
+    threads encode at once; ``compression`` learns which columns are worth compressing."""
+    compress = compression is None or compression.wanted(name)
     with cpu or contextlib.nullcontext():
-        data = encode_cell(name, values)
+        data = encode_cell(name, values, compress)
+    if compression is not None and compress:
+        compression.learn(name, values.nbytes, data.size)
     with backend.writer(object_key(object_id)) as fh:
         fh.write(memoryview(data))
     return int(data.size)

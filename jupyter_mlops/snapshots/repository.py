@@ -175,9 +175,14 @@ class SnapshotStore:
         names = [check_name(name)] if name is not None else self.names()
         return [self.entry(n, v) for n in names for v in self.versions(n)]
 
-    def add_version(self, name: str, record: dict[str, Any]) -> int:
-        """Allocate the next version of ``name`` with an exclusive create; never overwrites."""
-        existing, _ = self.numbers(name)  # a removed version's number is never reused
+    def add_version(
+        self, name: str, record: dict[str, Any], numbers: list[int] | None = None
+    ) -> int:
+        """Allocate the next version of ``name`` with an exclusive create; never overwrites.
+        ``numbers``: the name's version numbers as the caller just listed them (a stale list
+        only costs a retry: the create is exclusive)."""
+        # A removed version's number is never reused.
+        existing = self.numbers(name)[0] if numbers is None else numbers
         version = (existing[-1] if existing else 0) + 1
         for _ in range(MAX_VERSION_TRIES):
             record = {**record, "name": name, "version": version}
@@ -192,6 +197,7 @@ class SnapshotStore:
         """Publish a manifest (the caller found none; one a concurrent save of the same content
         wrote meanwhile is equal, and replaced whole)."""
         write_json(self.backend, manifest_key(manifest["id"]), manifest)
+        self._manifests[manifest["id"]] = manifest  # immutable: no need to read it back
 
     def manifest(self, snapshot_id: str, label: str | None = None) -> dict[str, Any]:
         """A manifest, checked against its own id (a damaged manifest is corruption too)."""

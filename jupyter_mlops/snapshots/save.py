@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..errors import MLOpsError, MLOpsUsageError
-from .cells import write_cell
+from .cells import Compression, write_cell
 from .chunking import Chunker, Chunking
 from .files import StatCache, describe_path, store_file
 from .fingerprints import RECENT, fingerprint
@@ -270,6 +270,7 @@ def table_content(
     # wait on fsync or the network. More CPU-bound threads than cores only fight for the GIL
     # between Arrow calls (measured: slower).
     cpu = threading.BoundedSemaphore(WORKERS)
+    compression = Compression()
 
     def part_of(values: pa.ChunkedArray | pa.Array) -> ColumnStats:
         part = ColumnStats(values.type)
@@ -281,7 +282,9 @@ def table_content(
         with cpu:
             object_id = cell_id(field, values)
         writes.ensure(
-            store, object_id, lambda: write_cell(store.backend, object_id, field, values, cpu)
+            store,
+            object_id,
+            lambda: write_cell(store.backend, object_id, field, values, cpu, compression),
         )
         return object_id
 
@@ -429,14 +432,22 @@ def recalled_or_table_content(
     name: str,
     writes: _Writes,
     chunking: Chunking | None,
-    key: str | None,
+    facts: dict[str, Any],
     dtypes: dict[str, str] | None = None,
-) -> tuple[Content, Details, bool]:
-    """(content, details, recalled): the content :func:`recall` finds for ``key``, else
-    :func:`table_content`'s."""
-    if (content := recall(store, writes, key)) is not None:
-        return content, _unused_details, True
-    return (*table_content(store, source, name, writes, chunking, dtypes), False)
+) -> tuple[Content, Details, bool, str | None]:
+    """(content, details, recalled, fingerprint): the content :func:`recall` finds for the
+    source's fingerprint, else :func:`table_content`'s."""
+    if not writes.known:
+        # Nothing of this name is stored, so nothing can be recalled: the fingerprint (kept for
+        # the next save) is taken on a thread of its own while the table is cut, off the path.
+        with ThreadPoolExecutor(1) as pool:
+            later = pool.submit(table_fingerprint, source, chunking, facts)
+            content, details = table_content(store, source, name, writes, chunking, dtypes)
+            return content, details, False, later.result()
+    key = table_fingerprint(source, chunking, facts)
+    if (recalled := recall(store, writes, key)) is not None:
+        return recalled, _unused_details, True, key
+    return (*table_content(store, source, name, writes, chunking, dtypes), False, key)
 
 
 def publish_manifest(
@@ -488,9 +499,9 @@ def save(
         if isinstance(obj, pd.DataFrame):
             source, opaque = pandas_source(store, writes, obj, allow_pickle)
             dtypes = {str(k): str(v) for k, v in obj.dtypes.items()}
-            key = table_fingerprint(source, chunking, {"dtypes": dtypes, "rows": len(obj)})
-            content, details, recalled = recalled_or_table_content(
-                store, source, name, writes, chunking, key, dtypes
+            facts = {"dtypes": dtypes, "rows": len(obj)}
+            content, details, recalled, key = recalled_or_table_content(
+                store, source, name, writes, chunking, facts, dtypes
             )
             if not recalled:
                 if opaque:
@@ -498,9 +509,8 @@ def save(
                 if not source.schema.names:
                     content["rows"] = len(obj)  # Arrow carries no rows without columns
         elif source is not None or (source := open_source(obj)) is not None:
-            key = table_fingerprint(source, chunking, {})
-            content, details, _ = recalled_or_table_content(
-                store, source, name, writes, chunking, key
+            content, details, _, key = recalled_or_table_content(
+                store, source, name, writes, chunking, {}
             )
         elif isinstance(obj, str | os.PathLike):
             path = Path(obj).expanduser()
@@ -515,7 +525,8 @@ def save(
         snapshot_id = digest_json(content)
         manifest = publish_manifest(store, snapshot_id, content, details, writes)
         RECENT.put(key, content)
-        versions = store.versions(name)
+        numbers, removed = store.numbers(name)
+        versions = [v for v in numbers if v not in removed]
         latest = store.record(name, versions[-1]) if versions else None
         location = store.backend.url(manifest_key(snapshot_id))
         if latest is not None and latest["snapshot"] == snapshot_id:
@@ -533,7 +544,7 @@ def save(
             ),
             "provenance": provenance(),
         }
-        version = store.add_version(name, record)
+        version = store.add_version(name, record, numbers)
     record = {**record, "name": name, "version": version}
     return result(
         record,

@@ -77,7 +77,8 @@ class Pack:
 class Blobs(Protocol):
     """What packs need of an object store: whole PUTs, ranged GETs, listings."""
 
-    def put_blob(self, key: str, data: bytes) -> None: ...
+    def put_blob(self, key: str, parts: list[bytes | memoryview]) -> None:
+        """Write ``key`` as the parts, in order (one blob)."""
 
     def read_range(self, key: str, start: int, end: int) -> bytes: ...
 
@@ -104,7 +105,7 @@ class Packs:
         self._list_lock = threading.Lock()
         self._holders = 0  # store lock holdings in this process (see ``held``)
         self._holders_lock = threading.Lock()
-        self._open: list[tuple[str, bytes]] = []
+        self._open: list[tuple[str, bytes | memoryview]] = []
         self._open_bytes = 0
         self._open_keys: set[str] = set()
         self._indexes: dict[str, dict[str, Slot]] = {}  # index key -> its slots (immutable)
@@ -113,14 +114,15 @@ class Packs:
 
     # --- writing ------------------------------------------------------------------------------
 
-    def add(self, object_id: str, data: bytes) -> None:
-        """Append one object to the open pack; a full pack is uploaded in the background."""
+    def add(self, object_id: str, data: bytes | memoryview) -> None:
+        """Append one object to the open pack; a full pack is uploaded in the background. ``data``
+        is kept as it is until then (a read-only buffer: never copied)."""
         with self._lock:
             if object_id in self._open_keys:
                 return
             self._open.append((object_id, data))
             self._open_keys.add(object_id)
-            self._open_bytes += len(data)
+            self._open_bytes += memoryview(data).nbytes
             full = self._take() if self._open_bytes >= PACK_BYTES else None
             if full:
                 if self._uploader is None:
@@ -159,18 +161,19 @@ class Packs:
             if error is not None:
                 raise error
 
-    def _take(self) -> list[tuple[str, bytes]]:
+    def _take(self) -> list[tuple[str, bytes | memoryview]]:
         taken, self._open, self._open_bytes, self._open_keys = self._open, [], 0, set()
         return taken
 
-    def _upload(self, objects: list[tuple[str, bytes]]) -> None:
+    def _upload(self, objects: list[tuple[str, bytes | memoryview]]) -> None:
         pack_id = uuid.uuid4().hex
         slots: dict[str, list[int]] = {}
         offset = 0
         for object_id, data in objects:
-            slots[object_id] = [offset, len(data)]
-            offset += len(data)
-        self.blobs.put_blob(pack_key(pack_id), b"".join(data for _, data in objects))
+            size = memoryview(data).nbytes
+            slots[object_id] = [offset, size]
+            offset += size
+        self.blobs.put_blob(pack_key(pack_id), [data for _, data in objects])
         index = {"pack": pack_id, "bytes": offset, "objects": slots}
         self.publish_index(pack_id, json.dumps(index, sort_keys=True).encode())
         where = _slots(pack_id, slots)
@@ -181,7 +184,7 @@ class Packs:
 
     def publish_index(self, pack_id: str, data: bytes) -> None:
         """The index goes up after its pack (a fault test stops a save right here)."""
-        self.blobs.put_blob(index_key(pack_id), data)
+        self.blobs.put_blob(index_key(pack_id), [data])
 
     # --- finding ------------------------------------------------------------------------------
 

@@ -162,8 +162,8 @@ class LocalBackend:
             spill = _Spill(lambda: stack.enter_context(self._loose_writer(key)))
             yield spill  # type: ignore[misc]  # a file-like object that only writes
             if spill.loose is None:
-                data = spill.buffer.getvalue()
-                self._fresh[key] = len(data)
+                data = spill.value()
+                self._fresh[key] = memoryview(data).nbytes
                 self.packs.add(_object_id(key), data)
 
     @contextlib.contextmanager
@@ -293,9 +293,9 @@ class LocalBackend:
 
     # --- what packs need (see packs.Blobs) ----------------------------------------------------
 
-    def put_blob(self, key: str, data: bytes) -> None:
+    def put_blob(self, key: str, parts: builtins.list[bytes | memoryview]) -> None:
         with self._loose_writer(key) as fh:
-            fh.write(data)
+            fh.writelines(parts)  # each part straight to the file, never joined in memory
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
         with open(self._path(key), "rb") as fh:
@@ -490,17 +490,18 @@ class S3Backend(FsspecBackend):
             with super().writer(key) as fh:
                 yield fh
             return
-        buffer = io.BytesIO()
-        yield buffer
-        data = buffer.getvalue()
-        if len(data) <= PACKED_MAX:
+        buffer = _Parts()
+        yield buffer  # type: ignore[misc]  # a file-like object that only writes
+        data = buffer.value()
+        size = memoryview(data).nbytes
+        if size <= PACKED_MAX:
             self._fresh.add(key)
             self.packs.add(_object_id(key), data)  # readable once the pack is flushed (``sync``)
         else:
-            self._put(key, data)
+            self._put(key, bytes(data))
             if key in self._kept:
                 return
-        self._sizes[key] = len(data)
+        self._sizes[key] = size
 
     def _put(self, key: str, data: bytes) -> None:
         if key.startswith(OBJECTS) and self._conditional:
@@ -565,8 +566,8 @@ class S3Backend(FsspecBackend):
 
     # --- what packs need (see packs.Blobs) ----------------------------------------------------
 
-    def put_blob(self, key: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(key), data)
+    def put_blob(self, key: str, parts: list[bytes | memoryview]) -> None:
+        self.fs.pipe_file(self._path(key), b"".join(parts))
 
     def read_range(self, key: str, start: int, end: int) -> bytes:
         data: bytes = self.fs.cat_file(self._path(key), start=start, end=end)
@@ -616,21 +617,42 @@ class S3Backend(FsspecBackend):
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
 
-class _Spill:
+class _Parts:
+    """A write-only file-like object that keeps what is written as it is: a read-only buffer (an
+    encoded Arrow cell, bytes) is never copied; a writable one, which its writer may reuse, is."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes | memoryview] = []
+        self.size = 0
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        self.parts.append(view if view.readonly else bytes(view))
+        self.size += view.nbytes
+        return view.nbytes
+
+    def value(self) -> bytes | memoryview:
+        """Everything written, as one buffer (the part itself when there was one)."""
+        return self.parts[0] if len(self.parts) == 1 else b"".join(self.parts)
+
+
+class _Spill(_Parts):
     """What a packable object is written to: memory while it fits in a pack, then (past
     ``PACKED_MAX``) a loose file opened by ``open_loose``, so a large file is never held whole."""
 
     def __init__(self, open_loose: Callable[[], IO[bytes]]) -> None:
-        self.buffer = io.BytesIO()
+        super().__init__()
         self.loose: IO[bytes] | None = None
         self._open_loose = open_loose
 
     def write(self, data: Any) -> int:
-        if self.loose is None and self.buffer.tell() + len(memoryview(data)) > PACKED_MAX:
+        if self.loose is None and self.size + memoryview(data).nbytes > PACKED_MAX:
             self.loose = self._open_loose()
-            self.loose.write(self.buffer.getbuffer())
-            self.buffer = io.BytesIO()
-        return (self.loose or self.buffer).write(data)
+            self.loose.writelines(self.parts)
+            self.parts = []
+        if self.loose is not None:
+            return self.loose.write(data)
+        return super().write(data)
 
 
 def _object_id(key: str) -> str:

@@ -284,3 +284,88 @@ def test_a_micro_batch_of_double_columns_is_the_frame_mlflow_would_cast() -> Non
         cast = stacked_frame(served, ["a", "b"], rows, double=False)
         fast = stacked_frame(served, ["a", "b"], rows, double=True)
         pd.testing.assert_frame_equal(fast, cast, check_exact=True)
+
+
+def test_micro_batches_of_a_known_layout_log_what_the_general_way_logs(settings: Settings) -> None:
+    """The endpoint's micro-batches of one layout take a short way into the buffer (appended to
+    the segment the layout's last block went to): the same rows as the general way, across a
+    flush, other shapes between them, dtypes and outputs the short way cannot take, a full
+    buffer and a closed writer."""
+    floats = pd.DataFrame([[0.5, 1.0], [1.5, 2.0], [2.5, 3.0]], columns=["a", "b"])
+    calls: list[tuple[list[int], pd.DataFrame, Any]] = [
+        ([1], floats.iloc[:1], np.array([1])),
+        ([2, 1], floats, np.array([0, 1, 0])),  # requests of 2 and 1 rows
+        ([1], floats.iloc[1:2], np.array([1])),
+        ([1], pd.DataFrame({"a": [7], "b": [8]}), np.array([1])),  # ints: another dtype
+        ([1], floats.iloc[2:], np.array([[0.25, 0.75]])),  # 2-D outputs: another shape
+        ([2], floats.iloc[:2], np.array([1, 0, 1, 0])[::2]),  # outputs not contiguous
+        ([1], pd.DataFrame({"a": [2**60 + 1], "b": [0.5]}), np.array([1])),  # inexact
+        ([1], floats.iloc[:1], np.array([0])),
+    ]
+    for alias, layout in (("short", ("1", "ab")), ("general", None)):
+        log = TrafficWriter(settings, "m", alias, flush_seconds=3600)
+        for i, (rows, frame, outputs) in enumerate(calls * 3):
+            if i == 5:
+                log.flush()  # the lane's segment is gone from the buffer: a fresh one
+            if i == 10:
+                log.log(inputs={"t": ["text"]}, outputs=[5], request_id="other")
+            log.log_rows(request_ids=[f"r{i}-{j}" for j in range(len(rows))], rows=rows,
+                         latencies_ms=[1.0] * len(rows), version="1", inputs=frame,
+                         outputs=outputs, layout=layout)  # fmt: skip
+        log.close()
+    short, general = (read_traffic(settings, "m", a).drop(columns=records.TRAFFIC_TIMESTAMP)
+                      for a in ("short", "general"))  # fmt: skip
+    pd.testing.assert_frame_equal(short, general)
+    assert len(short) == 3 * 11 + 1 and short["a"].iloc[-1] == 0.5
+
+    log = TrafficWriter(settings, "m", "full", flush_seconds=3600, max_records=5)
+    kept = [log.log_rows(request_ids=[f"r{i}"], rows=[1], latencies_ms=[1.0], version="1",
+                         inputs=floats.iloc[:1], outputs=np.array([i]), layout="k")
+            for i in range(8)]  # fmt: skip
+    assert kept == [True] * 5 + [False] * 3 and log.dropped == 3
+    log.close()
+    assert read_traffic(settings, "m", "full")["prediction"].tolist() == [0, 1, 2, 3, 4]
+    with pytest.raises(MLOpsUsageError, match="closed"):
+        log.log_rows(request_ids=["late"], rows=[1], latencies_ms=[1.0], version="1",
+                     inputs=floats.iloc[:1], outputs=np.array([1]), layout="k")  # fmt: skip
+
+
+def test_a_flush_of_segments_builds_the_table_the_general_way_builds() -> None:
+    """A flush of the endpoint's usual segments builds its Arrow table from their arrays: the
+    same table, types and column order as the general way, for floats, ints and bools, several
+    segments (a version switch), NaN, and none for what it does not take."""
+    from jupyter_mlops.serving.traffic import blocks_table, segments_table
+
+    def entries(frames: list[tuple[str, pd.DataFrame, Any]], status: int = 200) -> list[Any]:
+        log = TrafficWriter(Path("/nonexistent"), "m", "prod", flush_seconds=3600)
+        for i, (version, frame, outputs) in enumerate(frames):
+            log.log(inputs=frame, outputs=outputs, version=version, status=status,
+                    latency_ms=0.5 * i, request_id=f"r{i}")  # fmt: skip
+        buffered = list(log._buffer)
+        log._buffer.clear()  # nothing to write at close
+        log.close()
+        return buffered
+
+    ab = pd.DataFrame({"a": [0.5], "b": [np.nan]})
+    cases = [
+        [("1", ab, np.array([1])), ("1", ab, np.array([0])), ("2", ab, np.array([1]))],
+        [("1", pd.DataFrame({"a": [3], "b": [4]}), np.array([0.25]))] * 3,
+        [("1", pd.DataFrame({"a": [True], "b": [False]}), np.array([True]))] * 2,
+        [("1", pd.DataFrame({"x": [1.0], "y": [2]}), np.array([2.5]))],  # mixed: as float
+    ]
+    for case in cases:
+        buffered = entries(case)
+        fast = segments_table(buffered, "m")
+        assert fast is not None
+        general = blocks_table([e.block() for e in buffered], "m")
+        assert fast.equals(general), (fast.schema, general.schema)
+    others = [
+        entries([("1", ab, np.array([[1, 2]]))]),  # 2-D outputs
+        entries([("1", pd.DataFrame({"a": [1, 2]}), np.array([0, 1]))]),  # a request of 2 rows
+        entries([("1", pd.DataFrame({"a": [1.0]}), np.array([0], dtype=np.int32))]),
+        entries([("1", pd.DataFrame({"prediction": [1.0]}), np.array([0]))]),  # a log name
+        entries([("1", ab, np.array([0])), ("1", pd.DataFrame({"a": [1.0]}), np.array([0]))]),
+        entries([("1", ab, np.array([0])), ("1", pd.DataFrame({"t": ["x"]}), np.array([0]))]),
+    ]
+    for buffered in others:
+        assert segments_table(buffered, "m") is None

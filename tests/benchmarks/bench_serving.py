@@ -259,7 +259,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=8.0, help="per server and level")
     parser.add_argument("--workers", type=int, default=1)
-    parser.add_argument("--rounds", type=int, default=24, help="rounds per level")
+    parser.add_argument("--rounds", type=int, default=40, help="rounds per level")
     parser.add_argument("--no-pin", action="store_true", help="leave CPUs to the scheduler")
     options = parser.parse_args()
     pinned = not options.no_pin and len(os.sched_getaffinity(0)) >= 2

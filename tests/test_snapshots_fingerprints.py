@@ -1,4 +1,5 @@
-"""A re-snapshot of a table this process already snapshotted is recognised by its fingerprint.
+"""A re-snapshot of a table this process (or an earlier one of the project) already snapshotted
+is recognised by its fingerprint.
 
 The recalled content must be exactly what cutting and hashing the table again would give: every
 test compares the id of a save that may recall with the id of the same table saved after the
@@ -9,7 +10,11 @@ values) must never be recalled as the old version.
 from __future__ import annotations
 
 import importlib
+import os
+import subprocess
+import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -20,11 +25,14 @@ from hypothesis import strategies as st
 from pandas.testing import assert_frame_equal
 
 import jupyter_mlops as mlops
-from jupyter_mlops.snapshots.fingerprints import RECENT, fingerprint
+from jupyter_mlops.context import current_settings
+from jupyter_mlops.snapshots import service
+from jupyter_mlops.snapshots.fingerprints import RECENT, Seen, fingerprint, seen_folder
 from tests.store_files import stored_objects
 from tests.test_snapshots_reuse import frame as reuse_frame
 
 save_module = importlib.import_module("jupyter_mlops.snapshots.save")
+REPO = Path(__file__).resolve().parents[1]
 
 
 def frame(rows: int = 3_000, seed: int = 0) -> pd.DataFrame:
@@ -32,9 +40,15 @@ def frame(rows: int = 3_000, seed: int = 0) -> pd.DataFrame:
     return reuse_frame(rows, seed)
 
 
+def forget() -> None:
+    """Forget every table seen: this process's and the project's (earlier processes)."""
+    RECENT.clear()
+    Seen(seen_folder(service.stat_cache_path(current_settings()))).clear()
+
+
 def fresh_id(obj: Any, name: str) -> str:
     """The id a process that never saw ``obj`` computes (cut and hashed from scratch)."""
-    RECENT.clear()
+    forget()
     return mlops.snapshot(obj, name).id
 
 
@@ -62,6 +76,41 @@ def test_an_unchanged_frame_is_recalled_without_cutting_or_hashing(counted: list
     assert again.rows == len(df) and again.bytes == first.bytes
     assert fresh_id(df, "data") == first.id
     assert_frame_equal(mlops.load("data"), df)
+
+
+SAVED_ELSEWHERE = """
+import jupyter_mlops as mlops
+from tests.test_snapshots_reuse import frame
+print(mlops.snapshot(frame(3_000), "data").id)
+"""
+
+
+def test_a_frame_saved_by_an_earlier_process_is_recalled_from_the_project_cache(
+    counted: list[str], tmp_path: Path
+) -> None:
+    """A restarted kernel re-running its notebook: the unchanged frame is not cut again, the
+    id comes from the project's cache and its content from the store's manifest."""
+    script = tmp_path / "save.py"
+    script.write_text(SAVED_ELSEWHERE)
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    child = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert child.returncode == 0, child.stderr
+    df = frame()
+    again = mlops.snapshot(df, "data")
+    assert counted == []  # no chunking, no cell hashed in this process
+    assert (again.id, again.version, again.reused) == (child.stdout.split()[-1], 1, True)
+    edited = df.assign(x=df.x + 1)
+    assert mlops.snapshot(edited, "data").version == 2 and counted == ["table_content"]
+    # A damaged cache entry is only a miss: the table takes the full path, same id.
+    folder = seen_folder(service.stat_cache_path(current_settings()))
+    for entry in folder.iterdir():
+        entry.write_text("not an id")
+    RECENT.clear()
+    assert mlops.snapshot(edited, "data").id == fresh_id(edited, "data")
+    assert counted == ["table_content"] * 3
+    assert_frame_equal(mlops.load("data"), edited)
 
 
 def _set_x(df: pd.DataFrame) -> None:

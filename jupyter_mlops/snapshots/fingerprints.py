@@ -4,7 +4,10 @@ A re-snapshot of an unchanged frame must cost about reading it once: its identit
 chunks and cell ids) is a pure function of the Arrow data, the schema, the restore facts and the
 chunking. :func:`fingerprint` hashes exactly those, straight from the Arrow buffers (BLAKE3 on all
 cores, about 10 GB/s here, against ~2 GB/s for the canonical per-cell hashing and row chunking),
-and :data:`RECENT` remembers the content computed for each fingerprint in this process.
+and :data:`RECENT` remembers the content computed for each fingerprint in this process;
+:class:`Seen` remembers, on disk beside the file stat cache, the snapshot id each fingerprint
+was saved as, so a kernel restarted (or a notebook run again) recalls it too: the content is then
+read from the store's manifest, which is checked against its id.
 
 The fingerprint is over-inclusive, never under: it hashes the raw bytes of every buffer range a
 column's values live in (bytes under nulls included), so two tables with equal fingerprints hold
@@ -16,19 +19,30 @@ structs, unions, extension types) give no fingerprint: such tables always take t
 from __future__ import annotations
 
 import json
+import os
+import re
 import threading
+import uuid
 from collections import OrderedDict
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
-from .hashing import byte_width
+from .hashing import CELL_ID_VERSION, FORMAT_VERSION, byte_width
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
 FINGERPRINT_VERSION = 1
 RECENT_ENTRIES = 32  # tables remembered per process (a 10M-row frame's content is ~0.5 MB)
+SEEN_ENTRIES = 256  # fingerprints remembered on disk (a file of 64 bytes each); oldest go first
+_HEX_ID = re.compile(r"[0-9a-f]{64}")
+SEEN_FOLDER = "fingerprints"  # beside the file stat cache, in the project's cache folder
+
+
+def seen_folder(stat_cache: Path) -> Path:
+    return stat_cache.parent / SEEN_FOLDER
 
 
 class _Unsupported(Exception):
@@ -77,7 +91,10 @@ def fingerprint(table: pa.Table, schema: pa.Schema, facts: dict[str, Any]) -> st
     """A hash of ``schema``, every column of ``table`` (in the schema's order) and the other
     ``facts`` its content depends on; None when a column's type is not one this module walks."""
     hasher = blake3(max_threads=blake3.AUTO)
-    head = json.dumps([FINGERPRINT_VERSION, facts], sort_keys=True, default=str)
+    # The formats the content is computed in: a fingerprint kept on disk (see Seen) must not
+    # recall a content an older jupyter-mlops computed otherwise.
+    versions = [FINGERPRINT_VERSION, FORMAT_VERSION, CELL_ID_VERSION]
+    head = json.dumps([versions, facts], sort_keys=True, default=str)
     hasher.update(head.encode())
     hasher.update(schema.serialize())
     try:
@@ -122,3 +139,46 @@ class Recent:
 
 
 RECENT = Recent()
+
+
+class Seen:
+    """Fingerprint -> snapshot id, one small file each in ``folder`` (the project's cache), for
+    tables saved by any process of this project. Only ids are kept: a damaged or stale entry
+    names a snapshot the store lacks, or none, and the table takes the full path."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def get(self, key: str | None) -> str | None:
+        if key is None or not _HEX_ID.fullmatch(key):
+            return None
+        try:
+            found = (self.folder / key).read_text().strip()
+        except OSError:
+            return None
+        return found if _HEX_ID.fullmatch(found) else None
+
+    def put(self, key: str | None, snapshot_id: str) -> None:
+        """Remember ``key`` (a cache: a write that fails is only a later full path)."""
+        if key is None or not _HEX_ID.fullmatch(key):
+            return
+        tmp = self.folder / f".{key}.{uuid.uuid4().hex}"
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(snapshot_id)
+            os.replace(tmp, self.folder / key)
+            self._prune()
+        except OSError:
+            tmp.unlink(missing_ok=True)
+
+    def _prune(self) -> None:
+        entries = [e for e in os.scandir(self.folder) if _HEX_ID.fullmatch(e.name)]
+        if len(entries) <= 2 * SEEN_ENTRIES:
+            return
+        entries.sort(key=lambda e: e.stat().st_mtime)
+        for entry in entries[: len(entries) - SEEN_ENTRIES]:
+            Path(entry.path).unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        for entry in self.folder.glob("*"):
+            entry.unlink(missing_ok=True)

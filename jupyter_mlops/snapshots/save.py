@@ -23,7 +23,7 @@ from ..errors import MLOpsError, MLOpsUsageError
 from .cells import Compression, write_cell
 from .chunking import Chunker, Chunking
 from .files import StatCache, describe_path, store_file
-from .fingerprints import RECENT, fingerprint
+from .fingerprints import RECENT, Seen, fingerprint, seen_folder
 from .frames import NotArrow, opaque_columns, pandas_metadata, to_arrow
 from .hashing import FORMAT_VERSION, HASH_NAME, cell_id, digest_bytes, digest_json, type_label
 from .names import check_name
@@ -410,11 +410,19 @@ def table_fingerprint(
     return fingerprint(source.table, source.schema, facts)
 
 
-def recall(store: SnapshotStore, writes: _Writes, key: str | None) -> Content | None:
-    """The identity content this process computed for the same table, if the store still has
-    all of it: its manifest, and every cell among the objects of the name's latest live version
-    (which gc never removes). Otherwise None, and the table takes the full path."""
+def recall(
+    store: SnapshotStore, writes: _Writes, key: str | None, seen: Seen | None = None
+) -> Content | None:
+    """The identity content computed for the same table, by this process or (``seen``) an
+    earlier one, if the store still has all of it: its manifest, and every cell among the
+    objects of the name's latest live version (which gc never removes). Otherwise None, and the
+    table takes the full path."""
     content = RECENT.get(key)
+    if content is None and seen is not None and (snapshot_id := seen.get(key)) is not None:
+        try:
+            content = store.manifest(snapshot_id)["content"]  # checked against its id
+        except (MLOpsError, OSError, KeyError, TypeError):
+            return None
     if content is None or not {i for i, _ in object_ids({"content": content})} <= writes.known:
         return None
     if not store.backend.exists(manifest_key(digest_json(content))):
@@ -433,6 +441,7 @@ def recalled_or_table_content(
     writes: _Writes,
     chunking: Chunking | None,
     facts: dict[str, Any],
+    seen: Seen,
     dtypes: dict[str, str] | None = None,
 ) -> tuple[Content, Details, bool, str | None]:
     """(content, details, recalled, fingerprint): the content :func:`recall` finds for the
@@ -445,7 +454,7 @@ def recalled_or_table_content(
             content, details = table_content(store, source, name, writes, chunking, dtypes)
             return content, details, False, later.result()
     key = table_fingerprint(source, chunking, facts)
-    if (recalled := recall(store, writes, key)) is not None:
+    if (recalled := recall(store, writes, key, seen)) is not None:
         return recalled, _unused_details, True, key
     return (*table_content(store, source, name, writes, chunking, dtypes), False, key)
 
@@ -496,12 +505,13 @@ def save(
         writes = _Writes(known_objects(store, name))
         source = obj if isinstance(obj, Source) else None
         key: str | None = None  # the fingerprint of an in-memory table (see .fingerprints)
+        seen = Seen(seen_folder(stat_cache))
         if isinstance(obj, pd.DataFrame):
             source, opaque = pandas_source(store, writes, obj, allow_pickle)
             dtypes = {str(k): str(v) for k, v in obj.dtypes.items()}
             facts = {"dtypes": dtypes, "rows": len(obj)}
             content, details, recalled, key = recalled_or_table_content(
-                store, source, name, writes, chunking, facts, dtypes
+                store, source, name, writes, chunking, facts, seen, dtypes
             )
             if not recalled:
                 if opaque:
@@ -510,7 +520,7 @@ def save(
                     content["rows"] = len(obj)  # Arrow carries no rows without columns
         elif source is not None or (source := open_source(obj)) is not None:
             content, details, _, key = recalled_or_table_content(
-                store, source, name, writes, chunking, {}
+                store, source, name, writes, chunking, {}, seen
             )
         elif isinstance(obj, str | os.PathLike):
             path = Path(obj).expanduser()
@@ -525,6 +535,7 @@ def save(
         snapshot_id = digest_json(content)
         manifest = publish_manifest(store, snapshot_id, content, details, writes)
         RECENT.put(key, content)
+        seen.put(key, snapshot_id)
         numbers, removed = store.numbers(name)
         versions = [v for v in numbers if v not in removed]
         latest = store.record(name, versions[-1]) if versions else None

@@ -6,6 +6,9 @@ resolved settings (only when they changed) to ``jupyter-mlops-<kernel id>.json``
 connection file, in the Jupyter runtime folder; the server finds that file from the kernel's
 own connection file, so both sides agree on the folder without configuration. The write is
 atomic (temporary file + rename): a reader sees the old status or the new one, never half.
+A kernel removes its file when it exits; one killed (SIGKILL, a crash) cannot, so each kernel
+that starts reporting removes the files of kernels that are gone: no connection file left
+beside them (Jupyter removes it when the kernel is shut down) and their process dead.
 """
 
 from __future__ import annotations
@@ -67,6 +70,8 @@ class StatusWriter:
         self.path = path
         self._written: dict[str, Any] | None = None
         atexit.register(self.remove)
+        with contextlib.suppress(OSError):
+            remove_orphans(path.parent)
 
     def write(self, settings: Settings) -> bool:
         """Write the status if it changed; True when the file was (re)written."""
@@ -82,6 +87,47 @@ class StatusWriter:
     def remove(self) -> None:
         with contextlib.suppress(OSError):
             self.path.unlink()
+
+
+def _alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_orphans(folder: Path) -> list[Path]:
+    """Remove the status files (and half-written temporaries) of kernels that are gone from
+    ``folder``; returns them. A file whose kernel may still run (its connection file is there,
+    or its process is alive, or it cannot be read) stays."""
+    removed = []
+    for path in folder.glob(f"{STATUS_PREFIX}*.json"):
+        kernel_id = path.stem.removeprefix(STATUS_PREFIX)
+        connections = [f"{CONNECTION_PREFIX}{kernel_id}.json", f"{kernel_id}.json"]
+        if any((folder / name).exists() for name in connections):
+            continue
+        try:
+            if path.stat().st_size > MAX_STATUS_BYTES:
+                continue
+            pid = json.loads(path.read_text()).get("pid")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if not _alive(pid):
+            with contextlib.suppress(OSError):
+                path.unlink()
+                removed.append(path)
+    for temporary in folder.glob(f".{STATUS_PREFIX}*.tmp"):  # .<name>.<pid>.tmp
+        pid = temporary.name.rsplit(".", 2)[-2]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                temporary.unlink()
+                removed.append(temporary)
+    return removed
 
 
 def read_status(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -92,3 +94,33 @@ async def test_store_follows_the_kernels_config_and_falls_back_to_the_folder(
     # A kernel that shuts down removes its status file.
     await jp_serverapp.kernel_manager.shutdown_kernel(kernel_id)
     assert not status_path(connection_file).exists()
+
+
+async def test_a_killed_kernels_status_file_is_removed_by_the_next_kernel(
+    jp_fetch: Any, jp_serverapp: Any, jp_root_dir: Path
+) -> None:
+    """SIGKILL leaves no chance to clean up: the next kernel that reports removes the file of a
+    kernel whose connection file is gone and whose process is dead, and no other."""
+    project = jp_root_dir / "project"
+    project.mkdir()
+    notebook(path=project / "nb.ipynb")
+    manager = jp_serverapp.kernel_manager
+    killed = await start_kernel(jp_fetch, NOTEBOOK)
+    await run_in_kernel(jp_serverapp, killed, "%load_ext jupyter_mlops")
+    orphan = status_path(manager.get_kernel(killed).connection_file)
+    assert orphan.exists()
+    os.kill(manager.get_kernel(killed).provisioner.pid, signal.SIGKILL)
+    await manager.shutdown_kernel(killed, now=True)  # Jupyter removes the connection file
+    assert orphan.exists()  # the kernel could not remove its own
+
+    other = await start_kernel(jp_fetch, "project/other.ipynb")
+    await run_in_kernel(jp_serverapp, other, "print(1)")
+    # A status file of a kernel whose connection file is still there is not touched.
+    kept = status_path(manager.get_kernel(other).connection_file)
+    kept.write_text(json.dumps({"format": 1, "pid": 2**22 + 1}))
+    notebook(path=project / "third.ipynb")
+    third = await start_kernel(jp_fetch, "project/third.ipynb")
+    await run_in_kernel(jp_serverapp, third, "%load_ext jupyter_mlops")
+    assert not orphan.exists() and kept.exists()
+    await manager.shutdown_kernel(third)
+    await manager.shutdown_kernel(other)

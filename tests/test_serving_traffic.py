@@ -369,3 +369,33 @@ def test_a_flush_of_segments_builds_the_table_the_general_way_builds() -> None:
     ]
     for buffered in others:
         assert segments_table(buffered, "m") is None
+
+
+def test_a_failed_flush_of_micro_batches_keeps_them_and_the_short_way_goes_on(
+    settings: Settings,
+) -> None:
+    """A flush of the short way's segments that cannot write puts them back; the requests that
+    follow are still taken (the table held views of the old segments' arrays: appending to those
+    would fail), and the next flush writes them all, in order."""
+    log = TrafficWriter(settings, "m", "prod", flush_seconds=3600)
+
+    def request(i: int) -> None:
+        log.log_rows(request_ids=[f"r{i}"], rows=[1], latencies_ms=[1.0], version="1",
+                     inputs=pd.DataFrame([[float(i), 1.0]], columns=["a", "b"]),
+                     outputs=np.array([i]), layout="k")  # fmt: skip
+
+    for i in range(20):
+        request(i)
+    log.folder.parent.mkdir(parents=True, exist_ok=True)
+    log.folder.write_text("in the way")
+    with pytest.raises(OSError) as failed:  # held, as the flush thread holds it to log it
+        log.flush()
+    for i in range(20, 40):
+        request(i)
+    del failed
+    log.folder.unlink()
+    assert log.flush() == 40
+    log.close()
+    logged = read_traffic(settings, "m", "prod")
+    assert logged["a"].tolist() == [float(i) for i in range(40)]
+    assert logged["prediction"].tolist() == list(range(40))

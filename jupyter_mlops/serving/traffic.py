@@ -520,11 +520,11 @@ class TrafficWriter:
             if not entries:
                 return 0
             table = segments_table(entries, self.model)
-            batch = [e.block() if isinstance(e, _Segment) else e for e in entries]
-            del entries
             if table is None:
-                table = blocks_table(batch, self.model)
-            stamp = EPOCH + batch[0].timestamps_us[0] * MICROSECOND
+                blocks = [e.block() if isinstance(e, _Segment) else e for e in entries]
+                table = blocks_table(blocks, self.model)
+                del blocks
+            stamp = EPOCH + entries[0].timestamps_us[0] * MICROSECOND
             folder = self.folder / f"{records.TRAFFIC_DAY_PREFIX}{stamp:%Y-%m-%d}"
             self._sequence += 1
             name = f"{stamp:%H%M%S}-{os.getpid()}-{uuid.uuid4().hex[:8]}-{self._sequence:06d}"
@@ -534,6 +534,9 @@ class TrafficWriter:
             except OSError:
                 # A full disk (or a folder gone): the batch goes back to the front of the
                 # buffer, whole, and the next flush writes it; nothing it held is lost.
+                # As blocks: the table may still hold views of a segment's arrays, which must
+                # not grow again (the request path appends to a segment in the buffer).
+                batch = [e.block() if isinstance(e, _Segment) else e for e in entries]
                 with self._lock:
                     self._buffer[:0] = batch
                     self._buffered += sum(block.size for block in batch)

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,9 +31,12 @@ NO_NEWS = {"fetchNews": "false", "checkForUpdates": False}
 
 @dataclass(frozen=True)
 class LabServer:
+    """A Jupyter server running on 127.0.0.1: its address, token, root folder and process id."""
+
     url: str
     token: str
     root: Path
+    pid: int
 
     def page_url(self, path: str = "lab") -> str:
         return f"{self.url}/{path}?reset&token={self.token}"
@@ -47,9 +50,65 @@ def free_port() -> int:
 
 
 @contextmanager
+def running_server(
+    app: str,
+    options: Sequence[str],
+    root: Path,
+    log: Path,
+    ready_path: str = "api/status",
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 90.0,
+) -> Iterator[LabServer]:
+    """Start ``python -m app`` with a token on 127.0.0.1 serving ``root``, its output in ``log``;
+    ready when ``ready_path`` answers; stopped afterwards, its process group killed if it hangs."""
+    token, port = secrets.token_hex(16), free_port()
+    url = f"http://127.0.0.1:{port}"
+    with log.open("wb") as output:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                app,
+                "--no-browser",
+                "--allow-root",
+                "--ip=127.0.0.1",
+                f"--port={port}",
+                f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}",
+                *options,
+            ],
+            cwd=cwd,
+            env=env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        try:
+            deadline = time.monotonic() + timeout
+            while True:
+                try:
+                    with urllib.request.urlopen(f"{url}/{ready_path}?token={token}", timeout=2):
+                        break
+                except OSError:
+                    if proc.poll() is not None or time.monotonic() > deadline:
+                        raise RuntimeError(
+                            f"{app} did not start: {log.read_text()[-2000:]}"
+                        ) from None
+                    time.sleep(0.3)
+            yield LabServer(url, token, root, proc.pid)
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, 9)
+                proc.wait()
+
+
+@contextmanager
 def running_lab(root: Path, state: Path, timeout: float = 90.0) -> Iterator[LabServer]:
     """Start `jupyter lab` with a token on 127.0.0.1; stop it (and its kernels) afterwards."""
-    token, port = secrets.token_hex(16), free_port()
     settings = state / "user-settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True, exist_ok=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps(NO_NEWS))
@@ -57,49 +116,14 @@ def running_lab(root: Path, state: Path, timeout: float = 90.0) -> Iterator[LabS
     (state / "app-settings").mkdir(exist_ok=True)
     no_scheduler = {"disabledExtensions": ["@jupyterlab/scheduler"]}
     (state / "app-settings" / "page_config.json").write_text(json.dumps(no_scheduler))
-    log = (state / "lab.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyterlab",
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            f"--LabApp.workspaces_dir={state / 'workspaces'}",
-            f"--LabApp.user_settings_dir={state / 'user-settings'}",
-            f"--LabApp.app_settings_dir={state / 'app-settings'}",
-            "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"jupyter lab did not start: {(state / 'lab.log').read_text()[-2000:]}"
-                    ) from None
-                time.sleep(0.3)
-        yield LabServer(url, token, root)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
+    options = [
+        f"--LabApp.workspaces_dir={state / 'workspaces'}",
+        f"--LabApp.user_settings_dir={state / 'user-settings'}",
+        f"--LabApp.app_settings_dir={state / 'app-settings'}",
+        "--ServerApp.jpserver_extensions=jupyter_scheduler=False",
+    ]
+    with running_server("jupyterlab", options, root, state / "lab.log", timeout=timeout) as lab:
+        yield lab
 
 
 @contextmanager

@@ -6,11 +6,8 @@ an MLflow run with the executed notebook, and removes it."""
 from __future__ import annotations
 
 import os
-import secrets
-import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -27,79 +24,48 @@ from jupyter_mlops.monitoring.scheduler_jupyter import (
     kernel_server,
 )
 from jupyter_mlops.tracking.client import mlflow_client
-from tests.lab_server import free_port
+from tests.lab_server import LabServer, running_server
 from tests.notebooks import notebook
 
 WAIT_S = 60.0
 
 
 @pytest.fixture
-def scheduler_server(store: Path, tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
+def scheduler_server(store: Path, tmp_path: Path) -> Iterator[tuple[LabServer, Path]]:
     """`jupyter server` at the project folder with jupyter_scheduler enabled; its data (the
     scheduler's SQLite and staging area) and runtime files under tmp_path."""
-    root = store.parent
-    token, port = secrets.token_hex(16), free_port()
     runtime = tmp_path / "runtime"
     env = {
         **os.environ,
         "JUPYTER_DATA_DIR": str(tmp_path / "data"),
         "JUPYTER_RUNTIME_DIR": str(runtime),
     }
-    log = (tmp_path / "server.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "jupyter_server",
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-            "--ServerApp.jpserver_extensions=jupyter_scheduler=True",
-        ],
-        cwd=root,  # jupyter-scheduler copies job outputs to paths relative to its cwd
+    with running_server(
+        "jupyter_server",
+        ["--ServerApp.jpserver_extensions=jupyter_scheduler=True"],
+        store.parent,
+        tmp_path / "server.log",
+        ready_path="scheduler/config",
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        deadline = time.monotonic() + WAIT_S
-        while True:
-            url = f"http://127.0.0.1:{port}/scheduler/config?token={token}"
-            try:
-                with urllib.request.urlopen(url, timeout=2):
-                    break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError((tmp_path / "server.log").read_text()[-2000:]) from None
-                time.sleep(0.3)
-        yield proc, runtime
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
-        log.close()
+        cwd=store.parent,  # jupyter-scheduler copies job outputs to paths relative to its cwd
+        timeout=WAIT_S,
+    ) as jupyter:
+        yield jupyter, runtime
 
 
 def test_a_job_definition_is_made_listed_run_recorded_and_removed(
-    scheduler_server: tuple[subprocess.Popen[bytes], Path],
+    scheduler_server: tuple[LabServer, Path],
     store: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    proc, runtime = scheduler_server
+    jupyter, runtime = scheduler_server
     settings = current_settings()
     # The kernel's view: its server's pid and a connection file in the server's runtime folder.
     argv = ["ipykernel_launcher", "-f", str(runtime / "kernel-0000-1111.json")]
-    server = kernel_server({"JPY_PARENT_PID": str(proc.pid)}, argv)
+    server = kernel_server({"JPY_PARENT_PID": str(jupyter.pid)}, argv)
     assert isinstance(server, JupyterServer) and server.root_dir == store.parent
     assert server.has_scheduler()
-    monkeypatch.setenv("JPY_PARENT_PID", str(proc.pid))
+    monkeypatch.setenv("JPY_PARENT_PID", str(jupyter.pid))
     monkeypatch.setattr(sys, "argv", argv)
     backend = schedule_backends.choose()
     assert isinstance(backend, JupyterSchedulerBackend)  # preferred when the server runs it

@@ -135,7 +135,8 @@ def test_interrupting_a_pool_cell(kernel: tuple[KernelManager, Any], tmp_path: P
         f"flag = {flag!r}\n"
         "if rank == 0:\n    open(flag, 'w').close()\n    dist.all_reduce(torch.ones(1))\n"
         "while not os.path.exists(flag):\n    time.sleep(0.05)\ntime.sleep(0.5)\n"
-        "print('ready', flush=True)\nwhile True:\n    time.sleep(0.05)\n"
+        "print('ready', flush=True)\nwhile True:\n    time.sleep(0.05)\n",
+        stop_on_error=False,  # as above: the cell sent after its error reply must run
     )
     output_until(client, "[rank 1] ready")
     os.kill(manager.provisioner.process.pid, signal.SIGINT)  # type: ignore[union-attr]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import operator
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -268,21 +269,41 @@ def _same_dtype(a: str, b: str) -> bool:
 
 
 # --- the kinds: how each is spelled, settled from a manifest, checked by pandera, reported ------
-class Kind:
-    """What one kind of rule does at each step; one instance per kind, registered in KINDS.
-
-    The base is a rule on one column: a missing column fails it, the manifest settles nothing
-    unless ``settle`` says, pandera checks it as the ``Column`` that ``column`` makes.
-    """
+class Kind(ABC):
+    """What one kind of rule does at each step; one instance per kind, registered in KINDS."""
 
     name = ""
     failing_value = "failing value"
 
+    @abstractmethod
     def text(self, rule: Rule, column: str) -> str:
-        raise NotImplementedError
+        """The rule as written."""
 
+    @abstractmethod
+    def from_manifest(self, rule: Rule, columns: Columns, rows: int | None) -> Outcome | None:
+        """The outcome the manifest settles, or None when only the data can."""
+
+    @abstractmethod
+    def schema(self, rule: Rule) -> pa.DataFrameSchema:
+        """The pandera schema that checks exactly this rule."""
+
+    def observed(self, rule: Rule, frame: pd.DataFrame, cases: pd.DataFrame | None) -> str:
+        """What ``frame`` shows, given pandera's failure cases (None: it passed)."""
+        if cases is None:
+            return "0 failing values"
+        values = cases["failure_case"]
+        shown = ", ".join(str(v) for v in list(dict.fromkeys(values.astype(str)))[:EXAMPLES])
+        plural = "" if len(values) == 1 else "s"
+        return f"{len(values):,} {self.failing_value}{plural} (e.g. {shown})"
+
+
+class ColumnKind(Kind):
+    """A rule on one column: a missing column fails it, the manifest settles nothing unless
+    ``settle`` says, pandera checks it as the ``Column`` that ``column`` makes."""
+
+    @abstractmethod
     def column(self, rule: Rule) -> pa.Column:
-        raise NotImplementedError
+        """The pandera column check."""
 
     def settle(self, rule: Rule, column: ColumnSchema, rows: int | None) -> Outcome | None:
         return None  # pandera decides on the data
@@ -299,15 +320,6 @@ class Kind:
 
         assert rule.column is not None
         return pa.DataFrameSchema({rule.column: self.column(rule)})
-
-    def observed(self, rule: Rule, frame: pd.DataFrame, cases: pd.DataFrame | None) -> str:
-        """What ``frame`` shows, given pandera's failure cases (None: it passed)."""
-        if cases is None:
-            return "0 failing values"
-        values = cases["failure_case"]
-        shown = ", ".join(str(v) for v in list(dict.fromkeys(values.astype(str)))[:EXAMPLES])
-        plural = "" if len(values) == 1 else "s"
-        return f"{len(values):,} {self.failing_value}{plural} (e.g. {shown})"
 
 
 class Rows(Kind):
@@ -382,11 +394,12 @@ class Strict(Kind):
         return self.outcome(rule, have, False).observed
 
 
-class Bounded(Kind):
+class Bounded(ColumnKind):
     """Range and comparisons: on numbers, the manifest's min and max settle them."""
 
+    @abstractmethod
     def within(self, rule: Rule, low: float, high: float) -> bool:
-        raise NotImplementedError
+        """Whether every value between ``low`` and ``high`` passes."""
 
     def settle(self, rule: Rule, column: ColumnSchema, rows: int | None) -> Outcome | None:
         low, high = column.stats.get("min"), column.stats.get("max")
@@ -431,7 +444,7 @@ class Compare(Bounded):
         return pa.Column(checks=check, nullable=True)
 
 
-class IsIn(Kind):
+class IsIn(ColumnKind):
     name = ISIN
 
     def text(self, rule: Rule, column: str) -> str:
@@ -443,7 +456,7 @@ class IsIn(Kind):
         return pa.Column(checks=pa.Check.isin(list(rule.values)), nullable=True)
 
 
-class Unique(Kind):
+class Unique(ColumnKind):
     name = UNIQUE
     failing_value = "duplicated value"
 
@@ -456,7 +469,7 @@ class Unique(Kind):
         return pa.Column(unique=True, nullable=True)
 
 
-class NotNull(Kind):
+class NotNull(ColumnKind):
     name = NOTNULL
 
     def text(self, rule: Rule, column: str) -> str:
@@ -497,7 +510,7 @@ class NotNull(Kind):
         return self.outcome(rule, nulls, len(frame), False).observed
 
 
-class Dtype(Kind):
+class Dtype(ColumnKind):
     name = DTYPE
 
     def text(self, rule: Rule, column: str) -> str:

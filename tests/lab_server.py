@@ -59,17 +59,18 @@ def running_server(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     timeout: float = 90.0,
+    argv: Sequence[str] | None = None,
 ) -> Iterator[LabServer]:
-    """Start ``python -m app`` with a token on 127.0.0.1 serving ``root``, its output in ``log``;
-    ready when ``ready_path`` answers; stopped afterwards, its process group killed if it hangs."""
+    """Start ``python -m app`` (or ``python *argv``: a script that runs ``app``) with a token on
+    127.0.0.1 serving ``root``, its output in ``log``; ready when ``ready_path`` answers;
+    stopped afterwards, its process group killed if it hangs."""
     token, port = secrets.token_hex(16), free_port()
     url = f"http://127.0.0.1:{port}"
     with log.open("wb") as output:
         proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                app,
+                *(argv if argv is not None else ["-m", app]),
                 "--no-browser",
                 "--allow-root",
                 "--ip=127.0.0.1",

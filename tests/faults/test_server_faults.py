@@ -9,12 +9,10 @@ from __future__ import annotations
 import json
 import os
 import queue
-import signal
 import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -24,7 +22,7 @@ from tornado.httpclient import HTTPClientError
 
 import jupyter_mlops as mlops
 from jupyter_mlops.diagnostics import check_mlflow
-from tests.lab_server import free_port
+from tests.lab_server import running_server
 from tests.registry_support import client, make_run
 
 # --- racing promoters over a dead owner's alias lock ---------------------------------------------
@@ -350,33 +348,9 @@ def test_a_started_server_imports_mlflow_on_the_first_request_and_leaves_gc_alon
     root, marker = tmp_path / "root", tmp_path / "imports.txt"
     (root / "project" / ".mlops").mkdir(parents=True)
     (root / "project" / ".mlops" / "mlflow.db").write_bytes(template_store.read_bytes())
-    token, port = "t" * 32, free_port()
-    log = (tmp_path / "server.log").open("wb")
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            SERVER,
-            str(marker),
-            "--no-browser",
-            "--allow-root",
-            "--ip=127.0.0.1",
-            f"--port={port}",
-            f"--IdentityProvider.token={token}",
-            f"--ServerApp.root_dir={root}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    api = f"{base}/jupyter-mlops/api"
-    try:
-        deadline = time.monotonic() + 90
-        while get_or_none(f"{base}/api/status?token={token}") is None:
-            started = server.poll() is None and time.monotonic() < deadline
-            assert started, (tmp_path / "server.log").read_text()[-2000:]
-            time.sleep(0.2)
+    launch = ["-c", SERVER, str(marker)]
+    with running_server("jupyter_server", [], root, tmp_path / "server.log", argv=launch) as lab:
+        api, token = f"{lab.url}/jupyter-mlops/api", lab.token
         assert get_json(f"{api}/store?path=project&token={token}")[0] == 200
         assert not marker.exists(), marker.read_text()  # started and answered: no MLflow yet
         routes = ["runs", "models", "drift", "snapshots", "runs", "models"]
@@ -387,19 +361,3 @@ def test_a_started_server_imports_mlflow_on_the_first_request_and_leaves_gc_alon
         assert [code for code, _ in answers] == [200] * len(routes), answers
         lines = marker.read_text().splitlines()
         assert len(lines) == 1 and lines[0].startswith("mlflow imported in jupyter-mlops-store")
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
-        log.close()
-
-
-def get_or_none(url: str) -> Any:
-    try:
-        return get_json(url)
-    except OSError:
-        return None

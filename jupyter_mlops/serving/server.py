@@ -293,6 +293,9 @@ class Endpoint:
         self._stop.set()
         if self._follower.is_alive():
             self._follower.join(timeout=10)
+        # The app's graceful shutdown has answered every request; end the scoring thread
+        # before the log closes, so that nothing it still held is recorded after the close.
+        self._scorer.shutdown(wait=True)
         self.writer.close()
         self.write_stats()
         log.info("stopped")

@@ -32,9 +32,7 @@ import argparse
 import json
 import math
 import os
-import random
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +50,7 @@ from jupyter_mlops.config import resolve_settings  # noqa: E402
 from jupyter_mlops.serving.bench import LOADGEN, bench_result, load  # noqa: E402
 from jupyter_mlops.serving.launch import serve, stop  # noqa: E402
 from jupyter_mlops.tracking.client import mlflow_client  # noqa: E402
+from tests.bench_stats import median_interval, verdict  # noqa: E402
 from tests.serving_support import (  # noqa: E402
     TELLING_ROW,
     move_alias,
@@ -67,7 +66,6 @@ ON = ("ours, log on 1", "ours, log on 2")  # two endpoints each way: see "the pr
 OFF = ("ours, log off 1", "ours, log off 2")
 MODELS = {ON[0]: "logged", ON[1]: "logged2", OFF[0]: "unlogged", OFF[1]: "unlogged2"}
 TARGET = -0.05  # the log may cost at most 5% of throughput
-RESAMPLES = 4000
 
 # The clients' process, kept for the whole run: one JSON line in (url, clients, seconds), the
 # load generator's tally out (its run() as `python loadgen.py` runs it once).
@@ -181,27 +179,6 @@ def round_order(names: list[str], round_: int) -> list[str]:
     turn = round_ % len(names)
     order = names[turn:] + names[:turn]
     return order[::-1] if (round_ // len(names)) % 2 else order
-
-
-def median_interval(values: list[float], seed: int = 16) -> tuple[float, float, float]:
-    """(median, 2.5th and 97.5th percentile of the bootstrapped median)."""
-    draw = random.Random(seed)
-    medians = sorted(
-        statistics.median(draw.choices(values, k=len(values))) for _ in range(RESAMPLES)
-    )
-    return (
-        statistics.median(values),
-        medians[int(0.025 * RESAMPLES)],
-        medians[int(0.975 * RESAMPLES) - 1],
-    )
-
-
-def verdict(low: float, high: float) -> str:
-    if low >= TARGET:
-        return "met"
-    if high < TARGET:
-        return "NOT met"
-    return "not settled"
 
 
 def log_cost_us(home: Path, requests: int = 6400, batch: int = 1) -> tuple[float, float]:
@@ -409,7 +386,7 @@ def main() -> None:
     faster = all(slower[c].throughput >= results[STOCK, c].throughput for c in CLIENTS)
     worst = min(middle for middle, _, _ in cost.values())
     lowest = min(low for _, low, _ in cost.values())
-    settled = [verdict(low, high) for _, low, high in cost.values()]
+    settled = [verdict(low, high, TARGET) for _, low, high in cost.values()]
     overall = next((v for v in ("NOT met", "not settled") if v in settled), "met")
     p99 = slower[top].p99_ms
     print(

@@ -260,3 +260,40 @@ def test_stop_flushes_the_log_one_row_per_request_with_its_id_and_status(
     last = log[log[records.TRAFFIC_REQUEST_ID] == headers[records.HEADER_REQUEST_ID]]
     assert last[COLUMNS].to_numpy().tolist() == sample.to_numpy().tolist()
     assert last["prediction"].notna().all()
+
+
+def test_an_endpoint_stopped_in_process_ends_its_scoring_thread_and_keeps_its_log(
+    settings: Settings, tmp_path: Path
+) -> None:
+    """The app's shutdown (what uvicorn runs on SIGTERM) ends the thread MLflow's own parsing
+    runs on, and the request it answered is in the log: nothing left running, nothing lost."""
+    import gc
+
+    from fastapi.testclient import TestClient
+
+    from jupyter_mlops.serving.server import Endpoint, Options, build_app
+
+    move_alias(settings, MODEL, "inproc", 1)  # a log of its own, apart from the module's
+    options = Options(
+        folder=str(tmp_path), home=str(settings.home), tracking_uri=settings.tracking_uri,
+        name="inproc", model=MODEL, alias="inproc",
+    )  # fmt: skip
+
+    def scoring() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("mlops-score")]
+
+    before = set(scoring())
+    try:
+        with TestClient(build_app(Endpoint(options))) as client:
+            response = client.post(  # CSV: parsed by MLflow, on the scoring thread
+                "/invocations", content="a,b\n0.1,0.9\n", headers={"Content-Type": "text/csv"}
+            )
+            assert response.status_code == 200
+            started = [t for t in scoring() if t not in before]
+            assert len(started) == 1
+        started[0].join(timeout=10)
+        assert not started[0].is_alive()
+    finally:
+        gc.unfreeze()  # the endpoint's start froze this test process's objects
+    log = read_traffic(settings, MODEL, "inproc")
+    assert len(log) == 1 and log[records.TRAFFIC_STATUS].tolist() == [200]

@@ -74,6 +74,11 @@ SAVER = """
     from jupyter_mlops.snapshots import service
     from jupyter_mlops.snapshots.save import save
 
+    from jupyter_mlops.snapshots import packs
+
+    # 1 MB packs instead of 8: packs are then written all through a save, not only at its end,
+    # so a kill at a random moment often leaves objects that no version names yet.
+    packs.PACK_BYTES = 1 << 20
     settings = current_settings()
     store = service.open_store(settings)
     # Imports are paid once: each trial forks a fresh saver, which the test kills by pid.
@@ -92,11 +97,20 @@ SAVER = """
 """
 
 
+MIN_KILLS, MAX_KILLS = 8, 24
+
+
+def leftover_files(root: Path) -> set[str]:
+    """The files that hold unreferenced objects (loose, or the packs that hold them), packs
+    without an index, temp files."""
+    unreferenced = stored_objects(root) - referenced_objects()
+    return holders(unreferenced, root) | orphan_packs(root) | store_files("tmp", root)
+
+
 @pytest.mark.parametrize("kind", ["folder", "fsspec"])
 def test_sigkill_mid_save_leaves_no_half_version_and_gc_reclaims_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kind: str
 ) -> None:
-    trials = 8
     root = STORE
     if kind == "fsspec":  # the same folder layout, written through fsspec (local://)
         root = tmp_path / "remote"
@@ -105,14 +119,18 @@ def test_sigkill_mid_save_leaves_no_half_version_and_gc_reclaims_at_once(
     mlops.snapshot(pd.DataFrame({"seed": [1]}), "seed")  # the store exists
     spawner = run_script(tmp_path, "saver", SAVER)
     assert spawner.stdin is not None and spawner.stdout is not None
+    kills = 0
     try:
-        for trial in range(trials):
-            spawner.stdin.write(f"{trial}\n")
+        # At least MIN_KILLS kills, then more (up to MAX_KILLS) until one has left something to
+        # reclaim: on a loaded machine the random moments can all fall between two saves.
+        while kills < MIN_KILLS or (kills < MAX_KILLS and not leftover_files(root)):
+            spawner.stdin.write(f"{kills}\n")
             spawner.stdin.flush()
             pid = int(spawner.stdout.readline())
             time.sleep(rng.uniform(0.1, 0.9))  # the fault: SIGKILL at a random moment
             os.kill(pid, signal.SIGKILL)
             assert spawner.stdout.readline() == f"{-signal.SIGKILL}\n"  # killed mid-save
+            kills += 1
     finally:
         spawner.kill()
         spawner.communicate(timeout=PROCESS_TIMEOUT_S)
@@ -121,11 +139,8 @@ def test_sigkill_mid_save_leaves_no_half_version_and_gc_reclaims_at_once(
     assert report.ok, repr(report)  # 0 half versions: every version is whole
     for ref in mlops.snapshots()["ref"]:
         assert len(mlops.load(ref)) > 0
-    # The files that hold unreferenced objects (loose, or the packs that hold them), packs
-    # without an index, temp files.
-    unreferenced = stored_objects(root) - referenced_objects()
-    leftovers = holders(unreferenced, root) | orphan_packs(root) | store_files("tmp", root)
-    assert leftovers, "no kill landed mid-save: nothing was left to reclaim"
+    leftovers = leftover_files(root)
+    assert leftovers, f"none of {kills} kills landed mid-save: nothing was left to reclaim"
 
     done = mlops.gc_snapshots()  # the default settings, right away: the writers are dead
     assert store_files("tmp", root) == set() and store_files("locks", root) == set()

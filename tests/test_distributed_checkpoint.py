@@ -167,3 +167,31 @@ def test_consolidate_refuses_what_it_cannot_load(resumed: Any, tmp_path: Path) -
     assert isinstance(out, DistributedResult)
     model = checkpoint.consolidate(out.job_dir / "checkpoints" / "step-000000002", make_model)
     assert not model.training
+
+
+PIPELINE_CHECKPOINT = """
+import torch, jupyter_mlops as mlops
+from tests import parallel_support as ps
+
+x, _ = ps.batch(0)
+pipe = mlops.distributed.pipeline(ps.make_model(), ["layers.1"], 4, example=x, loss_fn=ps.loss_fn)
+ps.train_pipeline(pipe, steps=2)
+torch.save(pipe.module.state_dict(), f"{out}/stage-{rank}.pt")  # what this rank's stage holds
+mlops.distributed.save({"model": pipe.module}, 0)
+"""
+
+
+def test_a_pipeline_parallel_checkpoint_consolidates_into_the_whole_model(tmp_path: Path) -> None:
+    """Each rank saves only its stage (the stage modules keep the model's own parameter names),
+    and the checkpoint of both fills the whole untrained model with the trained weights."""
+    out = mlops.distributed.run(
+        PIPELINE_CHECKPOINT, n=2, push={"out": str(tmp_path)}, sink=lambda line: None
+    )
+    whole = checkpoint.consolidate(out, make_model).state_dict()
+    untrained = make_model().state_dict()
+    stages = [torch.load(tmp_path / f"stage-{rank}.pt") for rank in (0, 1)]
+    assert stages[0].keys().isdisjoint(stages[1].keys())
+    assert stages[0].keys() | stages[1].keys() == whole.keys()
+    for stage in stages:
+        assert all(torch.equal(whole[key], trained) for key, trained in stage.items())
+        assert any(not torch.equal(untrained[key], trained) for key, trained in stage.items())

@@ -8,6 +8,11 @@ import statistics
 RESAMPLES = 4000
 
 
+def paired_order(round_: int, first: str, second: str) -> tuple[str, str]:
+    """The two sides of a paired round, in an order swapped every round."""
+    return (first, second) if round_ % 2 == 0 else (second, first)
+
+
 def median_interval(values: list[float], seed: int = 16) -> tuple[float, float, float]:
     """(median, 2.5th and 97.5th percentile of the bootstrapped median)."""
     draw = random.Random(seed)

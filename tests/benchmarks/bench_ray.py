@@ -39,26 +39,29 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.bench_stats import median_interval, verdict  # noqa: E402
+from jupyter_mlops.distributed.job import CELL_FILENAME  # noqa: E402
+from jupyter_mlops.distributed.ray_executor import DRIVER_MODULE  # noqa: E402
+from tests.bench_stats import median_interval, paired_order, verdict  # noqa: E402
 
 TARGET_S = 1.0
+OUR_DRIVER_SCRIPT = DRIVER_MODULE.rsplit(".", 1)[1] + ".py"  # its sys.argv[0], run with -m
 TRACE_ENV = "BENCH_RAY_TRACE"
 # Loaded by every Python process of the bench (drivers and Ray's workers): one line per event
 # we time, "<unix time> <pid> <script> <what>", appended to the file $BENCH_RAY_TRACE names.
-SITECUSTOMIZE = """\
+SITECUSTOMIZE = f"""\
 import os, sys, time
-_OUT = os.environ.get("BENCH_RAY_TRACE")
-_WANTED = {"ray": "ray", "jupyter_mlops": "ours"}
+_OUT = os.environ.get({TRACE_ENV!r})
+_WANTED = {{"ray": "ray", "jupyter_mlops": "ours"}}
 
 def _note(what):
     script = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else "-"
     with open(_OUT, "a") as f:
-        f.write(f"{time.time():.6f} {os.getpid()} {script} {what}\\n")
+        f.write(f"{{time.time():.6f}} {{os.getpid()}} {{script}} {{what}}\\n")
 
 def _hook(event, args):
     if event == "import" and args[0] in _WANTED:
         _note(_WANTED[args[0]])
-    elif event == "exec" and getattr(args[0], "co_filename", None) == "<cell>":
+    elif event == "exec" and getattr(args[0], "co_filename", None) == {CELL_FILENAME!r}:
         _note("cell")
 
 if _OUT:
@@ -182,15 +185,14 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             for round_ in range(args.repeats):
-                sides = ("plain", "ours") if round_ % 2 == 0 else ("ours", "plain")
                 driver = {}
-                for side in sides:
+                for side in paired_order(round_, "plain", "ours"):
                     trace.write_text("")
                     started = time.time()
                     took = plain(address, work) if side == "plain" else ours(address, work / "home")
                     times[side].append(took)
                     events = traced(trace, started)
-                    script = "plain.py" if side == "plain" else "ray_executor.py"
+                    script = "plain.py" if side == "plain" else OUR_DRIVER_SCRIPT
                     driver[side] = driver_imports_ray(events, script)
                     if side == "ours":
                         rank_steps.append(in_the_rank(events))

@@ -34,7 +34,7 @@ import pandas as pd
 import pyarrow.feather as feather
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from tests.bench_stats import median_interval, verdict
+from tests.bench_stats import median_interval, paired_order, verdict
 
 
 def make_frame(rows: int, seed: int = 0) -> pd.DataFrame:
@@ -121,11 +121,16 @@ def main() -> None:
     os.chdir(work)
     try:
         run(args, work)
-    finally:  # the stores hold GBs at 10M rows (read-only objects go once their folder is writable)
+    finally:  # the stores hold GBs at 10M rows
         os.chdir(work.parent)
-        for folder, _, _ in os.walk(work):
-            os.chmod(folder, 0o755)
-        shutil.rmtree(work)
+        remove_tree(work)
+
+
+def remove_tree(top: Path) -> None:
+    """Remove a folder holding stores (read-only objects go once their folder is writable)."""
+    for folder, _, _ in os.walk(top):
+        os.chmod(folder, 0o755)
+    shutil.rmtree(top)
 
 
 RESNAPSHOT = """
@@ -289,7 +294,7 @@ def paired_first_snapshots(df: pd.DataFrame, work: Path, rounds: int) -> list[fl
     parquet = work / "paired.parquet"
     for round_ in range(rounds):
         took: dict[str, float] = {}
-        for side in ("parquet", "ours") if round_ % 2 == 0 else ("ours", "parquet"):
+        for side in paired_order(round_, "parquet", "ours"):
             store = work / f"store-paired-{round_}"
             os.environ["MLOPS_SNAPSHOT_STORE"] = str(store)
             start = time.perf_counter()
@@ -299,9 +304,7 @@ def paired_first_snapshots(df: pd.DataFrame, work: Path, rounds: int) -> list[fl
                 mlops.snapshot(df, "paired")
             took[side] = time.perf_counter() - start
         ratios.append(took["parquet"] / took["ours"])
-        for folder, _, _ in os.walk(store):
-            os.chmod(folder, 0o755)
-        shutil.rmtree(store)
+        remove_tree(store)
     return ratios
 
 

@@ -71,10 +71,8 @@ SAVER = """
     import os, sys
     import numpy as np, pandas as pd
     from jupyter_mlops.context import current_settings
-    from jupyter_mlops.snapshots import service
+    from jupyter_mlops.snapshots import packs, service
     from jupyter_mlops.snapshots.save import save
-
-    from jupyter_mlops.snapshots import packs
 
     # 1 MB packs instead of 8: packs are then written all through a save, not only at its end,
     # so a kill at a random moment often leaves objects that no version names yet.

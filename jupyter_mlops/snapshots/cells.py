@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
@@ -52,14 +53,21 @@ def encode_cell(name: str, values: pa.ChunkedArray, compress: bool = True) -> pa
     import pyarrow as pa
 
     table = pa.table({name: values})
-    # Compressed here, on the calling thread: cells are already encoded in parallel, and handing
-    # each cell's few buffers to Arrow's own pool only adds thread switches (measured).
-    codec = pa.Codec(CODEC, compression_level=CODEC_LEVEL) if compress else None
-    options = pa.ipc.IpcWriteOptions(compression=codec, use_threads=False)
     sink = pa.BufferOutputStream()
-    with pa.ipc.new_file(sink, table.schema, options=options) as writer:
+    with pa.ipc.new_file(sink, table.schema, options=_write_options(compress)) as writer:
         writer.write_table(table)
     return sink.getvalue()
+
+
+@functools.cache
+def _write_options(compress: bool) -> pa.ipc.IpcWriteOptions:
+    """The IPC options of every cell (read-only, shared by the encoding threads)."""
+    import pyarrow as pa
+
+    # Compressed on the calling thread: cells are already encoded in parallel, and handing
+    # each cell's few buffers to Arrow's own pool only adds thread switches (measured).
+    codec = pa.Codec(CODEC, compression_level=CODEC_LEVEL) if compress else None
+    return pa.ipc.IpcWriteOptions(compression=codec, use_threads=False)
 
 
 def write_cell(

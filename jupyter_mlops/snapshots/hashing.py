@@ -10,6 +10,7 @@ because a restore must give them back exactly.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -217,7 +218,12 @@ def cell_id(name: str, array: pa.ChunkedArray | pa.Array) -> str:
     chunks = list(array.chunks) if isinstance(array, pa.ChunkedArray) else [array]
     streams = _Streams()
     _feed_array(streams, "", [c for c in chunks if len(c)])
-    header = json.dumps(
-        [CELL_ID_VERSION, name, type_label(array.type), len(array)], separators=(",", ":")
-    ).encode()
-    return streams.combine(header)
+    return streams.combine(f"{_header_start(name, array.type)}{len(array)}]".encode())
+
+
+@functools.lru_cache(maxsize=1024)
+def _header_start(name: str, arrow_type: pa.DataType) -> str:
+    """The JSON text ``[version,name,type,`` that starts a cell's header (then its length and
+    ``]``): the same for every cell of a column, so built once, not per cell."""
+    text = json.dumps([CELL_ID_VERSION, name, type_label(arrow_type)], separators=(",", ":"))
+    return text[:-1] + ","

@@ -12,14 +12,19 @@ the peer:
 3. a DataFrame snapshot to S3 (moto, through s3fs) against s3fs copying the equivalent Parquet
    file (zstd) to the same server (target >= 0.8x), and against ``DataFrame.to_parquet`` straight
    to an ``s3://`` URL (encoding included, what a user does without us); medians of ``--repeat``
-   rounds, and the HTTP requests our save made (counted in moto's request log).
-   ``--s3-only`` runs these rows alone.
+   rounds, and the HTTP requests our save made (counted in moto's request log). Our save of the
+   same frame to a local folder is timed too: what encoding and hashing cost with no network.
+   ``--s3-only`` runs these rows alone; ``--link-mbps N`` puts moto behind a relay that carries N
+   MB/s each way (``tests/benchmarks/link.py``), so that both sides pay for a network, as against a
+   real S3; by default they talk to moto on loopback.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -70,14 +75,15 @@ def values_written(uri: str, values: int) -> tuple[float, float]:
 
 def snapshot_to_s3(
     endpoint: str, rows: int, tmp: Path, repeat: int = 1, log: Path | None = None
-) -> tuple[float, float, float, int, int]:
-    """Medians over ``repeat`` rounds (a fresh bucket each): ours, the s3fs put, to_parquet;
-    the Parquet file's size and the HTTP requests of our save (from moto's request log)."""
+) -> tuple[float, float, float, float, int, int]:
+    """Medians over ``repeat`` rounds (a fresh bucket each): ours, the s3fs put, to_parquet,
+    ours to a local folder; the Parquet file's size and the HTTP requests of our save (from
+    moto's request log)."""
     import statistics
 
     rounds = [snapshot_round(endpoint, rows, tmp, log) for _ in range(repeat)]
-    ours, theirs, direct = (statistics.median(r[i] for r in rounds) for i in range(3))
-    return ours, theirs, direct, rounds[0][3], rounds[0][4]
+    ours, theirs, direct, local = (statistics.median(r[i] for r in rounds) for i in range(4))
+    return ours, theirs, direct, local, rounds[0][4], rounds[0][5]
 
 
 def _logged(log: Path | None) -> int:
@@ -86,7 +92,7 @@ def _logged(log: Path | None) -> int:
 
 def snapshot_round(
     endpoint: str, rows: int, tmp: Path, log: Path | None
-) -> tuple[float, float, float, int, int]:
+) -> tuple[float, float, float, float, int, int]:
     import fsspec
     import numpy as np
     import pandas as pd
@@ -126,7 +132,35 @@ def snapshot_round(
     ours = time.perf_counter() - started
     requests = _logged(log) - logged
     assert saved.bytes_written > 0 and mlops.load("bench").equals(frame)
-    return ours, theirs, direct, parquet.stat().st_size, requests
+
+    os.environ["MLOPS_SNAPSHOT_STORE"] = str(tmp / f"local-{bucket}")
+    MLOps.clear_instance()
+    started = time.perf_counter()
+    mlops.snapshot(frame, "bench")
+    local = time.perf_counter() - started
+    return ours, theirs, direct, local, parquet.stat().st_size, requests
+
+
+def start_link(target: str, mbps: float) -> tuple[subprocess.Popen[bytes], str]:
+    """``link.py`` relaying to ``target`` (an http://127.0.0.1:PORT URL); its process and URL."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    to = target.removeprefix("http://").rstrip("/")
+    command = [sys.executable, str(Path(__file__).with_name("link.py"))]
+    args = ["--port", str(port), "--to", to, "--mbps", str(mbps)]
+    process = subprocess.Popen([*command, *args])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, f"http://127.0.0.1:{port}"
+        except OSError:
+            if process.poll() is not None:
+                raise RuntimeError(f"link.py ended with {process.returncode}") from None
+            time.sleep(0.05)
+    process.kill()
+    raise RuntimeError(f"link.py did not listen on port {port} within 30 s")
 
 
 def main() -> None:
@@ -136,6 +170,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=2_000_000, help="rows of the snapshot")
     parser.add_argument("--repeat", type=int, default=3, help="snapshot rounds (medians)")
     parser.add_argument("--s3-only", action="store_true", help="rows 3-4 only (no MLflow)")
+    parser.add_argument(
+        "--link-mbps", type=float, default=0.0, help="S3 behind a link of N MB/s (0: loopback)"
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -144,23 +181,30 @@ def main() -> None:
         os.environ["MLOPS_HOME"] = str(folder / ".mlops")
         server = None if args.s3_only else mlflow_engine(folder / "mlflow").start()
         s3 = moto_engine(folder / "moto").start()
+        link, endpoint = (None, s3.url)
         rows = []
         try:
+            if args.link_mbps > 0:
+                link, endpoint = start_link(s3.url, args.link_mbps)
             if server is not None:
                 rows = tracking_rows(server.url, folder, args.values, args.calls)
-            ours_s3, theirs_s3, direct_s3, size, requests = snapshot_to_s3(
-                s3.url, args.rows, folder, args.repeat, s3.log
+            ours_s3, theirs_s3, direct_s3, local, size, requests = snapshot_to_s3(
+                endpoint, args.rows, folder, args.repeat, s3.log
             )
         finally:
             if server is not None:
                 server.stop()
+            if link is not None:
+                link.kill()
+                link.wait()
             s3.stop()
             os.chdir(ROOT)
 
     mb = size / 1e6
+    where = f"moto behind a {args.link_mbps:g} MB/s link" if link is not None else "moto"
     rows += [
         (
-            f"{args.rows:,}-row snapshot to S3 (moto), median of {args.repeat}",
+            f"{args.rows:,}-row snapshot to S3 ({where}), median of {args.repeat}",
             f"{ours_s3:.2f} s ({mb / ours_s3:.1f} MB/s of Parquet-equivalent, {requests} requests)",
             f"{theirs_s3:.2f} s ({mb / theirs_s3:.1f} MB/s) s3fs put of {mb:.1f} MB Parquet",
             f"{theirs_s3 / ours_s3:.2f}x",
@@ -170,6 +214,12 @@ def main() -> None:
             f"{ours_s3:.2f} s",
             f"{direct_s3:.2f} s pandas to_parquet (zstd) through s3fs",
             f"{direct_s3 / ours_s3:.2f}x",
+        ),
+        (
+            f"{args.rows:,}-row snapshot to a local folder (no network) vs the s3fs put",
+            f"{local:.2f} s",
+            f"{theirs_s3:.2f} s s3fs put of {mb:.1f} MB Parquet",
+            f"{theirs_s3 / local:.2f}x",
         ),
     ]
     header = ("case", "ours", "peer", "ratio (peer time / ours)")

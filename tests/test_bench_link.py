@@ -13,15 +13,11 @@ import threading
 import time
 from pathlib import Path
 
+from tests.lab_server import free_port
+
 LINK = Path(__file__).parent / "benchmarks" / "link.py"
 PAYLOAD = bytes(range(256)) * (8 << 10)  # 2 MiB
 MBPS = 8.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 def echo_server() -> tuple[socket.socket, int]:

@@ -23,8 +23,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.engines import S3_KEYS, mlflow_engine, moto_engine  # noqa: E402
+from tests.engines import S3_KEYS, Engine, mlflow_engine, moto_engine  # noqa: E402
+from tests.lab_server import free_port  # noqa: E402
 
 
 def per_call(uri: str, calls: int) -> float:
@@ -141,26 +140,15 @@ def snapshot_round(
     return ours, theirs, direct, local, parquet.stat().st_size, requests
 
 
-def start_link(target: str, mbps: float) -> tuple[subprocess.Popen[bytes], str]:
-    """``link.py`` relaying to ``target`` (an http://127.0.0.1:PORT URL); its process and URL."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    to = target.removeprefix("http://").rstrip("/")
-    command = [sys.executable, str(Path(__file__).with_name("link.py"))]
-    args = ["--port", str(port), "--to", to, "--mbps", str(mbps)]
-    process = subprocess.Popen([*command, *args])
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            if process.poll() is not None:
-                raise RuntimeError(f"link.py ended with {process.returncode}") from None
-            time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"link.py did not listen on port {port} within 30 s")
+def link_engine(s3: Engine, mbps: float, folder: Path) -> Engine:
+    """``link.py`` relaying to ``s3`` at ``mbps`` MB/s each way, as an engine: ready once moto's
+    health URL answers through it."""
+    port = free_port()
+    to = s3.url.removeprefix("http://")
+    script = Path(__file__).with_name("link.py")
+    argv = [sys.executable, str(script), "--port", str(port), "--to", to, "--mbps", str(mbps)]
+    url = f"http://127.0.0.1:{port}"
+    return Engine(f"{mbps:g} MB/s link", argv, url, s3.ready_path, folder / "link.log")
 
 
 def main() -> None:
@@ -181,11 +169,13 @@ def main() -> None:
         os.environ["MLOPS_HOME"] = str(folder / ".mlops")
         server = None if args.s3_only else mlflow_engine(folder / "mlflow").start()
         s3 = moto_engine(folder / "moto").start()
-        link, endpoint = (None, s3.url)
+        link: Engine | None = None
+        endpoint = s3.url
         rows = []
         try:
             if args.link_mbps > 0:
-                link, endpoint = start_link(s3.url, args.link_mbps)
+                link = link_engine(s3, args.link_mbps, folder).start()
+                endpoint = link.url
             if server is not None:
                 rows = tracking_rows(server.url, folder, args.values, args.calls)
             ours_s3, theirs_s3, direct_s3, local, size, requests = snapshot_to_s3(
@@ -195,8 +185,7 @@ def main() -> None:
             if server is not None:
                 server.stop()
             if link is not None:
-                link.kill()
-                link.wait()
+                link.stop()
             s3.stop()
             os.chdir(ROOT)
 
